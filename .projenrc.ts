@@ -1,0 +1,100 @@
+import { awscdk, javascript } from 'projen';
+
+/**
+ * The lowest aws-cdk-lib a user may bring. 2.257.0 is the floor of cdk-nag 3's own peer range, and it already has
+ * everything the library designs on: CodePipeline V2 triggers and stage rollback, ECS native blue/green deployments
+ * (`DeploymentStrategy.BLUE_GREEN`, alternate target groups, lifecycle hooks) and the manual approval timeout.
+ */
+const MIN_CDK_VERSION = '2.257.0';
+/** What we develop and test against: a current release. */
+const DEV_CDK_VERSION = '2.276.0';
+
+const project = new awscdk.AwsCdkConstructLibrary({
+  name: 'cdk-delivery-pipelines',
+  packageName: 'cdk-delivery-pipelines',
+  description:
+    'L3 constructs for safe delivery on AWS: Fargate blue/green, API Gateway + Lambda canary and EC2 blue/green pipelines with alarms, rollback and compliance checks built in.',
+  author: 'cdk-delivery-pipelines contributors',
+  authorAddress: 'maintainers@cdk-delivery-pipelines.dev',
+  repositoryUrl: 'https://github.com/cdk-delivery-pipelines/cdk-delivery-pipelines.git',
+  license: 'Apache-2.0',
+  keywords: ['cdk', 'aws-cdk', 'codepipeline', 'blue-green', 'canary', 'ecs', 'fargate', 'lambda', 'ci-cd'],
+  defaultReleaseBranch: 'main',
+  packageManager: javascript.NodePackageManager.NPM,
+  projenrcTs: true,
+  jsiiVersion: '~6.0.0',
+  typescriptVersion: '~6.0.0',
+  minNodeVersion: '20.0.0',
+
+  cdkVersion: MIN_CDK_VERSION,
+  constructsVersion: '10.5.1',
+  peerDependencyOptions: { pinnedDevDependency: false },
+  devDeps: [
+    `aws-cdk-lib@${DEV_CDK_VERSION}`,
+    'constructs@^10.8.1',
+    'cdk-nag@^3.0.2',
+    'esbuild',
+    '@types/aws-lambda',
+    '@aws-sdk/client-ssm',
+    'aws-sdk-client-mock',
+    'aws-sdk-client-mock-jest',
+  ],
+
+  // Lambda handlers: src/**/*.lambda.ts, bundled by esbuild into assets/ and shipped in the npm package.
+  lambdaOptions: {
+    runtime: awscdk.LambdaRuntime.NODEJS_22_X,
+    bundlingOptions: { sourcemap: false },
+  },
+
+  // jsii targets. Packaging for these runs in the release workflow, never in `npm test`.
+  publishToPypi: { distName: 'cdk-delivery-pipelines', module: 'cdk_delivery_pipelines' },
+  publishToMaven: {
+    javaPackage: 'io.github.cdkdeliverypipelines',
+    mavenGroupId: 'io.github.cdk-delivery-pipelines',
+    mavenArtifactId: 'cdk-delivery-pipelines',
+  },
+  publishToNuget: { dotNetNamespace: 'CdkDeliveryPipelines', packageId: 'CdkDeliveryPipelines' },
+  publishToGo: { moduleName: 'github.com/cdk-delivery-pipelines/cdk-delivery-pipelines-go' },
+
+  tsconfigDevFile: 'tsconfig.dev.json',
+  tsconfigDev: {
+    include: ['examples/**/*.ts', 'scripts/**/*.ts'],
+    compilerOptions: {},
+  },
+  eslintOptions: {
+    dirs: ['src'],
+    devdirs: ['test', 'examples', 'scripts', 'build-tools', 'projenrc', '.projenrc.ts'],
+  },
+  jestOptions: {
+    updateSnapshot: javascript.UpdateSnapshot.NEVER,
+    jestConfig: {
+      testMatch: ['<rootDir>/test/**/*.test.ts', '<rootDir>/examples/**/*.test.ts'],
+      // Synthesizing CDK apps is CPU bound: two workers on two cores.
+      maxWorkers: 2,
+      testTimeout: 120_000,
+    },
+  },
+  gitignore: ['cdk.out/', '*.d.ts.map', '.jsii.tabl.json', '/dist/'],
+});
+
+for (const ignored of ['/examples/', '/scripts/', '/docs/', '/cdk.out/', '/.ci/', '/tsconfig.dev.json']) {
+  project.addPackageIgnore(ignored);
+}
+
+// `npm run examples`: synthesize every example app, run the compliance harness, print a table per stack.
+project.addTask('examples', {
+  description: 'Synthesize every example app into cdk.out/<example>/ and check it with cdk-nag and the CloudFormation validator',
+  exec: 'ts-node --project tsconfig.dev.json scripts/examples.ts',
+  receiveArgs: true,
+});
+
+// `npm test` also proves the jsii contract: compile, then generate code (no toolchains) for the four languages.
+const pacmakCodeOnly = project.addTask('test:jsii-targets', {
+  description: 'Generate Python, Java, .NET and Go sources from the jsii assembly (no language toolchains needed)',
+  exec: 'jsii-pacmak --code-only --outdir dist/code-only --targets python java dotnet go',
+});
+project.testTask.prependSpawn(project.compileTask);
+project.testTask.prependSpawn(project.bundler.bundleTask);
+project.testTask.spawn(pacmakCodeOnly);
+
+project.synth();

@@ -1,0 +1,3 @@
+export * from './source';
+export * from './pipeline';
+export * from './release';

@@ -1,0 +1,5 @@
+export * from './approval';
+export * from './artifact-store';
+export * from './build-step';
+export * from './delivery-pipeline';
+export * from './notifications';

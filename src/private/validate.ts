@@ -1,0 +1,53 @@
+import { Duration, Token } from 'aws-cdk-lib';
+import { IConstruct } from 'constructs';
+
+/**
+ * Builds the error every bad input gets: the construct, the property, the value received and what is allowed.
+ * @internal
+ */
+export function invalidInput(construct: IConstruct | string, property: string, value: unknown, allowed: string): Error {
+  const where = typeof construct === 'string' ? construct : `${construct.constructor.name} '${construct.node.path}'`;
+  return new Error(`${where}: '${property}' ${allowed}, got ${describe(value)}`);
+}
+
+/** @internal */
+export function describe(value: unknown): string {
+  if (value === undefined) return 'undefined';
+  if (value instanceof Duration) return value.toHumanString();
+  if (typeof value === 'string') return `'${value}'`;
+  return JSON.stringify(value);
+}
+
+/** True when a value can be checked now (not a token resolved at deploy time). @internal */
+export function isResolved(value: unknown): boolean {
+  if (value === undefined || value === null) return false;
+  if (value instanceof Duration) return !value.isUnresolved();
+  return !Token.isUnresolved(value);
+}
+
+/** Checks a duration against inclusive bounds, skipping tokens. @internal */
+export function checkDuration(construct: IConstruct | string, property: string, value: Duration | undefined, min: Duration, max: Duration): void {
+  if (value === undefined || !isResolved(value)) return;
+  const seconds = value.toSeconds({ integral: false });
+  if (seconds < min.toSeconds() || seconds > max.toSeconds()) {
+    throw invalidInput(construct, property, value, `must be between ${min.toHumanString()} and ${max.toHumanString()}`);
+  }
+}
+
+/** Checks a plain string is not empty, skipping tokens. @internal */
+export function checkNotEmpty(construct: IConstruct | string, property: string, value: string): void {
+  if (Token.isUnresolved(value)) return;
+  if (value.trim() === '') {
+    throw invalidInput(construct, property, value, 'must not be empty');
+  }
+}
+
+const EMAIL = /^[^\s@<>(),;:"[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/;
+
+/** Checks an email address has the shape SNS accepts, skipping tokens. @internal */
+export function checkEmail(construct: IConstruct | string, property: string, value: string): void {
+  if (Token.isUnresolved(value)) return;
+  if (!EMAIL.test(value)) {
+    throw invalidInput(construct, property, value, 'must be an email address like ops@example.com');
+  }
+}

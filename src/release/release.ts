@@ -1,0 +1,130 @@
+import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
+import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { Approval } from '../pipeline/approval';
+import { PipelineNotifications } from '../pipeline/notifications';
+import { acknowledge, nagRef } from '../private/acknowledgements';
+
+/**
+ * What a release is given by the pipeline it runs in.
+ */
+export interface ReleaseContext {
+  /** The pipeline. */
+  readonly pipeline: codepipeline.IPipeline;
+
+  /** The source revision. */
+  readonly sourceOutput: codepipeline.Artifact;
+
+  /** What the build step produced. */
+  readonly buildOutput: codepipeline.Artifact;
+
+  /** The approval the pipeline was given; a release that can gate production traffic honours `beforeProductionTraffic`. */
+  readonly approval: Approval;
+
+  /** The pipeline's notifications, for the release's own events. */
+  readonly notifications: PipelineNotifications;
+
+  /** The key that encrypts the pipeline's artifacts. */
+  readonly artifactKey: kms.IKey;
+}
+
+/**
+ * A release, bound to a pipeline.
+ */
+export interface ReleaseConfig {
+  /** The actions of the Release stage, ordered by their `runOrder`. */
+  readonly actions: codepipeline.IAction[];
+
+  /**
+   * Whether the release puts a human approval between its test endpoint and production traffic when the approval is
+   * `Approval.beforeProductionTraffic()`.
+   *
+   * @default false
+   */
+  readonly gatesProductionTraffic?: boolean;
+}
+
+/**
+ * Options for releasing build output into an S3 bucket.
+ */
+export interface S3BucketReleaseOptions {
+  /**
+   * A prefix (folder) in the bucket to release into.
+   *
+   * @default - the root of the bucket
+   */
+  readonly objectKey?: string;
+
+  /**
+   * `Cache-Control` of the released objects.
+   *
+   * @default - S3 and CloudFront defaults
+   */
+  readonly cacheControl?: actions.CacheControl[];
+
+  /**
+   * The key that encrypts the released objects.
+   *
+   * @default - the bucket's default encryption
+   */
+  readonly encryptionKey?: kms.IKey;
+}
+
+/**
+ * How a built revision reaches production.
+ *
+ * The patterns of this library bring their own releases (ECS blue/green, Lambda canary, EC2 blue/green); `s3Bucket()`
+ * releases static files, and a subclass can release anything a CodePipeline action can.
+ */
+export abstract class Release {
+  /**
+   * Releases the build output into an S3 bucket, unzipped (a static web site behind CloudFront, say).
+   * Rolling back redeploys the files of the last successful execution.
+   */
+  public static s3Bucket(bucket: s3.IBucket, options: S3BucketReleaseOptions = {}): Release {
+    return new S3BucketRelease(bucket, options);
+  }
+
+  /** A readable name of the target, for notifications and errors. */
+  public abstract readonly description: string;
+
+  /**
+   * Creates the actions of the Release stage.
+   */
+  public abstract bind(scope: Construct, context: ReleaseContext): ReleaseConfig;
+}
+
+class S3BucketRelease extends Release {
+  public readonly description: string;
+
+  constructor(private readonly bucket: s3.IBucket, private readonly options: S3BucketReleaseOptions) {
+    super();
+    this.description = `Release.s3Bucket(${bucket.node.path})`;
+  }
+
+  public bind(_scope: Construct, context: ReleaseContext): ReleaseConfig {
+    // The deploy action's role is created when the stage is added: acknowledge on the pipeline, for this bucket only.
+    acknowledge(context.pipeline, [
+      'AwsSolutions-IAM5[Action::s3:GetObject*]',
+      'AwsSolutions-IAM5[Action::s3:GetBucket*]',
+      'AwsSolutions-IAM5[Action::s3:List*]',
+      'AwsSolutions-IAM5[Action::s3:DeleteObject*]',
+      'AwsSolutions-IAM5[Action::s3:Abort*]',
+      `AwsSolutions-IAM5[Resource::${nagRef(this.bucket, 'Arn')}/*]`,
+    ], `The release writes the build output into the objects of ${this.bucket.node.path} only (Resource is that ` +
+      'bucket\'s ARN and its /*), with the object-level action families aws-cdk-lib grants for S3 deploy actions.');
+    return {
+      actions: [new actions.S3DeployAction({
+        actionName: 'Deploy',
+        bucket: this.bucket,
+        input: context.buildOutput,
+        extract: true,
+        objectKey: this.options.objectKey,
+        cacheControl: this.options.cacheControl,
+        encryptionKey: this.options.encryptionKey,
+      })],
+    };
+  }
+}
