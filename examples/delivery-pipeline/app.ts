@@ -63,11 +63,11 @@ export class StaticSiteStack extends Stack {
         connectionArn: props.connectionArn,
         ignoreFilePaths: ['README.md', 'docs/**'],
       }),
-      build: {
+      buildStep: {
         buildSpec: codebuild.BuildSpec.fromObject({
           version: '0.2',
           phases: {
-            build: {
+            buildStep: {
               commands: [
                 // The page must carry its welcome phrase; the check writes a JUnit report either way.
                 'mkdir -p reports/junit',

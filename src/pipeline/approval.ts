@@ -1,7 +1,7 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Token } from 'aws-cdk-lib';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
-import { checkDuration } from '../private/validate';
+import { checkDuration, invalidInput } from '../private/validate';
 
 /**
  * Options of a human approval.
@@ -108,6 +108,13 @@ export abstract class Approval {
   public abstract readonly timeout: Duration;
 
   /**
+   * The review URL the approval was given.
+   *
+   * @default - the pipeline or the release decides
+   */
+  public abstract readonly reviewUrl?: string;
+
+  /**
    * The approval action, or `undefined` for `Approval.none()`.
    */
   public abstract createAction(options: ApprovalActionOptions): codepipeline.IAction | undefined;
@@ -119,11 +126,16 @@ const MAX_TIMEOUT = Duration.days(60);
 
 class GateApproval extends Approval {
   public readonly timeout: Duration;
+  public readonly reviewUrl?: string;
 
   constructor(public readonly placement: ApprovalPlacement, private readonly options: ApprovalOptions) {
     super();
     checkDuration(`Approval.${placementFactory(placement)}`, 'timeout', options.timeout, MIN_TIMEOUT, MAX_TIMEOUT);
     this.timeout = options.timeout ?? Duration.hours(24);
+    this.reviewUrl = options.reviewUrl;
+    if (options.reviewUrl !== undefined && !Token.isUnresolved(options.reviewUrl) && !/^https?:\/\/\S+$/.test(options.reviewUrl)) {
+      throw invalidInput(`Approval.${placementFactory(placement)}`, 'reviewUrl', options.reviewUrl, 'must be an http(s) URL');
+    }
   }
 
   public createAction(options: ApprovalActionOptions): codepipeline.IAction | undefined {

@@ -34,7 +34,7 @@ export interface DeliveryPipelineProps {
    *
    * @default - ARM build on Amazon Linux 2023 with the `buildspec.yml` of the source revision
    */
-  readonly build?: BuildStepOptions;
+  readonly buildStep?: BuildStepOptions;
 
   /**
    * Actions of an optional Verify stage between Build and Release (integration tests, scans, ...).
@@ -156,7 +156,7 @@ export class DeliveryPipeline extends Construct {
     this.sourceStage = this.pipeline.addStage({ stageName: 'Source', actions: [source.action] });
 
     this.buildStep = new BuildStep(this, 'Build', {
-      ...props.build,
+      ...props.buildStep,
       encryptionKey: store.encryptionKey,
       removalPolicy: store.removalPolicy,
     });
@@ -179,7 +179,8 @@ export class DeliveryPipeline extends Construct {
 
     if (this.approval.placement === ApprovalPlacement.BEFORE_RELEASE) {
       // The build's history with its test reports (a link to the pipeline itself would make it reference itself).
-      const reviewUrl = `https://${Aws.REGION}.console.aws.amazon.com/codesuite/codebuild/${Aws.ACCOUNT_ID}/projects/${this.buildStep.project.projectName}/history?region=${Aws.REGION}`;
+      const reviewUrl = this.approval.reviewUrl ??
+        `https://${Aws.REGION}.console.aws.amazon.com/codesuite/codebuild/${Aws.ACCOUNT_ID}/projects/${this.buildStep.project.projectName}/history?region=${Aws.REGION}`;
       const approve = this.approval.createAction({
         actionName: 'Approve',
         defaultReviewUrl: reviewUrl,

@@ -37,7 +37,7 @@ function pruneRedundantDependsOn(resource: CfnResource): void {
   for (const target of resource.obtainDependencies()) {
     if (!CfnResource.isCfnResource(target) || Stack.of(target) !== stack) continue;
     if (referenced.has(stack.resolve(target.logicalId))) {
-      resource.removeResourceDependency(target);
+      removeDependency(resource, target);
     }
   }
 }

@@ -1,0 +1,308 @@
+import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
+import * as codebuild from 'aws-cdk-lib/aws-codebuild';
+import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
+import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Approval, DeliveryPipeline, PipelineSource, Release } from '../../src';
+import { checkApp, describeFailures } from '../compliance/harness';
+import { CONNECTION_ARN, flatten, siteBucket } from '../util/fixtures';
+
+function source() {
+  return PipelineSource.connection('acme/site', 'main', { connectionArn: CONNECTION_ARN });
+}
+
+describe('DeliveryPipeline with defaults', () => {
+  const app = new App();
+  const stack = new Stack(app, 'Defaults');
+  const site = siteBucket(stack);
+  const delivery = new DeliveryPipeline(stack, 'Delivery', { source: source(), release: Release.s3Bucket(site) });
+  const template = Template.fromStack(stack);
+  const artifactBucketId = stack.getLogicalId(delivery.artifactBucket.node.defaultChild as s3.CfnBucket);
+
+  test('is a V2 pipeline with Source, Build and Release in that order', () => {
+    const stages = new Capture();
+    template.hasResourceProperties('AWS::CodePipeline::Pipeline', {
+      PipelineType: 'V2',
+      Stages: stages,
+      RestartExecutionOnUpdate: false,
+    });
+    expect(stages.asArray().map((s: any) => s.Name)).toEqual(['Source', 'Build', 'Release']);
+  });
+
+  test('rolls the Release stage back to the last successful execution when it fails', () => {
+    template.hasResourceProperties('AWS::CodePipeline::Pipeline', {
+      Stages: Match.arrayWith([Match.objectLike({ Name: 'Release', OnFailure: { Result: 'ROLLBACK' } })]),
+    });
+  });
+
+  test('stores artifacts in its own bucket, encrypted with its own rotating key', () => {
+    template.hasResourceProperties('AWS::CodePipeline::Pipeline', {
+      ArtifactStore: { Type: 'S3', Location: { Ref: artifactBucketId } },
+    });
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [{
+          ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: Match.anyValue() },
+          BucketKeyEnabled: true,
+        }],
+      },
+      VersioningConfiguration: { Status: 'Enabled' },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true,
+      },
+      LifecycleConfiguration: {
+        Rules: [Match.objectLike({
+          Status: 'Enabled',
+          ExpirationInDays: 30,
+          NoncurrentVersionExpiration: { NoncurrentDays: 1 },
+          AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+        })],
+      },
+    });
+    template.hasResourceProperties('AWS::KMS::Key', {
+      EnableKeyRotation: true,
+      Description: Match.stringLikeRegexp('pipeline artifacts'),
+    });
+  });
+
+  test('denies every request to the artifact bucket that is not over TLS', () => {
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: { Ref: artifactBucketId },
+      PolicyDocument: {
+        Statement: Match.arrayWith([Match.objectLike({
+          Effect: 'Deny',
+          Action: 's3:*',
+          Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+        })]),
+      },
+    });
+  });
+
+  test('leaves nothing behind on cdk destroy: bucket emptied and deleted, key scheduled for deletion', () => {
+    template.hasResource('AWS::S3::Bucket', {
+      Properties: Match.objectLike({ VersioningConfiguration: { Status: 'Enabled' } }),
+      DeletionPolicy: 'Delete',
+      UpdateReplacePolicy: 'Delete',
+    });
+    template.hasResourceProperties('Custom::S3AutoDeleteObjects', { BucketName: { Ref: artifactBucketId } });
+    template.hasResource('AWS::KMS::Key', {
+      Properties: Match.objectLike({ PendingWindowInDays: 7 }),
+      DeletionPolicy: 'Delete',
+    });
+  });
+
+  test('builds with the source buildspec and hands it the pipeline execution id', () => {
+    template.hasResourceProperties('AWS::CodeBuild::Project', {
+      Source: { Type: 'CODEPIPELINE', BuildSpec: 'buildspec.yml' },
+    });
+    template.hasResourceProperties('AWS::CodePipeline::Pipeline', {
+      Stages: Match.arrayWith([Match.objectLike({
+        Name: 'Build',
+        Actions: [Match.objectLike({
+          ActionTypeId: Match.objectLike({ Provider: 'CodeBuild' }),
+          Configuration: Match.objectLike({
+            EnvironmentVariables: Match.stringLikeRegexp('PIPELINE_EXECUTION_ID.*#\\{codepipeline.PipelineExecutionId\\}'),
+          }),
+          OutputArtifacts: [{ Name: 'Build' }],
+        })],
+      })]),
+    });
+  });
+
+  test('has no Approve or Verify stage and no manual approval action', () => {
+    const stages = new Capture();
+    template.hasResourceProperties('AWS::CodePipeline::Pipeline', { Stages: stages });
+    const categories = stages.asArray().flatMap((s: any) => s.Actions.map((a: any) => a.ActionTypeId.Category));
+    expect(categories).not.toContain('Approval');
+  });
+
+  test('notifies failures and successes in readable text on an encrypted, SSL-only topic', () => {
+    const topicId = stack.getLogicalId(delivery.notificationTopic.node.defaultChild as any);
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([Match.objectLike({
+          Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+        })]),
+      },
+    });
+    for (const state of ['FAILED', 'SUCCEEDED']) {
+      const text = new Capture();
+      template.hasResourceProperties('AWS::Events::Rule', {
+        EventPattern: {
+          'source': ['aws.codepipeline'],
+          'detail-type': ['CodePipeline Pipeline Execution State Change'],
+          'detail': { state: [state] },
+          'resources': [Match.anyValue()],
+        },
+        Targets: [Match.objectLike({
+          Arn: { Ref: topicId },
+          InputTransformer: Match.objectLike({ InputTemplate: text }),
+          DeadLetterConfig: Match.objectLike({ Arn: Match.anyValue() }),
+        })],
+      });
+      expect(flatten(stack, text.asObject())).toMatch(new RegExp(
+        `^"${state}: pipeline <detail-pipeline> .*execution <detail-execution-id>.*https://\\$\\{AWS::Region\\}.console.aws.amazon.com/codesuite/codepipeline/pipelines/<detail-pipeline>/executions/<detail-execution-id>/timeline`));
+    }
+  });
+
+  test('exposes what it created', () => {
+    expect(delivery.pipeline).toBeInstanceOf(codepipeline.Pipeline);
+    expect(delivery.buildStep.project).toBeInstanceOf(codebuild.PipelineProject);
+    expect(delivery.notifications.deadLetterQueue).toBeDefined();
+    expect(delivery.releaseStage.stageName).toBe('Release');
+    expect(delivery.approval.placement).toBe('NONE');
+  });
+
+  test('passes cdk-nag and the CloudFormation validator with zero findings', () => {
+    const [report] = checkApp(app);
+    expect(describeFailures(report)).toBe('Defaults: clean');
+  });
+});
+
+describe('DeliveryPipeline with overrides', () => {
+  const app = new App();
+  const stack = new Stack(app, 'Overrides', { env: { account: '123456789012', region: 'eu-west-1' } });
+  const site = siteBucket(stack);
+  const verifyProject = new codebuild.PipelineProject(stack, 'Verify');
+  // A project the user brings into the Verify stage is the user's to acknowledge, like any CodeBuild project.
+  Validations.of(verifyProject).acknowledge(...[
+    'AwsSolutions-CB4',
+    'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:eu-west-1:123456789012:log-group:/aws/codebuild/<Verify04AA6CE7>:*]',
+    'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codebuild:eu-west-1:123456789012:report-group/<Verify04AA6CE7>-*]',
+    'AwsSolutions-IAM5[Action::s3:GetObject*]',
+    'AwsSolutions-IAM5[Action::s3:GetBucket*]',
+    'AwsSolutions-IAM5[Action::s3:List*]',
+    'AwsSolutions-IAM5[Resource::<DeliveryArtifactsBucket2402A431.Arn>/*]',
+    'AwsSolutions-IAM5[Action::kms:ReEncrypt*]',
+    'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+  ].map((id) => ({ id, reason: 'Test fixture: the verify project stands for one a user brings, with aws-cdk-lib default grants.' })));
+  let delivery: DeliveryPipeline;
+  delivery = new DeliveryPipeline(stack, 'Delivery', {
+    source: source(),
+    release: Release.s3Bucket(site, { objectKey: 'www' }),
+    approval: Approval.beforeRelease({ timeout: Duration.hours(4), message: 'Check the report', reviewUrl: 'https://review.example.com' }),
+    retainArtifacts: true,
+    artifactExpiration: Duration.days(90),
+    executionMode: codepipeline.ExecutionMode.QUEUED,
+    verifyActions: [new actions.CodeBuildAction({
+      actionName: 'IntegrationTests',
+      project: verifyProject,
+      input: new codepipeline.Artifact('Build'),
+    })],
+    notifications: { emails: ['ops@example.com'], slackWorkspaceId: 'T0123ABCD', slackChannelId: 'C0123ABCD' },
+  });
+  const template = Template.fromStack(stack);
+
+  test('orders Source, Build, Verify, Approve, Release', () => {
+    const stages = new Capture();
+    template.hasResourceProperties('AWS::CodePipeline::Pipeline', { Stages: stages, ExecutionMode: 'QUEUED' });
+    expect(stages.asArray().map((s: any) => s.Name)).toEqual(['Source', 'Build', 'Verify', 'Approve', 'Release']);
+  });
+
+  test('the approval carries the timeout, the message and the review URL', () => {
+    template.hasResourceProperties('AWS::CodePipeline::Pipeline', {
+      Stages: Match.arrayWith([Match.objectLike({
+        Name: 'Approve',
+        Actions: [Match.objectLike({
+          ActionTypeId: Match.objectLike({ Category: 'Approval', Provider: 'Manual' }),
+          TimeoutInMinutes: 240,
+          Configuration: { CustomData: 'Check the report', ExternalEntityLink: 'https://review.example.com' },
+        })],
+      })]),
+    });
+  });
+
+  test('tells the topic in readable text that an approval waits, with the review URL', () => {
+    const text = new Capture();
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: Match.objectLike({
+        'detail-type': ['CodePipeline Action Execution State Change'],
+        'detail': { stage: ['Approve'], action: ['Approve'], state: ['STARTED'] },
+      }),
+      Targets: [Match.objectLike({
+        InputTransformer: Match.objectLike({ InputTemplate: text }),
+      })],
+    });
+    expect(flatten(stack, text.asObject())).toMatch(/^"APPROVAL NEEDED: pipeline <detail-pipeline> waits .* Review the new version at https:\/\/review.example.com first\./);
+  });
+
+  test('retains the artifact bucket and key, with the asked expiration, and no auto-delete', () => {
+    template.hasResource('AWS::S3::Bucket', {
+      Properties: Match.objectLike({
+        LifecycleConfiguration: { Rules: [Match.objectLike({ ExpirationInDays: 90 })] },
+      }),
+      DeletionPolicy: 'Retain',
+    });
+    template.resourceCountIs('Custom::S3AutoDeleteObjects', 0);
+    template.hasResource('AWS::KMS::Key', {
+      Properties: Match.objectLike({ Description: Match.stringLikeRegexp('pipeline artifacts') }),
+      DeletionPolicy: 'Retain',
+    });
+  });
+
+  test('subscribes the emails with a dead-letter queue and sends Slack notifications through Chatbot', () => {
+    template.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'ops@example.com',
+      RedrivePolicy: { deadLetterTargetArn: Match.anyValue() },
+    });
+    template.hasResourceProperties('AWS::Chatbot::SlackChannelConfiguration', {
+      SlackWorkspaceId: 'T0123ABCD',
+      SlackChannelId: 'C0123ABCD',
+      GuardrailPolicies: [Match.objectLike({ 'Fn::Join': Match.arrayWith([Match.arrayWith([Match.stringLikeRegexp('AWSCodePipeline_ReadOnlyAccess')])]) })],
+    });
+    template.hasResourceProperties('AWS::CodeStarNotifications::NotificationRule', {
+      EventTypeIds: Match.arrayWith([
+        'codepipeline-pipeline-pipeline-execution-failed',
+        'codepipeline-pipeline-pipeline-execution-succeeded',
+        'codepipeline-pipeline-manual-approval-needed',
+      ]),
+      Targets: [{ TargetType: 'AWSChatbotSlack', TargetAddress: Match.anyValue() }],
+    });
+    expect(delivery.notifications.slackChannel).toBeDefined();
+  });
+
+  test('releases into the asked prefix of the bucket', () => {
+    template.hasResourceProperties('AWS::CodePipeline::Pipeline', {
+      Stages: Match.arrayWith([Match.objectLike({
+        Name: 'Release',
+        Actions: [Match.objectLike({
+          ActionTypeId: Match.objectLike({ Category: 'Deploy', Provider: 'S3' }),
+          Configuration: Match.objectLike({ Extract: 'true', ObjectKey: 'www' }),
+        })],
+      })]),
+    });
+  });
+
+  test('stays clean under cdk-nag and the validator with every option on', () => {
+    const [report] = checkApp(app);
+    expect(describeFailures(report)).toBe('Overrides: clean');
+  });
+});
+
+describe('DeliveryPipeline bad input', () => {
+  function make(props: Partial<ConstructorParameters<typeof DeliveryPipeline>[2]>) {
+    const stack = new Stack();
+    const site = new s3.Bucket(stack, 'Site');
+    return new DeliveryPipeline(stack, 'Delivery', { source: source(), release: Release.s3Bucket(site), ...props });
+  }
+
+  test('beforeProductionTraffic is refused for a release without a test endpoint, naming both', () => {
+    expect(() => make({ approval: Approval.beforeProductionTraffic() }))
+      .toThrow(/DeliveryPipeline 'Default\/Delivery': 'approval' cannot be used with Release.s3Bucket\(Default\/Site\).*Approval.beforeRelease/);
+  });
+
+  test('an empty verifyActions list is refused instead of rendering an empty stage', () => {
+    expect(() => make({ verifyActions: [] })).toThrow(/'verifyActions' must list at least one action/);
+  });
+
+  test('an artifact expiration under a day is refused with the value', () => {
+    expect(() => make({ artifactExpiration: Duration.hours(2) })).toThrow(/'expiration' must be between 1 day and 3650 days, got 2 hours/);
+  });
+
+  test('a malformed email is refused with the address', () => {
+    expect(() => make({ notifications: { emails: ['ops.example.com'] } })).toThrow(/'emails' must be an email address.*got 'ops.example.com'/);
+  });
+});
