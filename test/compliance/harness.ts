@@ -82,7 +82,7 @@ export function validateTemplate(template: object, name = 'template'): Validator
       ruleId: d.ruleId,
       severity: d.severity,
       message: d.message,
-      resource: d.entity?.name ?? d.entity?.id ?? d.propertyPath,
+      resource: [d.entity?.logicalId, d.propertyPath].filter(Boolean).join(' ') || undefined,
     }));
 }
 
