@@ -93,8 +93,16 @@ const pacmakCodeOnly = project.addTask('test:jsii-targets', {
   description: 'Generate Python, Java, .NET and Go sources from the jsii assembly (no language toolchains needed)',
   exec: 'jsii-pacmak --code-only --outdir dist/code-only --targets python java dotnet go',
 });
+const apiDocsInSync = project.addTask('test:api-docs', {
+  description: 'Fail when API.md is not what jsii-docgen generates from the current API',
+  steps: [
+    { exec: 'jsii-docgen -o API.md' },
+    { exec: 'git diff --exit-code -- API.md', name: 'API.md must be committed as generated' },
+  ],
+});
 project.testTask.prependSpawn(project.compileTask);
 project.testTask.prependSpawn(project.bundler.bundleTask);
 project.testTask.spawn(pacmakCodeOnly);
+project.testTask.spawn(apiDocsInSync);
 
 project.synth();
