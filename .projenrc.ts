@@ -58,10 +58,13 @@ const project = new awscdk.AwsCdkConstructLibrary({
 
   tsconfigDevFile: 'tsconfig.dev.json',
   tsconfigDev: {
-    include: ['examples/**/*.ts', 'scripts/**/*.ts'],
+    include: ['examples/**/*.ts', 'scripts/**/*.ts', '.projenrc.ts'],
     compilerOptions: {},
   },
   eslintOptions: {
+    // One program for everything, from the dev tsconfig (it includes src, test, examples and scripts).
+    projectService: false,
+    tsconfigPath: './tsconfig.dev.json',
     dirs: ['src'],
     devdirs: ['test', 'examples', 'scripts', 'build-tools', 'projenrc', '.projenrc.ts'],
   },

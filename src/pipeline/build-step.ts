@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -176,6 +176,8 @@ export interface BuildStepProps extends BuildStepOptions {
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Variables the build step sets itself. */
+const RESERVED_NAMES = ['JUNIT_REPORT_GROUP_ARN', 'PIPELINE_EXECUTION_ID'];
 const SECRET_LIKE_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIAL)/i;
 
 /**
@@ -256,11 +258,12 @@ export class BuildStep extends Construct {
 
   private validate(props: BuildStepProps): void {
     checkDuration(this, 'timeout', props.timeout, Duration.minutes(5), Duration.hours(36));
-    const names = [...Object.keys(props.environmentVariables ?? {}), ...Object.keys(props.secrets ?? {})];
-    for (const name of names) {
-      if (!ENV_NAME.test(name) || name.startsWith('CODEBUILD_')) {
-        throw invalidInput(this, 'environmentVariables', name,
-          "must name variables with letters, digits and '_', not starting with a digit or 'CODEBUILD_'");
+    for (const [property, variables] of [['environmentVariables', props.environmentVariables], ['secrets', props.secrets]] as const) {
+      for (const name of Object.keys(variables ?? {})) {
+        if (!ENV_NAME.test(name) || name.startsWith('CODEBUILD_') || RESERVED_NAMES.includes(name)) {
+          throw invalidInput(this, property, name,
+            `must name variables with letters, digits and '_', not starting with a digit or 'CODEBUILD_', and not ${RESERVED_NAMES.join(' or ')}`);
+        }
       }
     }
     for (const name of Object.keys(props.secrets ?? {})) {
@@ -268,8 +271,8 @@ export class BuildStep extends Construct {
         throw invalidInput(this, 'secrets', name, "must not repeat a name of 'environmentVariables'");
       }
     }
-    for (const [name, value] of Object.entries(props.environmentVariables ?? {})) {
-      if (SECRET_LIKE_NAME.test(name) && !Token.isUnresolved(value)) {
+    for (const name of Object.keys(props.environmentVariables ?? {})) {
+      if (SECRET_LIKE_NAME.test(name)) {
         throw invalidInput(this, 'environmentVariables', name,
           "must not carry secrets in plain text: pass it in 'secrets' with BuildSecret.fromSsmParameter() or BuildSecret.fromSecretsManager()");
       }
@@ -288,13 +291,15 @@ function withTestReports(buildSpec: codebuild.BuildSpec, reportGroup: codebuild.
   if (!('spec' in buildSpec)) {
     return buildSpec;
   }
-  return codebuild.mergeBuildSpecs(buildSpec, codebuild.BuildSpec.fromObject({
-    reports: {
-      [reportGroup.reportGroupArn]: {
-        'files': ['**/*.xml'],
-        'base-directory': directory,
-        'file-format': 'JUNITXML',
-      },
-    },
-  }));
+  const reports = {
+    [reportGroup.reportGroupArn]: { 'files': ['**/*.xml'], 'base-directory': directory, 'file-format': 'JUNITXML' },
+  };
+  // `mergeBuildSpecs` takes only `fromObject` buildspecs; a `fromObjectToYaml` one is rebuilt with the reports added.
+  if (buildSpec.constructor === YAML_BUILD_SPEC) {
+    const spec = (buildSpec as unknown as { spec: { [key: string]: any } }).spec;
+    return codebuild.BuildSpec.fromObjectToYaml({ ...spec, reports: { ...spec.reports, ...reports } });
+  }
+  return codebuild.mergeBuildSpecs(buildSpec, codebuild.BuildSpec.fromObject({ reports }));
 }
+
+const YAML_BUILD_SPEC = codebuild.BuildSpec.fromObjectToYaml({}).constructor;

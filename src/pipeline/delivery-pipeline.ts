@@ -10,8 +10,8 @@ import { ArtifactStore } from './artifact-store';
 import { BuildStep, BuildStepOptions } from './build-step';
 import { PipelineNotifications, PipelineNotificationsOptions } from './notifications';
 import { PipelineGrantAcknowledger } from '../private/acknowledgements';
-import { invalidInput } from '../private/validate';
 import { RedundantDependsOnPruner } from '../private/redundant-depends-on';
+import { invalidInput } from '../private/validate';
 import { Release } from '../release/release';
 import { PipelineSource } from '../source/pipeline-source';
 

@@ -173,8 +173,9 @@ class ConnectionSource extends PipelineSource {
   constructor(repoString: string, private readonly branch: string, private readonly options: ConnectionSourceOptions) {
     super();
     const where = 'PipelineSource.connection';
-    if (!Token.isUnresolved(repoString) && !REPO_STRING.test(repoString)) {
-      throw invalidInput(where, 'repoString', repoString, "must be 'owner/repo' (GitLab groups as 'group/subgroup/repo')");
+    // Owner and repository are split at synth time, so a token cannot be accepted here.
+    if (Token.isUnresolved(repoString) || !REPO_STRING.test(repoString)) {
+      throw invalidInput(where, 'repoString', repoString, "must be a literal 'owner/repo' (GitLab groups as 'group/subgroup/repo'), not a token");
     }
     checkNotEmpty(where, 'branch', branch);
     if (!Token.isUnresolved(options.connectionArn) && !CONNECTION_ARN.test(options.connectionArn)) {
@@ -235,7 +236,10 @@ class ConnectionSource extends PipelineSource {
 class CodeCommitSource extends PipelineSource {
   public readonly description: string;
 
-  constructor(private readonly repository: codecommit.IRepository, private readonly branch: string, private readonly options: CodeCommitSourceOptions) {
+  constructor(
+    private readonly repository: codecommit.IRepository,
+    private readonly branch: string,
+    private readonly options: CodeCommitSourceOptions) {
     super();
     checkNotEmpty('PipelineSource.codeCommit', 'branch', branch);
     this.description = `${repository.repositoryName}@${branch}`;

@@ -6,7 +6,7 @@ import { acknowledgements, checkApp, describeFailures, nagViolations, validateTe
 describe('compliance harness', () => {
   const app = new App();
   const stack = new Stack(app, 'Harness');
-  const loose = new s3.Bucket(stack, 'Loose');
+  new s3.Bucket(stack, 'Loose');
   const acknowledged = new s3.Bucket(stack, 'Acknowledged', { enforceSSL: true });
   Validations.of(acknowledged).acknowledge({ id: 'AwsSolutions-S1', reason: 'short' });
   new CfnResource(stack, 'Broken', { type: 'AWS::SQS::Queue', properties: { MessageRetentionPeriod: 'soon' } });

@@ -56,7 +56,10 @@ function renderConfiguration(action: codepipeline.IAction): unknown {
   pipeline.addStage({
     stageName: 'Source',
     actions: [new actions.CodeStarConnectionsSourceAction({
-      actionName: 'S', owner: 'o', repo: 'r', output: source,
+      actionName: 'S',
+      owner: 'o',
+      repo: 'r',
+      output: source,
       connectionArn: 'arn:aws:codeconnections:us-east-1:123456789012:connection/abc',
     })],
   });
