@@ -36,13 +36,15 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'esbuild',
     '@types/aws-lambda',
     '@aws-sdk/client-ssm',
+    '@aws-sdk/client-codedeploy',
+    '@aws-sdk/client-codepipeline',
     'aws-sdk-client-mock',
     'aws-sdk-client-mock-jest',
   ],
 
   // Lambda handlers: src/**/*.lambda.ts, bundled by esbuild into assets/ and shipped in the npm package.
   lambdaOptions: {
-    runtime: awscdk.LambdaRuntime.NODEJS_22_X,
+    runtime: awscdk.LambdaRuntime.NODEJS_24_X,
     bundlingOptions: { sourcemap: false },
   },
 
@@ -103,9 +105,15 @@ const apiDocsInSync = project.addTask('test:api-docs', {
     { exec: 'git diff --exit-code -- API.md', name: 'API.md must be committed as generated' },
   ],
 });
+// The README's TypeScript examples must compile against the library (and translate to the other languages).
+const rosettaStrict = project.addTask('test:readme-examples', {
+  description: 'Compile the README code examples with jsii-rosetta in strict mode',
+  exec: 'jsii-rosetta extract --strict',
+});
 project.testTask.prependSpawn(project.compileTask);
 project.testTask.prependSpawn(project.bundler.bundleTask);
 project.testTask.spawn(pacmakCodeOnly);
 project.testTask.spawn(apiDocsInSync);
+project.testTask.spawn(rosettaStrict);
 
 project.synth();
