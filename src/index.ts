@@ -1,3 +1,4 @@
 export * from './source';
 export * from './pipeline';
 export * from './release';
+export * from './monitoring';

@@ -1,4 +1,4 @@
-import { Aws, Duration, Names, Token, Validations } from 'aws-cdk-lib';
+import { Aws, Names, Token } from 'aws-cdk-lib';
 import * as chatbot from 'aws-cdk-lib/aws-chatbot';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -6,9 +6,9 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
-import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { createEncryptedTopic } from '../private/encrypted-topic';
 import { checkEmail, invalidInput } from '../private/validate';
 
 /**
@@ -93,38 +93,15 @@ export class PipelineNotifications extends Construct {
     this.pipeline = props.pipeline;
     this.validate(props);
 
-    this.encryptionKey = props.encryptionKey ?? new kms.Key(this, 'Key', {
-      description: `Encrypts the notification topic of ${this.node.path}`,
-      enableKeyRotation: true,
+    const { topic, key, deadLetterQueue } = createEncryptedTopic(this, {
+      purpose: 'pipeline notifications',
+      publisherService: 'events',
+      emails: props.emails,
+      encryptionKey: props.encryptionKey,
     });
-    // EventBridge encrypts what it publishes to the topic with this key; only for rules of this account.
-    this.encryptionKey.addToResourcePolicy(new iam.PolicyStatement({
-      sid: 'AllowEventBridgeToPublishToEncryptedTopic',
-      principals: [new iam.ServicePrincipal('events.amazonaws.com')],
-      actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
-      resources: ['*'],
-      conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
-    }));
-
-    this.topic = new sns.Topic(this, 'Topic', {
-      masterKey: this.encryptionKey,
-      enforceSSL: true,
-    });
-    const deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-    });
-    const dlqReason = 'This queue is itself the dead-letter queue of the notification rules and the topic ' +
-      'subscriptions; a dead-letter queue of its own would only move the same undeliverable messages once more.';
-    Validations.of(deadLetterQueue).acknowledge(
-      { id: 'AwsSolutions-SQS3', reason: dlqReason },
-      { id: 'Serverless-SQSRedrivePolicy', reason: dlqReason },
-    );
+    this.topic = topic;
+    this.encryptionKey = key;
     this.deadLetterQueue = deadLetterQueue;
-    for (const email of props.emails ?? []) {
-      this.topic.addSubscription(new subs.EmailSubscription(email, { deadLetterQueue }));
-    }
 
     const pipelineName = events.EventField.fromPath('$.detail.pipeline');
     const executionId = events.EventField.fromPath('$.detail.execution-id');

@@ -35,7 +35,7 @@ describe('PipelineNotifications', () => {
       EnableKeyRotation: true,
       KeyPolicy: {
         Statement: Match.arrayWith([Match.objectLike({
-          Sid: 'AllowEventBridgeToPublishToEncryptedTopic',
+          Sid: 'AllowEventsToPublish',
           Principal: { Service: 'events.amazonaws.com' },
           Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
           Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },

@@ -1,0 +1,62 @@
+import { Aws, Duration, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+
+/** @internal */
+export interface EncryptedTopicOptions {
+  /** What the topic is for, in the key's description. */
+  readonly purpose: string;
+  /** The AWS service that publishes to the topic and must use its key (`events`, `cloudwatch`). */
+  readonly publisherService: string;
+  /** Email subscriptions. */
+  readonly emails?: string[];
+  /** A key to use instead of a new one. */
+  readonly encryptionKey?: kms.IKey;
+}
+
+/** @internal */
+export interface EncryptedTopic {
+  readonly topic: sns.Topic;
+  readonly key: kms.IKey;
+  readonly deadLetterQueue: sqs.Queue;
+}
+
+/**
+ * An SNS topic encrypted with a customer managed key that one AWS service of this account may publish with,
+ * SSL only, with email subscriptions and a dead-letter queue for what cannot be delivered.
+ * @internal
+ */
+export function createEncryptedTopic(scope: Construct, options: EncryptedTopicOptions): EncryptedTopic {
+  const key = options.encryptionKey ?? new kms.Key(scope, 'Key', {
+    description: `Encrypts the ${options.purpose} of ${scope.node.path}`,
+    enableKeyRotation: true,
+  });
+  key.addToResourcePolicy(new iam.PolicyStatement({
+    sid: `Allow${options.publisherService.replace(/^./, (c) => c.toUpperCase())}ToPublish`,
+    principals: [new iam.ServicePrincipal(`${options.publisherService}.amazonaws.com`)],
+    actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+    resources: ['*'],
+    conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+  }));
+  const topic = new sns.Topic(scope, 'Topic', { masterKey: key, enforceSSL: true });
+
+  const deadLetterQueue = new sqs.Queue(scope, 'DeadLetterQueue', {
+    encryption: sqs.QueueEncryption.SQS_MANAGED,
+    enforceSSL: true,
+    retentionPeriod: Duration.days(14),
+  });
+  const reason = `This queue is itself the dead-letter queue of the ${options.purpose}; a dead-letter queue of its ` +
+    'own would only move the same undeliverable messages once more.';
+  Validations.of(deadLetterQueue).acknowledge(
+    { id: 'AwsSolutions-SQS3', reason },
+    { id: 'Serverless-SQSRedrivePolicy', reason },
+  );
+  for (const email of options.emails ?? []) {
+    topic.addSubscription(new subs.EmailSubscription(email, { deadLetterQueue }));
+  }
+  return { topic, key, deadLetterQueue };
+}
