@@ -1,4 +1,4 @@
-import { Aspects, Aws, Duration, Stack } from 'aws-cdk-lib';
+import { Aspects, Aws, Duration } from 'aws-cdk-lib';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -10,7 +10,7 @@ import { ArtifactStore } from './artifact-store';
 import { BuildStep, BuildStepOptions } from './build-step';
 import { PipelineNotifications, PipelineNotificationsOptions } from './notifications';
 import { PipelineGrantAcknowledger } from '../private/acknowledgements';
-import { RedundantDependsOnPruner } from '../private/redundant-depends-on';
+import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { invalidInput } from '../private/validate';
 import { Release } from '../release/release';
 import { PipelineSource } from '../source/pipeline-source';
@@ -213,7 +213,6 @@ export class DeliveryPipeline extends Construct {
     });
 
     Aspects.of(this).add(new PipelineGrantAcknowledger(store.bucket, this.buildStep.project));
-    // aws-cdk-lib's own redundant DependsOn (W3005) also sit on stack-level singletons such as the auto-delete provider.
-    Aspects.of(Stack.of(this)).add(new RedundantDependsOnPruner());
+    pruneRedundantDependsOn(this);
   }
 }

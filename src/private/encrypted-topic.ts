@@ -44,19 +44,28 @@ export function createEncryptedTopic(scope: Construct, options: EncryptedTopicOp
   }));
   const topic = new sns.Topic(scope, 'Topic', { masterKey: key, enforceSSL: true });
 
-  const deadLetterQueue = new sqs.Queue(scope, 'DeadLetterQueue', {
-    encryption: sqs.QueueEncryption.SQS_MANAGED,
-    enforceSSL: true,
-    retentionPeriod: Duration.days(14),
-  });
-  const reason = `This queue is itself the dead-letter queue of the ${options.purpose}; a dead-letter queue of its ` +
-    'own would only move the same undeliverable messages once more.';
-  Validations.of(deadLetterQueue).acknowledge(
-    { id: 'AwsSolutions-SQS3', reason },
-    { id: 'Serverless-SQSRedrivePolicy', reason },
-  );
+  const deadLetterQueue = createDeadLetterQueue(scope, options.purpose);
   for (const email of options.emails ?? []) {
     topic.addSubscription(new subs.EmailSubscription(email, { deadLetterQueue }));
   }
   return { topic, key, deadLetterQueue };
+}
+
+/**
+ * An encrypted, SSL-only queue that keeps for 14 days what could not be delivered or processed.
+ * @internal
+ */
+export function createDeadLetterQueue(scope: Construct, purpose: string): sqs.Queue {
+  const queue = new sqs.Queue(scope, 'DeadLetterQueue', {
+    encryption: sqs.QueueEncryption.SQS_MANAGED,
+    enforceSSL: true,
+    retentionPeriod: Duration.days(14),
+  });
+  const reason = `This queue is itself the dead-letter queue of the ${purpose}; a dead-letter queue of its ` +
+    'own would only move the same undeliverable messages once more.';
+  Validations.of(queue).acknowledge(
+    { id: 'AwsSolutions-SQS3', reason },
+    { id: 'Serverless-SQSRedrivePolicy', reason },
+  );
+  return queue;
 }

@@ -1,7 +1,21 @@
-import { CfnResource, IAspect, Stack } from 'aws-cdk-lib';
+import { Aspects, CfnResource, IAspect, Stack } from 'aws-cdk-lib';
 import { IConstruct } from 'constructs';
 
 const PRUNED = Symbol.for('cdk-delivery-pipelines.redundant-depends-on');
+const PRUNING_STACK = Symbol.for('cdk-delivery-pipelines.redundant-depends-on.stack');
+
+/**
+ * Prunes redundant `DependsOn` in the whole stack of a construct (once per stack): aws-cdk-lib's own redundant
+ * entries also sit on stack-level singletons, such as the auto-delete provider.
+ * @internal
+ */
+export function pruneRedundantDependsOn(scope: IConstruct): void {
+  const stack = Stack.of(scope) as any;
+  if (!stack[PRUNING_STACK]) {
+    stack[PRUNING_STACK] = true;
+    Aspects.of(stack).add(new RedundantDependsOnPruner());
+  }
+}
 
 /**
  * Removes `DependsOn` entries that a `Ref`, `Fn::GetAtt` or `Fn::Sub` in the same resource already enforces.
@@ -22,14 +36,14 @@ export class RedundantDependsOnPruner implements IAspect {
     (node as any)[PRUNED] = true;
     node.node.addValidation({
       validate: () => {
-        pruneRedundantDependsOn(node);
+        pruneResource(node);
         return [];
       },
     });
   }
 }
 
-function pruneRedundantDependsOn(resource: CfnResource): void {
+function pruneResource(resource: CfnResource): void {
   const stack = Stack.of(resource);
   const referenced = new Set<string>();
   collectReferences(stack.resolve((resource as any).cfnProperties), referenced);

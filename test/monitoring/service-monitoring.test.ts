@@ -24,11 +24,13 @@ describe('ServiceMonitoring with its own topic', () => {
     template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
     template.hasResourceProperties('AWS::KMS::Key', {
       EnableKeyRotation: true,
-      KeyPolicy: { Statement: Match.arrayWith([Match.objectLike({
-        Sid: 'AllowCloudwatchToPublish',
-        Principal: { Service: 'cloudwatch.amazonaws.com' },
-        Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
-      })]) },
+      KeyPolicy: {
+        Statement: Match.arrayWith([Match.objectLike({
+          Sid: 'AllowCloudwatchToPublish',
+          Principal: { Service: 'cloudwatch.amazonaws.com' },
+          Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+        })]),
+      },
     });
     template.hasResourceProperties('AWS::SNS::TopicPolicy', {
       PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
@@ -59,8 +61,13 @@ describe('ServiceMonitoring with its own topic', () => {
       MetricTransformations: [{ MetricNamespace: 'DeliveryPipelines', MetricName: 'UnhandledErrors', MetricValue: '1', DefaultValue: 0 }],
     });
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      Namespace: 'DeliveryPipelines', MetricName: 'UnhandledErrors', Statistic: 'Sum', Period: 300,
-      Threshold: 1, EvaluationPeriods: 1, DatapointsToAlarm: 1,
+      Namespace: 'DeliveryPipelines',
+      MetricName: 'UnhandledErrors',
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 1,
+      EvaluationPeriods: 1,
+      DatapointsToAlarm: 1,
     });
   });
 
