@@ -10,7 +10,7 @@ import * as origins from 'aws-cdk-lib/aws-cloudfront-origins';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { Approval, DeliveryPipeline, PipelineSource, Release } from '../../src';
+import { Approval, DeliveryPipeline, PipelineSource, Release, SmokeTest } from '../../src';
 
 export interface StaticSiteStackProps extends StackProps {
   /** `owner/repo` of the site's repository. */
@@ -74,13 +74,22 @@ export class StaticSiteStack extends Stack {
                 'if grep -q "Welcome" site/index.html; then r=""; else r="<failure message=\\"welcome phrase missing\\"/>"; fi',
                 'echo "<testsuite name=\\"site\\" tests=\\"1\\"><testcase name=\\"welcome phrase\\">$r</testcase></testsuite>" > reports/junit/site.xml',
                 'test -z "$r"',
+                // What the smoke test reads after the release: the commit that was built.
+                'echo "{\\"status\\":\\"ok\\",\\"version\\":\\"$CODEBUILD_RESOLVED_SOURCE_VERSION\\"}" > site/healthcheck.json',
               ],
             },
           },
           artifacts: { 'base-directory': 'site', 'files': ['**/*'] },
         }),
       },
-      release: Release.s3Bucket(this.siteBucket),
+      // After the files are released, the site must answer through CloudFront; if not, the release rolls back.
+      release: Release.s3Bucket(this.siteBucket, {
+        smokeTest: new SmokeTest(this, 'SiteSmokeTest', {
+          baseUrl: `https://${this.distribution.distributionDomainName}`,
+          healthPath: '/healthcheck.json',
+          expectedPhrase: 'Welcome to the delivery pipelines example',
+        }),
+      }),
       approval: Approval.none(),
       notifications: { emails: props.notifyEmails },
     });

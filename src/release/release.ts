@@ -6,6 +6,7 @@ import { Construct } from 'constructs';
 import { Approval } from '../pipeline/approval';
 import { PipelineNotifications } from '../pipeline/notifications';
 import { acknowledge, nagRef } from '../private/acknowledgements';
+import { SmokeTest } from './smoke-test';
 
 /**
  * What a release is given by the pipeline it runs in.
@@ -70,6 +71,14 @@ export interface S3BucketReleaseOptions {
    * @default - the bucket's default encryption
    */
   readonly encryptionKey?: kms.IKey;
+
+  /**
+   * A smoke test that runs after the files are released. When it fails, the Release stage fails and rolls back to
+   * the files of the last successful execution.
+   *
+   * @default - no smoke test
+   */
+  readonly smokeTest?: SmokeTest;
 }
 
 /**
@@ -115,16 +124,17 @@ class S3BucketRelease extends Release {
       `AwsSolutions-IAM5[Resource::${nagRef(this.bucket, 'Arn')}/*]`,
     ], `The release writes the build output into the objects of ${this.bucket.node.path} only (Resource is that ` +
       'bucket\'s ARN and its /*), with the object-level action families aws-cdk-lib grants for S3 deploy actions.');
-    return {
-      actions: [new actions.S3DeployAction({
-        actionName: 'Deploy',
-        bucket: this.bucket,
-        input: context.buildOutput,
-        extract: true,
-        objectKey: this.options.objectKey,
-        cacheControl: this.options.cacheControl,
-        encryptionKey: this.options.encryptionKey,
-      })],
-    };
+    const deploy = new actions.S3DeployAction({
+      actionName: 'Deploy',
+      runOrder: 1,
+      bucket: this.bucket,
+      input: context.buildOutput,
+      extract: true,
+      objectKey: this.options.objectKey,
+      cacheControl: this.options.cacheControl,
+      encryptionKey: this.options.encryptionKey,
+    });
+    const smokeTest = this.options.smokeTest?.pipelineAction({ actionName: 'SmokeTest', runOrder: 2 });
+    return { actions: smokeTest ? [deploy, smokeTest] : [deploy] };
   }
 }

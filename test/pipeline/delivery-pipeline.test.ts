@@ -4,7 +4,7 @@ import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import { Approval, DeliveryPipeline, PipelineSource, Release } from '../../src';
+import { Approval, DeliveryPipeline, PipelineSource, Release, SmokeTest } from '../../src';
 import { checkApp, describeFailures } from '../compliance/harness';
 import { CONNECTION_ARN, flatten, siteBucket } from '../util/fixtures';
 
@@ -181,7 +181,10 @@ describe('DeliveryPipeline with overrides', () => {
   let delivery: DeliveryPipeline;
   delivery = new DeliveryPipeline(stack, 'Delivery', {
     source: source(),
-    release: Release.s3Bucket(site, { objectKey: 'www' }),
+    release: Release.s3Bucket(site, {
+      objectKey: 'www',
+      smokeTest: new SmokeTest(stack, 'SiteSmokeTest', { baseUrl: 'https://www.example.com', expectedPhrase: 'Welcome' }),
+    }),
     approval: Approval.beforeRelease({ timeout: Duration.hours(4), message: 'Check the report', reviewUrl: 'https://review.example.com' }),
     retainArtifacts: true,
     artifactExpiration: Duration.days(90),
@@ -264,14 +267,20 @@ describe('DeliveryPipeline with overrides', () => {
     expect(delivery.notifications.slackChannel).toBeDefined();
   });
 
-  test('releases into the asked prefix of the bucket', () => {
+  test('releases into the asked prefix of the bucket, then smoke-tests the site, rolling back when it fails', () => {
     template.hasResourceProperties('AWS::CodePipeline::Pipeline', {
       Stages: Match.arrayWith([Match.objectLike({
         Name: 'Release',
-        Actions: [Match.objectLike({
-          ActionTypeId: Match.objectLike({ Category: 'Deploy', Provider: 'S3' }),
-          Configuration: Match.objectLike({ Extract: 'true', ObjectKey: 'www' }),
-        })],
+        OnFailure: { Result: 'ROLLBACK' },
+        Actions: [
+          Match.objectLike({
+            Name: 'Deploy',
+            RunOrder: 1,
+            ActionTypeId: Match.objectLike({ Category: 'Deploy', Provider: 'S3' }),
+            Configuration: Match.objectLike({ Extract: 'true', ObjectKey: 'www' }),
+          }),
+          Match.objectLike({ Name: 'SmokeTest', RunOrder: 2, ActionTypeId: Match.objectLike({ Category: 'Invoke', Provider: 'Lambda' }) }),
+        ],
       })]),
     });
   });
