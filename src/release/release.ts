@@ -3,10 +3,10 @@ import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { SmokeTest } from './smoke-test';
 import { Approval } from '../pipeline/approval';
 import { PipelineNotifications } from '../pipeline/notifications';
 import { acknowledge, nagRef } from '../private/acknowledgements';
-import { SmokeTest } from './smoke-test';
 
 /**
  * What a release is given by the pipeline it runs in.
