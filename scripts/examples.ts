@@ -4,7 +4,7 @@
  * Exits non-zero when any stack has an unacknowledged cdk-nag violation or a validator ERROR/WARN.
  *
  *   npm run examples                  # every example
- *   npm run examples -- fargate-service   # only the named ones
+ *   npm run examples -- delivery-pipeline   # only the named ones
  */
 import * as fs from 'fs';
 import * as path from 'path';

@@ -8,6 +8,7 @@ import { App, AppProps, CfnOutput, RemovalPolicy, Stack, StackProps, Validations
 import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
 import * as origins from 'aws-cdk-lib/aws-cloudfront-origins';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
+import { CacheControl } from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { Approval, DeliveryPipeline, PipelineSource, Release, SmokeTest } from '../../src';
@@ -67,7 +68,7 @@ export class StaticSiteStack extends Stack {
         buildSpec: codebuild.BuildSpec.fromObject({
           version: '0.2',
           phases: {
-            buildStep: {
+            build: {
               commands: [
                 // The page must carry its welcome phrase; the check writes a JUnit report either way.
                 'mkdir -p reports/junit',
@@ -84,6 +85,8 @@ export class StaticSiteStack extends Stack {
       },
       // After the files are released, the site must answer through CloudFront; if not, the release rolls back.
       release: Release.s3Bucket(this.siteBucket, {
+        // No caching in CloudFront or browsers, so the smoke test (and readers) see the release at once.
+        cacheControl: [CacheControl.noCache()],
         smokeTest: new SmokeTest(this, 'SiteSmokeTest', {
           baseUrl: `https://${this.distribution.distributionDomainName}`,
           healthPath: '/healthcheck.json',

@@ -143,7 +143,7 @@ export class ServiceMonitoring extends Construct {
       defaultInterval: Duration.hours(3),
     });
     this.dashboard.addWidgets(new cloudwatch.TextWidget({
-      markdown: `# ${props.title ?? this.node.path}\nAlarms notify the alarm topic; an alarm during a release rolls it back.`,
+      markdown: `# ${props.title ?? this.node.path}\nEvery alarm below notifies the alarm topic when it fires and when it clears.`,
       width: 24,
       height: 2,
     }));
@@ -160,10 +160,11 @@ export class ServiceMonitoring extends Construct {
   public addAlarm(id: string, options: MonitoringAlarmOptions): cloudwatch.Alarm {
     const evaluationPeriods = options.evaluationPeriods ?? 3;
     const datapointsToAlarm = options.datapointsToAlarm ?? Math.min(2, evaluationPeriods);
-    if (!Number.isInteger(evaluationPeriods) || evaluationPeriods < 1) {
+    if (!Token.isUnresolved(evaluationPeriods) && (!Number.isInteger(evaluationPeriods) || evaluationPeriods < 1)) {
       throw invalidInput(this, 'evaluationPeriods', evaluationPeriods, 'must be a whole number of at least 1');
     }
-    if (!Number.isInteger(datapointsToAlarm) || datapointsToAlarm < 1 || datapointsToAlarm > evaluationPeriods) {
+    if (!Token.isUnresolved(datapointsToAlarm) && !Token.isUnresolved(evaluationPeriods)
+      && (!Number.isInteger(datapointsToAlarm) || datapointsToAlarm < 1 || datapointsToAlarm > evaluationPeriods)) {
       throw invalidInput(this, 'datapointsToAlarm', datapointsToAlarm, `must be a whole number from 1 to evaluationPeriods (${evaluationPeriods})`);
     }
     checkNotEmpty(this, 'description', options.description);

@@ -27,7 +27,7 @@ export interface ApprovalOptions {
   /**
    * Where the approver reviews the change.
    *
-   * @default - the new version's test URL when the release offers one, else the pipeline in the console
+   * @default - the new version's test URL when the release offers one, else the build's history with its test reports
    */
   readonly reviewUrl?: string;
 }
@@ -130,7 +130,7 @@ class GateApproval extends Approval {
 
   constructor(public readonly placement: ApprovalPlacement, private readonly options: ApprovalOptions) {
     super();
-    checkDuration(`Approval.${placementFactory(placement)}`, 'timeout', options.timeout, MIN_TIMEOUT, MAX_TIMEOUT);
+    checkDuration(`Approval.${placementFactory(placement)}`, 'timeout', options.timeout, MIN_TIMEOUT, MAX_TIMEOUT, 'minutes');
     this.timeout = options.timeout ?? Duration.hours(24);
     this.reviewUrl = options.reviewUrl;
     if (options.reviewUrl !== undefined && !Token.isUnresolved(options.reviewUrl) && !/^https?:\/\/\S+$/.test(options.reviewUrl)) {

@@ -40,7 +40,7 @@ export class ArtifactStore extends Construct {
 
   constructor(scope: Construct, id: string, props: ArtifactStoreProps = {}) {
     super(scope, id);
-    checkDuration(this, 'expiration', props.expiration, Duration.days(1), Duration.days(3650));
+    checkDuration(this, 'expiration', props.expiration, Duration.days(1), Duration.days(3650), 'days');
     const retain = props.retain ?? false;
     const removalPolicy = retain ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
     this.removalPolicy = removalPolicy;

@@ -257,7 +257,7 @@ export class BuildStep extends Construct {
   }
 
   private validate(props: BuildStepProps): void {
-    checkDuration(this, 'timeout', props.timeout, Duration.minutes(5), Duration.hours(36));
+    checkDuration(this, 'timeout', props.timeout, Duration.minutes(5), Duration.hours(36), 'minutes');
     for (const [property, variables] of [['environmentVariables', props.environmentVariables], ['secrets', props.secrets]] as const) {
       for (const name of Object.keys(variables ?? {})) {
         if (!ENV_NAME.test(name) || name.startsWith('CODEBUILD_') || RESERVED_NAMES.includes(name)) {

@@ -11,7 +11,7 @@ import { BuildStep, BuildStepOptions } from './build-step';
 import { PipelineNotifications, PipelineNotificationsOptions } from './notifications';
 import { PipelineGrantAcknowledger } from '../private/acknowledgements';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
-import { invalidInput } from '../private/validate';
+import { checkDuration, invalidInput } from '../private/validate';
 import { Release } from '../release/release';
 import { PipelineSource } from '../source/pipeline-source';
 
@@ -37,7 +37,9 @@ export interface DeliveryPipelineProps {
   readonly buildStep?: BuildStepOptions;
 
   /**
-   * Actions of an optional Verify stage between Build and Release (integration tests, scans, ...).
+   * Actions of an optional Verify stage between Build and Release (integration tests, scans, ...). An action that
+   * reads the build output takes an input artifact named `Build` (`new codepipeline.Artifact('Build')`), the name
+   * the Build stage gives its output.
    *
    * @default - no Verify stage
    */
@@ -119,6 +121,12 @@ export class DeliveryPipeline extends Construct {
   /** The Build stage. */
   public readonly buildStage: codepipeline.IStage;
 
+  /** The Verify stage, when `verifyActions` were given. */
+  public readonly verifyStage?: codepipeline.IStage;
+
+  /** The Approve stage, with `Approval.beforeRelease()`. */
+  public readonly approveStage?: codepipeline.IStage;
+
   /** The Release stage. */
   public readonly releaseStage: codepipeline.IStage;
 
@@ -129,6 +137,11 @@ export class DeliveryPipeline extends Construct {
       throw invalidInput(this, 'verifyActions', [], 'must list at least one action, or be left out for no Verify stage');
     }
 
+    if (props.executionMode === codepipeline.ExecutionMode.PARALLEL) {
+      throw invalidInput(this, 'executionMode', 'PARALLEL',
+        'must be SUPERSEDED or QUEUED: the Release stage rolls back on failure, which CodePipeline does not allow in PARALLEL mode');
+    }
+    checkDuration(this, 'artifactExpiration', props.artifactExpiration, Duration.days(1), Duration.days(3650), 'days');
     const store = new ArtifactStore(this, 'Artifacts', {
       retain: props.retainArtifacts,
       expiration: props.artifactExpiration,
@@ -150,6 +163,7 @@ export class DeliveryPipeline extends Construct {
     this.notifications = new PipelineNotifications(this, 'Notifications', {
       ...props.notifications,
       pipeline: this.pipeline,
+      removalPolicy: store.removalPolicy,
     });
     this.notificationTopic = this.notifications.topic;
 
@@ -174,7 +188,7 @@ export class DeliveryPipeline extends Construct {
     });
 
     if (props.verifyActions) {
-      this.pipeline.addStage({ stageName: 'Verify', actions: props.verifyActions });
+      this.verifyStage = this.pipeline.addStage({ stageName: 'Verify', actions: props.verifyActions });
     }
 
     if (this.approval.placement === ApprovalPlacement.BEFORE_RELEASE) {
@@ -186,7 +200,7 @@ export class DeliveryPipeline extends Construct {
         defaultReviewUrl: reviewUrl,
         defaultMessage: `Approve to release ${props.source.description} with ${props.release.description}. Rejecting stops this execution.`,
       });
-      this.pipeline.addStage({ stageName: 'Approve', actions: [approve!] });
+      this.approveStage = this.pipeline.addStage({ stageName: 'Approve', actions: [approve!] });
       this.notifications.notifyOnApprovalNeeded('Approve', 'Approve', reviewUrl);
     }
 
@@ -212,7 +226,7 @@ export class DeliveryPipeline extends Construct {
       onFailure: { result: codepipeline.Result.ROLLBACK },
     });
 
-    Aspects.of(this).add(new PipelineGrantAcknowledger(store.bucket, this.buildStep.project));
+    Aspects.of(this).add(new PipelineGrantAcknowledger(store.bucket, store.encryptionKey, this.buildStep.project));
     pruneRedundantDependsOn(this);
   }
 }

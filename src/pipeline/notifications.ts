@@ -1,4 +1,4 @@
-import { Aws, Names, Token } from 'aws-cdk-lib';
+import { Aws, Names, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as chatbot from 'aws-cdk-lib/aws-chatbot';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -58,9 +58,16 @@ export interface PipelineNotificationsProps extends PipelineNotificationsOptions
   /**
    * The key that encrypts the topic.
    *
-   * @default - a new customer managed key with rotation, usable by EventBridge
+   * @default - a new customer managed key with rotation
    */
   readonly encryptionKey?: kms.IKey;
+
+  /**
+   * What happens to the new key when the stack is deleted.
+   *
+   * @default RemovalPolicy.DESTROY - deleted after the minimum 7-day waiting period
+   */
+  readonly removalPolicy?: RemovalPolicy;
 }
 
 /**
@@ -98,6 +105,7 @@ export class PipelineNotifications extends Construct {
       publisherService: 'events',
       emails: props.emails,
       encryptionKey: props.encryptionKey,
+      removalPolicy: props.removalPolicy,
     });
     this.topic = topic;
     this.encryptionKey = key;
@@ -184,6 +192,10 @@ export class PipelineNotifications extends Construct {
 
   private validate(props: PipelineNotificationsProps): void {
     props.emails?.forEach((email) => checkEmail(this, 'emails', email));
+    const duplicate = props.emails?.find((email, i) => props.emails!.indexOf(email) !== i);
+    if (duplicate !== undefined) {
+      throw invalidInput(this, 'emails', duplicate, 'must list each address once');
+    }
     const workspace = props.slackWorkspaceId;
     const channel = props.slackChannelId;
     if ((workspace === undefined) !== (channel === undefined)) {

@@ -1,6 +1,7 @@
 import { CfnResource, IAspect, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { IConstruct } from 'constructs';
 
@@ -8,10 +9,49 @@ import { IConstruct } from 'constructs';
  * How cdk-nag writes a reference to a resource in a finding: `<LogicalId>` or `<LogicalId.Attribute>`.
  * @internal
  */
-export function nagRef(construct: IConstruct, attribute?: string): string {
-  const resource = CfnResource.isCfnResource(construct) ? construct : construct.node.defaultChild as CfnResource;
+export function nagRef(construct: IConstruct, attribute?: string): string | undefined {
+  const resource = CfnResource.isCfnResource(construct) ? construct : construct.node.defaultChild;
+  if (!resource || !CfnResource.isCfnResource(resource)) {
+    // An imported resource: cdk-nag prints its literal ARN, which the user acknowledges if it is theirs to accept.
+    return undefined;
+  }
   const logicalId = Stack.of(resource).resolve(resource.logicalId);
   return attribute ? `<${logicalId}.${attribute}>` : `<${logicalId}>`;
+}
+
+/** The wildcard action families aws-cdk-lib's bucket read/write grants write. @internal */
+export const S3_OBJECT_ACTION_FINDINGS = [
+  'AwsSolutions-IAM5[Action::s3:GetObject*]',
+  'AwsSolutions-IAM5[Action::s3:GetBucket*]',
+  'AwsSolutions-IAM5[Action::s3:List*]',
+  'AwsSolutions-IAM5[Action::s3:DeleteObject*]',
+  'AwsSolutions-IAM5[Action::s3:Abort*]',
+];
+
+/**
+ * The findings of an aws-cdk-lib read/write grant on one bucket: its object action families and `<bucket>/*`.
+ * @internal
+ */
+export function bucketGrantFindings(bucket: IConstruct): string[] {
+  const ref = nagRef(bucket, 'Arn');
+  return ref ? [...S3_OBJECT_ACTION_FINDINGS, `AwsSolutions-IAM5[Resource::${ref}/*]`] : [...S3_OBJECT_ACTION_FINDINGS];
+}
+
+const WILDCARD_S3 = /^s3:(GetObject|GetBucket|List|DeleteObject|Abort)\*$/;
+const WILDCARD_KMS = /^kms:(ReEncrypt|GenerateDataKey)\*$/;
+
+/**
+ * Whether every statement of a policy that uses a wildcard action of the given kind names only the given resources.
+ * @internal
+ */
+export function wildcardsOnlyOn(policy: iam.Policy, kind: 's3' | 'kms', allowed: string[]): boolean {
+  const stack = Stack.of(policy);
+  const allowedResolved = allowed.map((a) => JSON.stringify(stack.resolve(a)));
+  const pattern = kind === 's3' ? WILDCARD_S3 : WILDCARD_KMS;
+  const statements: any[] = stack.resolve(policy.document.toJSON())?.Statement ?? [];
+  const relevant = statements.filter((st) => ([] as string[]).concat(st.Action ?? []).some((a) => pattern.test(a)));
+  return relevant.length > 0 && relevant.every((st) =>
+    ([] as unknown[]).concat(st.Resource ?? []).every((r) => allowedResolved.includes(JSON.stringify(r))));
 }
 
 /** A region or account as cdk-nag prints it: the literal, or the pseudo parameter. @internal */
@@ -36,32 +76,37 @@ export function acknowledge(scope: IConstruct, findings: string[], reason: strin
 export class PipelineGrantAcknowledger implements IAspect {
   constructor(
     private readonly bucket: s3.IBucket,
+    private readonly key: kms.IKey,
     private readonly project: codebuild.IProject) {}
 
   public visit(node: IConstruct): void {
     if (!(node instanceof iam.Policy)) {
       return;
     }
-    acknowledge(node, [
-      'AwsSolutions-IAM5[Action::s3:GetObject*]',
-      'AwsSolutions-IAM5[Action::s3:GetBucket*]',
-      'AwsSolutions-IAM5[Action::s3:List*]',
-      'AwsSolutions-IAM5[Action::s3:DeleteObject*]',
-      'AwsSolutions-IAM5[Action::s3:Abort*]',
-      `AwsSolutions-IAM5[Resource::${nagRef(this.bucket, 'Arn')}/*]`,
-    ], 'aws-cdk-lib grants the pipeline and its actions read/write on the objects of this pipeline\'s own artifact ' +
-      'bucket only (Resource is that bucket\'s ARN and its /*); the wildcards are the object-level action families ' +
-      'CodePipeline needs to pass artifacts between stages.');
-    acknowledge(node, [
-      'AwsSolutions-IAM5[Action::kms:ReEncrypt*]',
-      'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
-    ], 'aws-cdk-lib grants encrypt/decrypt on this pipeline\'s own artifact key only (Resource is that key\'s ARN); ' +
-      'the wildcards cover the data-key variants S3 uses with SSE-KMS.');
+    // Only where every wildcard statement is limited to this pipeline's own artifact bucket or key: a role that
+    // also reaches another bucket or key keeps its findings.
+    const artifactObjects = nagRef(this.bucket, 'Arn');
+    acknowledge(node, [`AwsSolutions-IAM5[Resource::${artifactObjects}/*]`],
+      'The objects of this pipeline\'s own artifact bucket, which CodePipeline and its actions read and write to pass ' +
+      'artifacts between stages (aws-cdk-lib\'s artifact grants).');
+    if (wildcardsOnlyOn(node, 's3', [this.bucket.bucketArn, this.bucket.arnForObjects('*')])) {
+      acknowledge(node, S3_OBJECT_ACTION_FINDINGS,
+        'aws-cdk-lib grants the pipeline and its actions read/write on the objects of this pipeline\'s own artifact ' +
+        'bucket only (every statement with these wildcards names that bucket and its /*); the wildcards are the ' +
+        'object-level action families CodePipeline needs to pass artifacts between stages.');
+    }
+    if (wildcardsOnlyOn(node, 'kms', [this.key.keyArn])) {
+      acknowledge(node, [
+        'AwsSolutions-IAM5[Action::kms:ReEncrypt*]',
+        'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+      ], 'aws-cdk-lib grants encrypt/decrypt on this pipeline\'s own artifact key only (Resource is that key\'s ARN); ' +
+        'the wildcards cover the data-key variants S3 uses with SSE-KMS.');
+    }
     if (this.project.role && node.node.scope === this.project.role) {
       const stack = Stack.of(node);
       const region = nagPseudo(stack.region, 'Region');
       const account = nagPseudo(stack.account, 'AccountId');
-      const project = nagRef(this.project);
+      const project = nagRef(this.project)!;
       acknowledge(node, [
         `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:${region}:${account}:log-group:/aws/codebuild/${project}:*]`,
         `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codebuild:${region}:${account}:report-group/${project}-*]`,

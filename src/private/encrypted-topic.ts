@@ -1,4 +1,4 @@
-import { Aws, Duration, Validations } from 'aws-cdk-lib';
+import { Annotations, Aws, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -16,6 +16,8 @@ export interface EncryptedTopicOptions {
   readonly emails?: string[];
   /** A key to use instead of a new one. */
   readonly encryptionKey?: kms.IKey;
+  /** What happens to a new key when the stack is deleted. */
+  readonly removalPolicy?: RemovalPolicy;
 }
 
 /** @internal */
@@ -34,15 +36,28 @@ export function createEncryptedTopic(scope: Construct, options: EncryptedTopicOp
   const key = options.encryptionKey ?? new kms.Key(scope, 'Key', {
     description: `Encrypts the ${options.purpose} of ${scope.node.path}`,
     enableKeyRotation: true,
+    removalPolicy: options.removalPolicy ?? RemovalPolicy.DESTROY,
+    pendingWindow: Duration.days(7),
   });
-  key.addToResourcePolicy(new iam.PolicyStatement({
-    sid: `Allow${options.publisherService.replace(/^./, (c) => c.toUpperCase())}ToPublish`,
-    principals: [new iam.ServicePrincipal(`${options.publisherService}.amazonaws.com`)],
-    actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
-    resources: ['*'],
-    conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
-  }));
+  if (!(key instanceof kms.Key)) {
+    Annotations.of(scope).addWarningV2('cdk-delivery-pipelines:imported-topic-key',
+      `The key of the ${options.purpose} is imported: its key policy must let ${options.publisherService}.amazonaws.com ` +
+      'use kms:Decrypt and kms:GenerateDataKey*, or messages are dropped.');
+  }
   const topic = new sns.Topic(scope, 'Topic', { masterKey: key, enforceSSL: true });
+  // The SSL-only topic policy replaces SNS's default policy: the publishing service needs its own Allow, limited to
+  // this account, and the key must let it encrypt. (EventBridge targets add theirs when they are bound.)
+  const publisher = new iam.ServicePrincipal(`${options.publisherService}.amazonaws.com`);
+  if (options.publisherService !== 'events') {
+    topic.addToResourcePolicy(new iam.PolicyStatement({
+      sid: `Allow${options.publisherService.replace(/^./, (c) => c.toUpperCase())}ToPublish`,
+      principals: [publisher],
+      actions: ['sns:Publish'],
+      resources: [topic.topicArn],
+      conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+    }));
+    key.grant(publisher, 'kms:Decrypt', 'kms:GenerateDataKey*');
+  }
 
   const deadLetterQueue = createDeadLetterQueue(scope, options.purpose);
   for (const email of options.emails ?? []) {

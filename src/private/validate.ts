@@ -25,12 +25,25 @@ export function isResolved(value: unknown): boolean {
   return !Token.isUnresolved(value);
 }
 
-/** Checks a duration against inclusive bounds, skipping tokens. @internal */
-export function checkDuration(construct: IConstruct | string, property: string, value: Duration | undefined, min: Duration, max: Duration): void {
+/** Checks a duration against inclusive bounds (and, when a unit is named, whole units), skipping tokens. @internal */
+export function checkDuration(construct: IConstruct | string, property: string, value: Duration | undefined, min: Duration, max: Duration,
+  unit?: 'seconds' | 'minutes' | 'days'): void {
   if (value === undefined || !isResolved(value)) return;
   const seconds = value.toSeconds({ integral: false });
   if (seconds < min.toSeconds() || seconds > max.toSeconds()) {
     throw invalidInput(construct, property, value, `must be between ${min.toHumanString()} and ${max.toHumanString()}`);
+  }
+  const unitSeconds = unit === 'days' ? 86_400 : unit === 'minutes' ? 60 : 1;
+  if (unit && seconds % unitSeconds !== 0) {
+    throw invalidInput(construct, property, value, `must be a whole number of ${unit}`);
+  }
+}
+
+/** Checks a whole number against inclusive bounds, skipping tokens. @internal */
+export function checkInteger(construct: IConstruct | string, property: string, value: number | undefined, min: number, max: number): void {
+  if (value === undefined || Token.isUnresolved(value)) return;
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw invalidInput(construct, property, value, `must be a whole number from ${min} to ${max}`);
   }
 }
 
@@ -42,7 +55,9 @@ export function checkNotEmpty(construct: IConstruct | string, property: string, 
   }
 }
 
-const EMAIL = /^[^\s@<>(),;:"[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/;
+// A dot-atom local part (no leading, trailing or double dots) and a domain of labels of at most 63 characters whose
+// top-level label has letters.
+const EMAIL = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
 /** Checks an email address has the shape SNS accepts, skipping tokens. @internal */
 export function checkEmail(construct: IConstruct | string, property: string, value: string): void {

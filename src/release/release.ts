@@ -6,7 +6,7 @@ import { Construct } from 'constructs';
 import { SmokeTest } from './smoke-test';
 import { Approval } from '../pipeline/approval';
 import { PipelineNotifications } from '../pipeline/notifications';
-import { acknowledge, nagRef } from '../private/acknowledgements';
+import { acknowledge, bucketGrantFindings } from '../private/acknowledgements';
 
 /**
  * What a release is given by the pipeline it runs in.
@@ -114,17 +114,7 @@ class S3BucketRelease extends Release {
   }
 
   public bind(_scope: Construct, context: ReleaseContext): ReleaseConfig {
-    // The deploy action's role is created when the stage is added: acknowledge on the pipeline, for this bucket only.
-    acknowledge(context.pipeline, [
-      'AwsSolutions-IAM5[Action::s3:GetObject*]',
-      'AwsSolutions-IAM5[Action::s3:GetBucket*]',
-      'AwsSolutions-IAM5[Action::s3:List*]',
-      'AwsSolutions-IAM5[Action::s3:DeleteObject*]',
-      'AwsSolutions-IAM5[Action::s3:Abort*]',
-      `AwsSolutions-IAM5[Resource::${nagRef(this.bucket, 'Arn')}/*]`,
-    ], `The release writes the build output into the objects of ${this.bucket.node.path} only (Resource is that ` +
-      'bucket\'s ARN and its /*), with the object-level action families aws-cdk-lib grants for S3 deploy actions.');
-    const deploy = new actions.S3DeployAction({
+    const deploy = new S3ReleaseAction({
       actionName: 'Deploy',
       runOrder: 1,
       bucket: this.bucket,
@@ -136,5 +126,22 @@ class S3BucketRelease extends Release {
     });
     const smokeTest = this.options.smokeTest?.pipelineAction({ actionName: 'SmokeTest', runOrder: 2 });
     return { actions: smokeTest ? [deploy, smokeTest] : [deploy] };
+  }
+}
+
+/** Deploys into the bucket, and acknowledges on the action's own role the grant aws-cdk-lib writes for it. */
+class S3ReleaseAction extends actions.S3DeployAction {
+  constructor(private readonly releaseProps: actions.S3DeployActionProps) {
+    super(releaseProps);
+  }
+
+  protected bound(scope: Construct, stage: codepipeline.IStage, options: codepipeline.ActionBindOptions): codepipeline.ActionConfig {
+    const config = super.bound(scope, stage, options);
+    const bucket = this.releaseProps.bucket;
+    acknowledge(options.role, bucketGrantFindings(bucket),
+      'The release reads the build output from the pipeline\'s artifact bucket and writes it into the objects of ' +
+      `${bucket.node.path} (Resource is that bucket's ARN and its /*), with the object-level action families ` +
+      'aws-cdk-lib grants for S3 deploy actions.');
+    return config;
   }
 }

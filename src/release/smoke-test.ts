@@ -1,4 +1,5 @@
 import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -10,7 +11,7 @@ import { SmokeTestFunction } from '../handlers/smoke-test-function';
 import { acknowledge, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
-import { checkDuration, invalidInput } from '../private/validate';
+import { checkDuration, checkInteger, invalidInput } from '../private/validate';
 
 /**
  * What a smoke test checks.
@@ -107,9 +108,7 @@ export class SmokeTest extends Construct {
       throw invalidInput(this, 'healthPath', props.healthPath, "must start with '/' and contain no spaces");
     }
     const attempts = props.attempts ?? 3;
-    if (!Number.isInteger(attempts) || attempts < 1 || attempts > 20) {
-      throw invalidInput(this, 'attempts', attempts, 'must be a whole number from 1 to 20');
-    }
+    checkInteger(this, 'attempts', attempts, 1, 20);
     checkDuration(this, 'requestTimeout', props.requestTimeout, Duration.seconds(1), Duration.minutes(1));
     checkDuration(this, 'timeout', props.timeout, Duration.seconds(30), Duration.minutes(15));
 
@@ -155,7 +154,22 @@ export class SmokeTest extends Construct {
       retryAttempts: 0,
       onFailure: new destinations.SqsDestination(deadLetterQueue),
     });
+    acknowledge(role, ['AwsSolutions-IAM5[Resource::*]'],
+      'Only actions without resource-level permissions: xray:PutTraceSegments and PutTelemetryRecords for tracing and, ' +
+      'when a pipeline invokes the test, codepipeline:PutJobSuccessResult and PutJobFailureResult (granted by ' +
+      'aws-cdk-lib with the invoke action; the job id is only known to the invoked function).');
     pruneRedundantDependsOn(this);
+  }
+
+  /**
+   * Lets the smoke test report its verdict to the lifecycle hooks of a CodeDeploy Lambda deployment group.
+   */
+  public grantReportToCodeDeploy(deploymentGroup: codedeploy.ILambdaDeploymentGroup): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee: this.role,
+      actions: ['codedeploy:PutLifecycleEventHookExecutionStatus'],
+      resourceArns: [deploymentGroup.deploymentGroupArn],
+    });
   }
 
   /**
@@ -167,10 +181,6 @@ export class SmokeTest extends Construct {
       runOrder: options.runOrder,
       lambda: this.function,
     });
-    // The action grants codepipeline:PutJob*Result to the function; those APIs take no resource.
-    acknowledge(this.role.node.tryFindChild('DefaultPolicy') ?? this.role, ['AwsSolutions-IAM5[Resource::*]'],
-      'codepipeline:PutJobSuccessResult and PutJobFailureResult do not support resource-level permissions; the job ' +
-      'id they take is only known to the invoked function (aws-cdk-lib grants them with the invoke action).');
     return action;
   }
 }
@@ -181,8 +191,11 @@ class SmokeTestInvokeAction extends actions.LambdaInvokeAction {
     const config = super.bound(scope, stage, options);
     acknowledge(options.role, ['AwsSolutions-IAM5[Resource::*]'],
       'lambda:ListFunctions, which the CodePipeline Lambda invoke action needs, does not support resource-level permissions.');
-    acknowledge(options.role, [`AwsSolutions-IAM5[Resource::${nagRef(this.actionProperties.resource!, 'Arn')}:*]`],
-      'The action may invoke the versions and aliases of this one smoke-test function only.');
+    const fn = nagRef(this.actionProperties.resource!, 'Arn');
+    if (fn) {
+      acknowledge(options.role, [`AwsSolutions-IAM5[Resource::${fn}:*]`],
+        'The action may invoke the versions and aliases of this one smoke-test function only.');
+    }
     return config;
   }
 }

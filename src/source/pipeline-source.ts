@@ -194,6 +194,13 @@ class ConnectionSource extends PipelineSource {
       }
       patterns.forEach((p) => checkNotEmpty(where, property, p));
     }
+    if (options.triggerOnPush === false) {
+      const filters = ['triggerBranches', 'triggerTags', 'triggerFilePaths', 'ignoreFilePaths'] as const;
+      const given = filters.find((f) => options[f] !== undefined);
+      if (given) {
+        throw invalidInput(where, given, options[given], "cannot be used with 'triggerOnPush: false', which starts the pipeline on no push");
+      }
+    }
     const slash = repoString.indexOf('/');
     this.owner = repoString.slice(0, slash);
     this.repo = repoString.slice(slash + 1);

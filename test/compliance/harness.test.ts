@@ -18,7 +18,7 @@ describe('compliance harness', () => {
     expect(s10?.paths).toEqual(['Harness/Loose/Resource']);
   });
 
-  test('honours a finding-level acknowledgement on the narrowest construct only', () => {
+  test('honours an acknowledgement on the construct it was made on only', () => {
     const s1 = report.nagViolations.find((v) => v.ruleId === 'AwsSolutions-S1');
     expect(s1?.paths).toEqual(['Harness/Loose/Resource']);
     expect(acknowledgements(stack)).toEqual([{ ruleId: 'AwsSolutions-S1', path: 'Harness/Acknowledged', reason: 'short' }]);

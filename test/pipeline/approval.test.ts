@@ -38,6 +38,10 @@ describe('Approval', () => {
     expect(() => Approval.beforeProductionTraffic({ timeout })).toThrow(/Approval.beforeProductionTraffic: 'timeout'/);
   });
 
+  test('a timeout that is not whole minutes is refused: CodePipeline takes minutes', () => {
+    expect(() => Approval.beforeRelease({ timeout: Duration.seconds(301) })).toThrow(/'timeout' must be a whole number of minutes, got 5 minutes 1 second/);
+  });
+
   test('the timeout bounds are inclusive', () => {
     expect(Approval.beforeRelease({ timeout: Duration.minutes(5) }).timeout.toMinutes()).toBe(5);
     expect(Approval.beforeRelease({ timeout: Duration.days(60) }).timeout.toDays()).toBe(60);

@@ -425,6 +425,10 @@ describe('BuildStep bad input', () => {
     expect(build({ timeout: Duration.minutes(1) })).toThrow(/'timeout' must be between 5 minutes and 1 day 12 hours, got 1 minute/);
   });
 
+  test('timeout refuses a value that is not whole minutes', () => {
+    expect(build({ timeout: Duration.seconds(301) })).toThrow(/'timeout' must be a whole number of minutes/);
+  });
+
   test('timeout refuses 37 hours, over the 36 hours CodeBuild allows', () => {
     expect(build({ timeout: Duration.hours(37) })).toThrow(/'timeout' must be between 5 minutes and 1 day 12 hours, got 1 day 13 hours/);
   });

@@ -92,6 +92,13 @@ describe('DeliveryPipeline with defaults', () => {
     });
   });
 
+  test('keeps nothing on cdk destroy: no resource of the default stack is retained', () => {
+    const retained = Object.entries(template.toJSON().Resources)
+      .filter(([, r]: [string, any]) => r.DeletionPolicy === 'Retain' || r.UpdateReplacePolicy === 'Retain')
+      .map(([id]) => id);
+    expect(retained).toEqual([]);
+  });
+
   test('builds with the source buildspec and hands it the pipeline execution id', () => {
     template.hasResourceProperties('AWS::CodeBuild::Project', {
       Source: { Type: 'CODEPIPELINE', BuildSpec: 'buildspec.yml' },
@@ -166,18 +173,6 @@ describe('DeliveryPipeline with overrides', () => {
   const stack = new Stack(app, 'Overrides', { env: { account: '123456789012', region: 'eu-west-1' } });
   const site = siteBucket(stack);
   const verifyProject = new codebuild.PipelineProject(stack, 'Verify');
-  // A project the user brings into the Verify stage is the user's to acknowledge, like any CodeBuild project.
-  Validations.of(verifyProject).acknowledge(...[
-    'AwsSolutions-CB4',
-    'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:eu-west-1:123456789012:log-group:/aws/codebuild/<Verify04AA6CE7>:*]',
-    'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codebuild:eu-west-1:123456789012:report-group/<Verify04AA6CE7>-*]',
-    'AwsSolutions-IAM5[Action::s3:GetObject*]',
-    'AwsSolutions-IAM5[Action::s3:GetBucket*]',
-    'AwsSolutions-IAM5[Action::s3:List*]',
-    'AwsSolutions-IAM5[Resource::<DeliveryArtifactsBucket2402A431.Arn>/*]',
-    'AwsSolutions-IAM5[Action::kms:ReEncrypt*]',
-    'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
-  ].map((id) => ({ id, reason: 'Test fixture: the verify project stands for one a user brings, with aws-cdk-lib default grants.' })));
   let delivery: DeliveryPipeline;
   delivery = new DeliveryPipeline(stack, 'Delivery', {
     source: source(),
@@ -196,6 +191,19 @@ describe('DeliveryPipeline with overrides', () => {
     })],
     notifications: { emails: ['ops@example.com'], slackWorkspaceId: 'T0123ABCD', slackChannelId: 'C0123ABCD' },
   });
+  // A project the user brings into the Verify stage is the user's to acknowledge, like any CodeBuild project.
+  const idOf = (c: any) => stack.resolve(stack.getLogicalId(c.node.defaultChild));
+  Validations.of(verifyProject).acknowledge(...[
+    'AwsSolutions-CB4',
+    `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:eu-west-1:123456789012:log-group:/aws/codebuild/<${idOf(verifyProject)}>:*]`,
+    `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codebuild:eu-west-1:123456789012:report-group/<${idOf(verifyProject)}>-*]`,
+    'AwsSolutions-IAM5[Action::s3:GetObject*]',
+    'AwsSolutions-IAM5[Action::s3:GetBucket*]',
+    'AwsSolutions-IAM5[Action::s3:List*]',
+    `AwsSolutions-IAM5[Resource::<${idOf(delivery.artifactBucket)}.Arn>/*]`,
+    'AwsSolutions-IAM5[Action::kms:ReEncrypt*]',
+    'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+  ].map((id) => ({ id, reason: 'Test fixture: the verify project stands for one a user brings, with aws-cdk-lib default grants.' })));
   const template = Template.fromStack(stack);
 
   test('orders Source, Build, Verify, Approve, Release', () => {
@@ -307,8 +315,20 @@ describe('DeliveryPipeline bad input', () => {
     expect(() => make({ verifyActions: [] })).toThrow(/'verifyActions' must list at least one action/);
   });
 
-  test('an artifact expiration under a day is refused with the value', () => {
-    expect(() => make({ artifactExpiration: Duration.hours(2) })).toThrow(/'expiration' must be between 1 day and 3650 days, got 2 hours/);
+  test('an artifact expiration under a day, or not in whole days, is refused with the property the user set', () => {
+    expect(() => make({ artifactExpiration: Duration.hours(2) })).toThrow(/DeliveryPipeline 'Default\/Delivery': 'artifactExpiration' must be between 1 day and 3650 days, got 2 hours/);
+    expect(() => make({ artifactExpiration: Duration.hours(36) })).toThrow(/'artifactExpiration' must be a whole number of days, got 1 day 12 hours/);
+  });
+
+  test('PARALLEL execution is refused: CodePipeline does not roll a stage back in that mode', () => {
+    expect(() => make({ executionMode: codepipeline.ExecutionMode.PARALLEL })).toThrow(/'executionMode' must be SUPERSEDED or QUEUED.*got 'PARALLEL'/);
+  });
+
+  test('an imported bucket can be released into', () => {
+    const stack = new Stack();
+    const imported = s3.Bucket.fromBucketName(stack, 'Imported', 'my-site-bucket');
+    expect(() => new DeliveryPipeline(stack, 'Delivery', { source: source(), release: Release.s3Bucket(imported) })).not.toThrow();
+    expect(() => Template.fromStack(stack)).not.toThrow();
   });
 
   test('a malformed email is refused with the address', () => {

@@ -1,8 +1,9 @@
-import { App, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { App, Lazy, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as chatbot from 'aws-cdk-lib/aws-chatbot';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as events from 'aws-cdk-lib/aws-events';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import { PipelineNotifications, PipelineNotificationsProps } from '../../src';
 
 function pipelineIn(stack: Stack) {
@@ -30,15 +31,25 @@ describe('PipelineNotifications', () => {
     template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'b.c@example.org' });
   });
 
-  test('lets EventBridge of this account only use the topic key', () => {
-    template.hasResourceProperties('AWS::KMS::Key', {
-      EnableKeyRotation: true,
-      KeyPolicy: {
+  test('lets EventBridge use the topic key and publish to the topic, and deletes the key with the stack', () => {
+    template.hasResource('AWS::KMS::Key', {
+      Properties: Match.objectLike({
+        EnableKeyRotation: true,
+        PendingWindowInDays: 7,
+        KeyPolicy: {
+          Statement: Match.arrayWith([Match.objectLike({
+            Effect: 'Allow',
+            Principal: { Service: 'events.amazonaws.com' },
+            Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+          })]),
+        },
+      }),
+      DeletionPolicy: 'Delete',
+    });
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: {
         Statement: Match.arrayWith([Match.objectLike({
-          Sid: 'AllowEventsToPublish',
-          Principal: { Service: 'events.amazonaws.com' },
-          Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
-          Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+          Effect: 'Allow', Principal: { Service: 'events.amazonaws.com' }, Action: 'sns:Publish',
         })]),
       },
     });
@@ -76,11 +87,28 @@ describe('PipelineNotifications bad input', () => {
     return new PipelineNotifications(stack, 'Notifications', { pipeline: pipelineIn(stack), ...props });
   }
 
-  test.each(['ops', 'ops@', '@example.com', 'ops@example', 'ops @example.com', 'ops@exa_mple.com'])(
+  test.each(['ops', 'ops@', '@example.com', 'ops@example', 'ops @example.com', 'ops@exa_mple.com', '.ops@example.com', 'a..b@example.com', 'ops@example.123'])(
     'the malformed email %p is refused, naming the construct, the property and the value', (email) => {
       expect(() => make({ emails: [email] }))
         .toThrow(`PipelineNotifications 'Default/Notifications': 'emails' must be an email address like ops@example.com, got '${email}'`);
     });
+
+  test('an address listed twice is refused', () => {
+    expect(() => make({ emails: ['a@example.com', 'b@example.com', 'a@example.com'] })).toThrow(/'emails' must list each address once, got 'a@example.com'/);
+  });
+
+  test('addresses SNS would accept pass, tokens are skipped', () => {
+    expect(() => make({ emails: ['first.last+tag@sub.example.co.uk', "o'brien@example.com", Lazy.string({ produce: () => 'x' })] })).not.toThrow();
+  });
+
+  test('an imported key is accepted with a warning that its policy must let EventBridge use it', () => {
+    const stack = new Stack();
+    new PipelineNotifications(stack, 'N', {
+      pipeline: pipelineIn(stack),
+      encryptionKey: kms.Key.fromKeyArn(stack, 'K', 'arn:aws:kms:us-east-1:123456789012:key/abc'),
+    });
+    Annotations.fromStack(stack).hasWarning('/Default/N', Match.stringLikeRegexp('events.amazonaws.com'));
+  });
 
   test('a Slack workspace without a channel is refused', () => {
     expect(() => make({ slackWorkspaceId: 'T0123ABCD' })).toThrow(/'slackChannelId' must be set together with 'slackWorkspaceId'/);

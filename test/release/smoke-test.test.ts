@@ -1,5 +1,6 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import { DeliveryPipeline, PipelineSource, Release, SmokeTest } from '../../src';
 import { checkApp, describeFailures } from '../compliance/harness';
 import { CONNECTION_ARN, siteBucket } from '../util/fixtures';
@@ -70,6 +71,31 @@ describe('SmokeTest in a pipeline', () => {
 
   test('passes cdk-nag and the validator', () => {
     expect(checkApp(app).map(describeFailures)).toEqual(['Smoke: clean']);
+  });
+});
+
+describe('SmokeTest on its own', () => {
+  const app = new App();
+  const stack = new Stack(app, 'Alone');
+  const smoke = new SmokeTest(stack, 'Smoke', { baseUrl: 'http://test.example.com:8080' });
+  const application = new codedeploy.LambdaApplication(stack, 'App');
+  const group = codedeploy.LambdaDeploymentGroup.fromLambdaDeploymentGroupAttributes(stack, 'Group', { application, deploymentGroupName: 'live' });
+  smoke.grantReportToCodeDeploy(group);
+  const template = Template.fromStack(stack);
+
+  test('may report to the CodeDeploy deployment group it is given, and to no other', () => {
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([Match.objectLike({
+          Action: 'codedeploy:PutLifecycleEventHookExecutionStatus',
+          Resource: Match.objectLike({ 'Fn::Join': Match.arrayWith([Match.arrayWith([Match.stringLikeRegexp(':deploymentgroup:')])]) }),
+        })]),
+      },
+    });
+  });
+
+  test('passes cdk-nag and the validator without a pipeline', () => {
+    expect(checkApp(app).map(describeFailures)).toEqual(['Alone: clean']);
   });
 });
 

@@ -329,6 +329,12 @@ describe('PipelineSource.description', () => {
 });
 
 describe('PipelineSource bad input', () => {
+  test.each(['triggerBranches', 'triggerTags', 'triggerFilePaths', 'ignoreFilePaths'])(
+    'connection() refuses %s with triggerOnPush: false, which would drop the filter silently', (filter) => {
+      expect(() => connection('owner/repo', 'main', { triggerOnPush: false, [filter]: ['x'] }))
+        .toThrow(new RegExp(`'${filter}' cannot be used with 'triggerOnPush: false'`));
+    });
+
   test('connection() rejects a token repoString: owner and repository are split at synth time', () => {
     expect(() => connection(Lazy.string({ produce: () => 'owner/repo' }), 'main')).toThrow(/'repoString' must be a literal 'owner\/repo'.*not a token/);
   });
