@@ -1,0 +1,321 @@
+import { Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
+import { checkDuration, checkInteger, invalidInput } from '../private/validate';
+
+/**
+ * Properties of `BlueGreenFargateService`.
+ * @internal
+ */
+export interface BlueGreenFargateServiceProps {
+  /** The image the service starts with. */
+  readonly image: ecs.ContainerImage;
+  /** @default - a new VPC with two public subnets in two AZs and no NAT gateway */
+  readonly vpc?: ec2.IVpc;
+  /** @default - a new cluster in the VPC with Container Insights */
+  readonly cluster?: ecs.ICluster;
+  /** @default - a new repository: scan on push, immutable tags, the last `imagesToKeep` images, emptied on delete */
+  readonly repository?: ecr.IRepository;
+  /** @default 20 */
+  readonly imagesToKeep?: number;
+  /** @default 8080 */
+  readonly containerPort?: number;
+  /** @default 256 */
+  readonly cpu?: number;
+  /** @default 512 */
+  readonly memoryLimitMiB?: number;
+  /** @default 2 */
+  readonly desiredCount?: number;
+  /** @default '/healthcheck' */
+  readonly healthCheckPath?: string;
+  /** @default - HTTP on port 80; with a certificate HTTPS on 443 and a redirect from 80 */
+  readonly certificate?: elbv2.IListenerCertificate;
+  /** @default 8080 */
+  readonly testListenerPort?: number;
+  /** @default - anyone (ec2.Peer.anyIpv4()) */
+  readonly testListenerPeers?: ec2.IPeer[];
+  /** @default Duration.minutes(5) */
+  readonly bakeTime?: Duration;
+  /** @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/** The CPU and memory pairs Fargate offers, for the sizes a web service uses. */
+const FARGATE_MEMORY: Record<number, number[]> = {
+  256: [512, 1024, 2048],
+  512: [1024, 2048, 3072, 4096],
+  1024: range(2048, 8192, 1024),
+  2048: range(4096, 16384, 1024),
+  4096: range(8192, 30720, 1024),
+  8192: range(16384, 61440, 4096),
+  16384: range(32768, 122880, 8192),
+};
+
+function range(from: number, to: number, step: number): number[] {
+  const values: number[] = [];
+  for (let v = from; v <= to; v += step) values.push(v);
+  return values;
+}
+
+/**
+ * An ECS Fargate service on ARM64 behind an internet-facing ALB with a production listener and a test listener,
+ * released by ECS native blue/green deployments: new tasks come up in the alternate target group behind the test
+ * listener, then production traffic moves, then a bake time; the circuit breaker rolls a failed deployment back.
+ * @internal
+ */
+export class BlueGreenFargateService extends Construct {
+  public readonly vpc: ec2.IVpc;
+  public readonly cluster: ecs.ICluster;
+  public readonly repository: ecr.IRepository;
+  public readonly taskDefinition: ecs.FargateTaskDefinition;
+  public readonly container: ecs.ContainerDefinition;
+  public readonly service: ecs.FargateService;
+  public readonly loadBalancer: elbv2.ApplicationLoadBalancer;
+  public readonly productionListener: elbv2.ApplicationListener;
+  public readonly testListener: elbv2.ApplicationListener;
+  public readonly blueTargetGroup: elbv2.ApplicationTargetGroup;
+  public readonly greenTargetGroup: elbv2.ApplicationTargetGroup;
+  public readonly logGroup: logs.LogGroup;
+  /** The URL of the test listener, where the new version is reachable before production traffic moves. */
+  public readonly testUrl: string;
+  /** The URL of the production listener. */
+  public readonly productionUrl: string;
+
+  constructor(scope: Construct, id: string, props: BlueGreenFargateServiceProps) {
+    super(scope, id);
+    const containerPort = props.containerPort ?? 8080;
+    const cpu = props.cpu ?? 256;
+    const memory = props.memoryLimitMiB ?? 512;
+    const desiredCount = props.desiredCount ?? 2;
+    const healthCheckPath = props.healthCheckPath ?? '/healthcheck';
+    const productionPort = props.certificate ? 443 : 80;
+    const testPort = props.testListenerPort ?? 8080;
+    this.validate(props, { containerPort, cpu, memory, desiredCount, healthCheckPath, productionPort, testPort });
+
+    this.vpc = props.vpc ?? new ec2.Vpc(this, 'Vpc', {
+      maxAzs: 2,
+      natGateways: 0,
+      subnetConfiguration: [{ name: 'Public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 }],
+      flowLogs: {
+        Rejected: {
+          destination: ec2.FlowLogDestination.toCloudWatchLogs(new logs.LogGroup(this, 'FlowLogs', {
+            retention: logs.RetentionDays.ONE_MONTH,
+            removalPolicy: RemovalPolicy.DESTROY,
+          })),
+          trafficType: ec2.FlowLogTrafficType.REJECT,
+        },
+      },
+    });
+    this.cluster = props.cluster ?? new ecs.Cluster(this, 'Cluster', {
+      vpc: this.vpc,
+      containerInsightsV2: ecs.ContainerInsights.ENABLED,
+    });
+    this.repository = props.repository ?? new ecr.Repository(this, 'Repository', {
+      imageScanOnPush: true,
+      imageTagMutability: ecr.TagMutability.IMMUTABLE,
+      lifecycleRules: [{ description: 'Keep the newest images only', maxImageCount: props.imagesToKeep ?? 20 }],
+      removalPolicy: RemovalPolicy.DESTROY,
+      emptyOnDelete: true,
+    });
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.taskDefinition = new ecs.FargateTaskDefinition(this, 'TaskDefinition', {
+      cpu,
+      memoryLimitMiB: memory,
+      runtimePlatform: {
+        cpuArchitecture: ecs.CpuArchitecture.ARM64,
+        operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
+      },
+    });
+    this.container = this.taskDefinition.addContainer('App', {
+      image: props.image,
+      essential: true,
+      portMappings: [{ containerPort }],
+      logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'app' }),
+      healthCheck: {
+        command: ['CMD-SHELL',
+          `node -e "fetch('http://localhost:${containerPort}${healthCheckPath}').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"`],
+        interval: Duration.seconds(10),
+        timeout: Duration.seconds(5),
+        retries: 3,
+        startPeriod: Duration.seconds(10),
+      },
+    });
+    const executionRole = this.taskDefinition.obtainExecutionRole();
+    this.repository.grantPull(executionRole);
+    Validations.of(executionRole).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'ecr:GetAuthorizationToken, which pulling from ECR needs, does not support resource-level permissions; ' +
+        'the image actions are limited to the one repository.',
+    });
+
+    const albSecurityGroup = new ec2.SecurityGroup(this, 'LoadBalancerSecurityGroup', {
+      vpc: this.vpc,
+      description: `Production and test listeners of ${this.node.path}`,
+      allowAllOutbound: false,
+    });
+    albSecurityGroup.addIngressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(productionPort), 'Production traffic');
+    if (props.certificate) {
+      albSecurityGroup.addIngressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(80), 'Redirect to HTTPS');
+    }
+    for (const peer of props.testListenerPeers ?? [ec2.Peer.anyIpv4()]) {
+      albSecurityGroup.addIngressRule(peer, ec2.Port.tcp(testPort), 'Test traffic to the new version');
+    }
+    Validations.of(albSecurityGroup).acknowledge({
+      id: 'AwsSolutions-EC23',
+      reason: 'An internet-facing web service: the production listener serves anyone; the test listener is open to ' +
+        'the peers given in testListenerPeers (by default anyone, so that the smoke test reaches it).',
+    });
+
+    this.loadBalancer = new elbv2.ApplicationLoadBalancer(this, 'LoadBalancer', {
+      vpc: this.vpc,
+      internetFacing: true,
+      securityGroup: albSecurityGroup,
+      dropInvalidHeaderFields: true,
+    });
+    if (Token.isUnresolved(Stack.of(this).region)) {
+      // ELB writes access logs as a principal that depends on the region, which an environment-agnostic stack lacks.
+      Validations.of(this.loadBalancer).acknowledge({
+        id: 'AwsSolutions-ELB2',
+        reason: 'The stack has no region, which ELB access logging needs to grant the log writer; give the stack an ' +
+          'env with a region and the access logs are written to a bucket kept 30 days.',
+      });
+    } else {
+      const accessLogs = new s3.Bucket(this, 'AccessLogs', {
+        encryption: s3.BucketEncryption.S3_MANAGED,
+        enforceSSL: true,
+        blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+        lifecycleRules: [{ expiration: Duration.days(30) }],
+        removalPolicy: RemovalPolicy.DESTROY,
+        autoDeleteObjects: true,
+      });
+      Validations.of(accessLogs).acknowledge({
+        id: 'AwsSolutions-S1',
+        reason: 'This bucket receives the load balancer access logs; logging its own access would need another bucket.',
+      });
+      this.loadBalancer.logAccessLogs(accessLogs);
+    }
+
+    const targetGroup = (name: string) => new elbv2.ApplicationTargetGroup(this, name, {
+      vpc: this.vpc,
+      targetType: elbv2.TargetType.IP,
+      port: containerPort,
+      protocol: elbv2.ApplicationProtocol.HTTP,
+      deregistrationDelay: Duration.seconds(30),
+      healthCheck: {
+        path: healthCheckPath,
+        interval: Duration.seconds(10),
+        timeout: Duration.seconds(5),
+        healthyThresholdCount: 2,
+        unhealthyThresholdCount: 3,
+        healthyHttpCodes: '200',
+      },
+    });
+    this.blueTargetGroup = targetGroup('BlueTargetGroup');
+    this.greenTargetGroup = targetGroup('GreenTargetGroup');
+
+    const notFound = elbv2.ListenerAction.fixedResponse(404, { contentType: 'text/plain', messageBody: 'Not found' });
+    this.productionListener = this.loadBalancer.addListener('Production', {
+      port: productionPort,
+      protocol: props.certificate ? elbv2.ApplicationProtocol.HTTPS : elbv2.ApplicationProtocol.HTTP,
+      certificates: props.certificate ? [props.certificate] : undefined,
+      sslPolicy: props.certificate ? elbv2.SslPolicy.RECOMMENDED_TLS : undefined,
+      defaultAction: notFound,
+      open: false,
+    });
+    if (props.certificate) {
+      this.loadBalancer.addRedirect({ sourcePort: 80, targetPort: 443 });
+    }
+    this.testListener = this.loadBalancer.addListener('Test', {
+      port: testPort,
+      protocol: elbv2.ApplicationProtocol.HTTP,
+      defaultAction: notFound,
+      open: false,
+    });
+    // ECS rewrites the forward action of these rules on every deployment; they must stay as declared here.
+    const rule = (name: string, listener: elbv2.ApplicationListener) => new elbv2.ApplicationListenerRule(this, name, {
+      listener,
+      priority: 1,
+      conditions: [elbv2.ListenerCondition.pathPatterns(['/*'])],
+      action: elbv2.ListenerAction.forward([this.blueTargetGroup]),
+    });
+    const productionRule = rule('ProductionRule', this.productionListener);
+    const testRule = rule('TestRule', this.testListener);
+
+    const serviceSecurityGroup = new ec2.SecurityGroup(this, 'ServiceSecurityGroup', {
+      vpc: this.vpc,
+      description: `Tasks of ${this.node.path}: only the load balancer reaches them`,
+    });
+    serviceSecurityGroup.addIngressRule(albSecurityGroup, ec2.Port.tcp(containerPort), 'From the load balancer');
+    albSecurityGroup.addEgressRule(serviceSecurityGroup, ec2.Port.tcp(containerPort), 'To the tasks');
+
+    this.service = new ecs.FargateService(this, 'Service', {
+      cluster: this.cluster,
+      taskDefinition: this.taskDefinition,
+      desiredCount,
+      // No NAT gateway: tasks pull images through their public IP; only the load balancer may connect to them.
+      assignPublicIp: true,
+      vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+      securityGroups: [serviceSecurityGroup],
+      minHealthyPercent: 100,
+      maxHealthyPercent: 200,
+      deploymentStrategy: ecs.DeploymentStrategy.BLUE_GREEN,
+      bakeTime: props.bakeTime ?? Duration.minutes(5),
+      circuitBreaker: { enable: true, rollback: true },
+      healthCheckGracePeriod: Duration.seconds(30),
+    });
+    this.service.loadBalancerTarget({
+      containerName: this.container.containerName,
+      containerPort,
+      alternateTarget: new ecs.AlternateTarget('Alternate', {
+        alternateTargetGroup: this.greenTargetGroup,
+        productionListener: ecs.ListenerRuleConfiguration.applicationListenerRule(productionRule),
+        testListener: ecs.ListenerRuleConfiguration.applicationListenerRule(testRule),
+      }),
+    }).attachToApplicationTargetGroup(this.blueTargetGroup);
+    const alternateRole = this.service.node.tryFindChild('AlternateRole');
+    if (alternateRole) {
+      Validations.of(alternateRole).acknowledge({
+        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers]',
+        reason: 'The AWS-maintained policy with which ECS moves listener rules and targets during blue/green deployments; ' +
+          'AWS updates it when ECS needs new load balancer actions, and only ecs.amazonaws.com may assume the role.',
+      });
+    }
+
+    const scheme = props.certificate ? 'https' : 'http';
+    this.productionUrl = `${scheme}://${this.loadBalancer.loadBalancerDnsName}`;
+    this.testUrl = `http://${this.loadBalancer.loadBalancerDnsName}:${testPort}`;
+    pruneRedundantDependsOn(this);
+  }
+
+  private validate(props: BlueGreenFargateServiceProps, v: {
+    containerPort: number; cpu: number; memory: number; desiredCount: number; healthCheckPath: string; productionPort: number; testPort: number;
+  }): void {
+    checkInteger(this, 'desiredCount', v.desiredCount, 1, 100);
+    checkInteger(this, 'containerPort', v.containerPort, 1, 65535);
+    checkInteger(this, 'testListenerPort', v.testPort, 1, 65535);
+    if (!Token.isUnresolved(v.cpu) && !Token.isUnresolved(v.memory) && !(FARGATE_MEMORY[v.cpu] ?? []).includes(v.memory)) {
+      const allowed = FARGATE_MEMORY[v.cpu];
+      throw invalidInput(this, 'memoryLimitMiB', v.memory, allowed
+        ? `must be one of ${allowed.join(', ')} with cpu ${v.cpu} (the pairs Fargate offers)`
+        : `must come with a cpu Fargate offers (${Object.keys(FARGATE_MEMORY).join(', ')}), cpu is ${v.cpu}`);
+    }
+    if (v.testPort === v.productionPort || (props.certificate && v.testPort === 80)) {
+      throw invalidInput(this, 'testListenerPort', v.testPort, `must differ from the production listener's port${props.certificate ? 's (443 and 80)' : ' (80)'}`);
+    }
+    if (!Token.isUnresolved(v.healthCheckPath) && !/^\/\S*$/.test(v.healthCheckPath)) {
+      throw invalidInput(this, 'healthCheckPath', v.healthCheckPath, "must start with '/' and contain no spaces");
+    }
+    checkInteger(this, 'imagesToKeep', props.imagesToKeep, 1, 1000);
+    checkDuration(this, 'bakeTime', props.bakeTime, Duration.minutes(0), Duration.minutes(1440), 'minutes');
+  }
+}
