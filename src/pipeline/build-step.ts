@@ -6,6 +6,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
+import { acknowledgeCodeBuildDefaults } from '../private/acknowledgements';
 import { checkDuration, checkNotEmpty, invalidInput } from '../private/validate';
 
 /**
@@ -254,6 +255,7 @@ export class BuildStep extends Construct {
       logging: { cloudWatch: { logGroup: this.logGroup } },
     });
     this.reportGroup.grantWrite(role);
+    acknowledgeCodeBuildDefaults(role, this.project);
   }
 
   private validate(props: BuildStepProps): void {

@@ -37,11 +37,19 @@ export interface DeliveryPipelineProps {
   readonly buildStep?: BuildStepOptions;
 
   /**
-   * Actions of an optional Verify stage between Build and Release (integration tests, scans, ...). An action that
+   * A second CodeBuild step in the Verify stage (integration tests, scans, ...). Its primary input is the build
+   * output; the source revision is its secondary input `Source` (`$CODEBUILD_SRC_DIR_Source`).
+   *
+   * @default - no verify build
+   */
+  readonly verifyStep?: BuildStepOptions;
+
+  /**
+   * More actions of the Verify stage between Build and Release. An action that
    * reads the build output takes an input artifact named `Build` (`new codepipeline.Artifact('Build')`), the name
    * the Build stage gives its output.
    *
-   * @default - no Verify stage
+   * @default - no other Verify actions; without `verifyStep` either, no Verify stage
    */
   readonly verifyActions?: codepipeline.IAction[];
 
@@ -121,8 +129,11 @@ export class DeliveryPipeline extends Construct {
   /** The Build stage. */
   public readonly buildStage: codepipeline.IStage;
 
-  /** The Verify stage, when `verifyActions` were given. */
+  /** The Verify stage, when `verifyStep` or `verifyActions` were given. */
   public readonly verifyStage?: codepipeline.IStage;
+
+  /** The verify build step, when `verifyStep` was given. */
+  public readonly verifyBuildStep?: BuildStep;
 
   /** The Approve stage, with `Approval.beforeRelease()`. */
   public readonly approveStage?: codepipeline.IStage;
@@ -187,8 +198,25 @@ export class DeliveryPipeline extends Construct {
       })],
     });
 
-    if (props.verifyActions) {
-      this.verifyStage = this.pipeline.addStage({ stageName: 'Verify', actions: props.verifyActions });
+    const verifyActions = [...props.verifyActions ?? []];
+    if (props.verifyStep) {
+      this.verifyBuildStep = new BuildStep(this, 'Verify', {
+        ...props.verifyStep,
+        encryptionKey: store.encryptionKey,
+        removalPolicy: store.removalPolicy,
+      });
+      verifyActions.unshift(new actions.CodeBuildAction({
+        actionName: 'Verify',
+        project: this.verifyBuildStep.project,
+        input: this.buildOutput,
+        extraInputs: [this.sourceOutput],
+        environmentVariables: {
+          PIPELINE_EXECUTION_ID: { value: '#{codepipeline.PipelineExecutionId}' },
+        },
+      }));
+    }
+    if (verifyActions.length > 0) {
+      this.verifyStage = this.pipeline.addStage({ stageName: 'Verify', actions: verifyActions });
     }
 
     if (this.approval.placement === ApprovalPlacement.BEFORE_RELEASE) {
@@ -226,7 +254,7 @@ export class DeliveryPipeline extends Construct {
       onFailure: { result: codepipeline.Result.ROLLBACK },
     });
 
-    Aspects.of(this).add(new PipelineGrantAcknowledger(store.bucket, store.encryptionKey, this.buildStep.project));
+    Aspects.of(this).add(new PipelineGrantAcknowledger(store.bucket, store.encryptionKey));
     pruneRedundantDependsOn(this);
   }
 }

@@ -1,5 +1,4 @@
 import { CfnResource, IAspect, Stack, Token, Validations } from 'aws-cdk-lib';
-import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -68,6 +67,23 @@ export function acknowledge(scope: IConstruct, findings: string[], reason: strin
 }
 
 /**
+ * Acknowledges, on the role of a CodeBuild project, the permissions CodeBuild writes for that one project: its default
+ * log streams and the report groups a buildspec may create under the project's name.
+ * @internal
+ */
+export function acknowledgeCodeBuildDefaults(role: IConstruct, project: IConstruct): void {
+  const stack = Stack.of(project);
+  const region = nagPseudo(stack.region, 'Region');
+  const account = nagPseudo(stack.account, 'AccountId');
+  const ref = nagRef(project)!;
+  acknowledge(role, [
+    `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:${region}:${account}:log-group:/aws/codebuild/${ref}:*]`,
+    `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codebuild:${region}:${account}:report-group/${ref}-*]`,
+  ], 'CodeBuild\'s own permissions for this one project: its default log streams (/aws/codebuild/<project>:*) and ' +
+    'the report groups a buildspec may create under the project\'s name (<project>-*); both are scoped to this project.');
+}
+
+/**
  * Acknowledges, on each IAM policy of a pipeline (its role, its action roles) and of its build, the wildcards that
  * aws-cdk-lib's artifact grants write: object actions on this pipeline's own artifact bucket, and data-key actions
  * on its own key. An aspect, so that actions a pattern or user adds later are covered too.
@@ -76,8 +92,7 @@ export function acknowledge(scope: IConstruct, findings: string[], reason: strin
 export class PipelineGrantAcknowledger implements IAspect {
   constructor(
     private readonly bucket: s3.IBucket,
-    private readonly key: kms.IKey,
-    private readonly project: codebuild.IProject) {}
+    private readonly key: kms.IKey) {}
 
   public visit(node: IConstruct): void {
     if (!(node instanceof iam.Policy)) {
@@ -101,17 +116,6 @@ export class PipelineGrantAcknowledger implements IAspect {
         'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
       ], 'aws-cdk-lib grants encrypt/decrypt on this pipeline\'s own artifact key only (Resource is that key\'s ARN); ' +
         'the wildcards cover the data-key variants S3 uses with SSE-KMS.');
-    }
-    if (this.project.role && node.node.scope === this.project.role) {
-      const stack = Stack.of(node);
-      const region = nagPseudo(stack.region, 'Region');
-      const account = nagPseudo(stack.account, 'AccountId');
-      const project = nagRef(this.project)!;
-      acknowledge(node, [
-        `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:${region}:${account}:log-group:/aws/codebuild/${project}:*]`,
-        `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codebuild:${region}:${account}:report-group/${project}-*]`,
-      ], 'CodeBuild\'s own permissions for this one project: its default log streams (/aws/codebuild/<project>:*) and ' +
-        'the report groups a buildspec may create under the project\'s name (<project>-*); both are scoped to this project.');
     }
   }
 }

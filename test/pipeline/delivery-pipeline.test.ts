@@ -4,7 +4,7 @@ import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import { Approval, DeliveryPipeline, PipelineSource, Release, SmokeTest } from '../../src';
+import { Approval, BuildArchitecture, DeliveryPipeline, PipelineSource, Release, SmokeTest } from '../../src';
 import { checkApp, describeFailures } from '../compliance/harness';
 import { CONNECTION_ARN, flatten, siteBucket } from '../util/fixtures';
 
@@ -184,6 +184,7 @@ describe('DeliveryPipeline with overrides', () => {
     retainArtifacts: true,
     artifactExpiration: Duration.days(90),
     executionMode: codepipeline.ExecutionMode.QUEUED,
+    verifyStep: { architecture: BuildArchitecture.X86_64, buildSpec: codebuild.BuildSpec.fromObject({ version: '0.2', phases: { build: { commands: ['npm run integ'] } } }) },
     verifyActions: [new actions.CodeBuildAction({
       actionName: 'IntegrationTests',
       project: verifyProject,
@@ -210,6 +211,31 @@ describe('DeliveryPipeline with overrides', () => {
     const stages = new Capture();
     template.hasResourceProperties('AWS::CodePipeline::Pipeline', { Stages: stages, ExecutionMode: 'QUEUED' });
     expect(stages.asArray().map((s: any) => s.Name)).toEqual(['Source', 'Build', 'Verify', 'Approve', 'Release']);
+  });
+
+  test('the verify build reads the build output, with the source as secondary input, before the other verify actions', () => {
+    template.hasResourceProperties('AWS::CodePipeline::Pipeline', {
+      Stages: Match.arrayWith([Match.objectLike({
+        Name: 'Verify',
+        Actions: [
+          Match.objectLike({
+            Name: 'Verify',
+            ActionTypeId: Match.objectLike({ Provider: 'CodeBuild' }),
+            InputArtifacts: [{ Name: 'Build' }, { Name: 'Source' }],
+            Configuration: Match.objectLike({ PrimarySource: 'Build' }),
+          }),
+          Match.objectLike({ Name: 'IntegrationTests' }),
+        ],
+      })]),
+    });
+    expect(delivery.verifyBuildStep).toBeDefined();
+    const buildSpec = new Capture();
+    template.hasResourceProperties('AWS::CodeBuild::Project', {
+      Description: 'Build step of Overrides/Delivery/Verify',
+      Environment: Match.objectLike({ Type: 'LINUX_CONTAINER' }),
+      Source: Match.objectLike({ BuildSpec: buildSpec }),
+    });
+    expect(flatten(stack, buildSpec.asObject())).toContain('npm run integ');
   });
 
   test('the approval carries the timeout, the message and the review URL', () => {
