@@ -37,8 +37,9 @@ export interface DeliveryPipelineProps {
   readonly buildStep?: BuildStepOptions;
 
   /**
-   * A second CodeBuild step in the Verify stage (integration tests, scans, ...). Its primary input is the build
-   * output; the source revision is its secondary input `Source` (`$CODEBUILD_SRC_DIR_Source`).
+   * A second CodeBuild step in the Verify stage (integration tests, scans, ...). Its primary input is the source
+   * revision (its buildspec comes from there, or inline); the build output is its secondary input `Build`, at
+   * `$CODEBUILD_SRC_DIR_Build`.
    *
    * @default - no verify build
    */
@@ -208,8 +209,8 @@ export class DeliveryPipeline extends Construct {
       verifyActions.unshift(new actions.CodeBuildAction({
         actionName: 'Verify',
         project: this.verifyBuildStep.project,
-        input: this.buildOutput,
-        extraInputs: [this.sourceOutput],
+        input: this.sourceOutput,
+        extraInputs: [this.buildOutput],
         environmentVariables: {
           PIPELINE_EXECUTION_ID: { value: '#{codepipeline.PipelineExecutionId}' },
         },

@@ -8,6 +8,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { acknowledgeKeyWildcardsOnlyFor } from '../private/acknowledgements';
 import { createEncryptedTopic } from '../private/encrypted-topic';
 import { checkEmail, invalidInput } from '../private/validate';
 
@@ -181,13 +182,21 @@ export class PipelineNotifications extends Construct {
    */
   public notifyOnEvent(id: string, pattern: events.EventPattern, message: events.RuleTargetInput): events.Rule {
     const isPipelineEvent = pattern.source?.length === 1 && pattern.source[0] === 'aws.codepipeline';
-    return new events.Rule(this, `${id}Rule`, {
+    const rule = new events.Rule(this, `${id}Rule`, {
       description: `Notifies ${this.node.path}: ${id}`,
       eventPattern: isPipelineEvent
         ? { ...pattern, resources: [this.pipeline.pipelineArn] }
         : pattern,
-      targets: [new targets.SnsTopic(this.topic, { message, deadLetterQueue: this.deadLetterQueue })],
+      // A role of this account publishes (no service-principal grant that rules of other accounts could use).
+      targets: [new targets.SnsTopic(this.topic, { message, deadLetterQueue: this.deadLetterQueue, authorizeUsingRole: true })],
     });
+    const role = rule.node.tryFindChild('EventsRole');
+    if (role) {
+      acknowledgeKeyWildcardsOnlyFor(role, this.encryptionKey,
+        'The rule\'s role encrypts what it publishes with the notification topic\'s own key only (the statement names ' +
+        'that key); kms:GenerateDataKey* covers the data-key variants SNS uses.');
+    }
+    return rule;
   }
 
   private validate(props: PipelineNotificationsProps): void {

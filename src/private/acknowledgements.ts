@@ -1,4 +1,4 @@
-import { CfnResource, IAspect, Stack, Token, Validations } from 'aws-cdk-lib';
+import { Aspects, CfnResource, IAspect, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -116,6 +116,51 @@ export class PipelineGrantAcknowledger implements IAspect {
         'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
       ], 'aws-cdk-lib grants encrypt/decrypt on this pipeline\'s own artifact key only (Resource is that key\'s ARN); ' +
         'the wildcards cover the data-key variants S3 uses with SSE-KMS.');
+    }
+  }
+}
+
+/**
+ * Acknowledges `AwsSolutions-IAM5[Resource::*]` on a role's policies only while every statement on `*` uses actions
+ * from the given list (actions without resource-level permissions). Checked when the app is synthesized, so a
+ * statement added later with another action on `*` keeps its finding.
+ * @internal
+ */
+export function acknowledgeStarResourceOnlyFor(role: IConstruct, allowedActions: string[], reason: string): void {
+  Aspects.of(role).add(new StarResourceAcknowledger(allowedActions, reason));
+}
+
+class StarResourceAcknowledger implements IAspect {
+  constructor(private readonly allowedActions: string[], private readonly reason: string) {}
+
+  public visit(node: IConstruct): void {
+    if (!(node instanceof iam.Policy)) {
+      return;
+    }
+    const statements: any[] = Stack.of(node).resolve(node.document.toJSON())?.Statement ?? [];
+    const onStar = statements.filter((st) => ([] as unknown[]).concat(st.Resource ?? []).includes('*'));
+    const onlyAllowed = onStar.every((st) => ([] as string[]).concat(st.Action ?? []).every((a) => this.allowedActions.includes(a)));
+    if (onStar.length > 0 && onlyAllowed) {
+      acknowledge(node, ['AwsSolutions-IAM5[Resource::*]'], this.reason);
+    }
+  }
+}
+
+/**
+ * Acknowledges the KMS data-key wildcards on a role's policies only while every statement that uses them names the
+ * given key alone.
+ * @internal
+ */
+export function acknowledgeKeyWildcardsOnlyFor(role: IConstruct, key: kms.IKey, reason: string): void {
+  Aspects.of(role).add(new KeyWildcardAcknowledger(key, reason));
+}
+
+class KeyWildcardAcknowledger implements IAspect {
+  constructor(private readonly key: kms.IKey, private readonly reason: string) {}
+
+  public visit(node: IConstruct): void {
+    if (node instanceof iam.Policy && wildcardsOnlyOn(node, 'kms', [this.key.keyArn])) {
+      acknowledge(node, ['AwsSolutions-IAM5[Action::kms:ReEncrypt*]', 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]'], this.reason);
     }
   }
 }

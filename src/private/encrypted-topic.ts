@@ -46,7 +46,7 @@ export function createEncryptedTopic(scope: Construct, options: EncryptedTopicOp
   }
   const topic = new sns.Topic(scope, 'Topic', { masterKey: key, enforceSSL: true });
   // The SSL-only topic policy replaces SNS's default policy: the publishing service needs its own Allow, limited to
-  // this account, and the key must let it encrypt. (EventBridge targets add theirs when they are bound.)
+  // this account, and the key must let it encrypt. (EventBridge publishes through a role of this account instead.)
   const publisher = new iam.ServicePrincipal(`${options.publisherService}.amazonaws.com`);
   if (options.publisherService !== 'events') {
     topic.addToResourcePolicy(new iam.PolicyStatement({

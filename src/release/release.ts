@@ -142,6 +142,11 @@ class S3ReleaseAction extends actions.S3DeployAction {
       'The release reads the build output from the pipeline\'s artifact bucket and writes it into the objects of ' +
       `${bucket.node.path} (Resource is that bucket's ARN and its /*), with the object-level action families ` +
       'aws-cdk-lib grants for S3 deploy actions.');
+    if (this.releaseProps.encryptionKey) {
+      acknowledge(options.role, ['AwsSolutions-IAM5[Action::kms:ReEncrypt*]', 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]'],
+        `aws-cdk-lib grants encrypt/decrypt on the artifact key and on ${this.releaseProps.encryptionKey.node.path}, the ` +
+        'key of the released objects, only; the wildcards cover the data-key variants S3 uses with SSE-KMS.');
+    }
     return config;
   }
 }

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
@@ -8,7 +8,7 @@ import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { SmokeTestFunction } from '../handlers/smoke-test-function';
-import { acknowledge, nagRef } from '../private/acknowledgements';
+import { acknowledge, acknowledgeStarResourceOnlyFor, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { checkDuration, checkInteger, invalidInput } from '../private/validate';
@@ -138,7 +138,6 @@ export class SmokeTest extends Construct {
     }
     const deadLetterQueue = createDeadLetterQueue(this, 'smoke test invocations');
     this.function = new SmokeTestFunction(this, 'Function', {
-      deadLetterQueue,
       role,
       logGroup: this.logGroup,
       timeout: props.timeout ?? Duration.minutes(2),
@@ -148,14 +147,22 @@ export class SmokeTest extends Construct {
       environment,
     });
     // A smoke test is invoked by an engine that waits for its answer; a retry of a failed invocation could report a
-    // stale verdict, so failed asynchronous invocations are not retried: they are kept in a dead-letter queue.
+    // stale verdict, so failed asynchronous invocations are not retried: their records go to the queue (once: a
+    // function dead-letter queue as well would receive each failure a second time).
     new lambda.EventInvokeConfig(this, 'InvokeConfig', {
       function: this.function,
       retryAttempts: 0,
       onFailure: new destinations.SqsDestination(deadLetterQueue),
     });
-    acknowledge(role, ['AwsSolutions-IAM5[Resource::*]'],
-      'Only actions without resource-level permissions: xray:PutTraceSegments and PutTelemetryRecords for tracing and, ' +
+    Validations.of(this.function).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: 'Failed asynchronous invocations go to the on-failure destination queue of the invoke configuration; a ' +
+        'dead-letter queue as well would receive every failure twice.',
+    });
+    acknowledgeStarResourceOnlyFor(role, [
+      'xray:PutTraceSegments', 'xray:PutTelemetryRecords',
+      'codepipeline:PutJobSuccessResult', 'codepipeline:PutJobFailureResult',
+    ], 'Only actions without resource-level permissions: xray:PutTraceSegments and PutTelemetryRecords for tracing and, ' +
       'when a pipeline invokes the test, codepipeline:PutJobSuccessResult and PutJobFailureResult (granted by ' +
       'aws-cdk-lib with the invoke action; the job id is only known to the invoked function).');
     pruneRedundantDependsOn(this);

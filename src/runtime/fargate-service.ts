@@ -7,6 +7,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
+import { acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
 import { checkDuration, checkInteger, invalidInput } from '../private/validate';
 
 /**
@@ -44,6 +45,11 @@ export interface BlueGreenFargateServiceProps {
   readonly bakeTime?: Duration;
   /** @default logs.RetentionDays.ONE_MONTH */
   readonly logRetention?: logs.RetentionDays;
+  /**
+   * A container health check (its command runs inside the image, so it depends on the image's tools).
+   * @default - none: the target group's health check on `healthCheckPath` decides which tasks get traffic
+   */
+  readonly containerHealthCheck?: ecs.HealthCheck;
 }
 
 /** The CPU and memory pairs Fargate offers, for the sizes a web service uses. */
@@ -141,22 +147,13 @@ export class BlueGreenFargateService extends Construct {
       essential: true,
       portMappings: [{ containerPort }],
       logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'app' }),
-      healthCheck: {
-        command: ['CMD-SHELL',
-          `node -e "fetch('http://localhost:${containerPort}${healthCheckPath}').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"`],
-        interval: Duration.seconds(10),
-        timeout: Duration.seconds(5),
-        retries: 3,
-        startPeriod: Duration.seconds(10),
-      },
+      healthCheck: props.containerHealthCheck,
     });
     const executionRole = this.taskDefinition.obtainExecutionRole();
     this.repository.grantPull(executionRole);
-    Validations.of(executionRole).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason: 'ecr:GetAuthorizationToken, which pulling from ECR needs, does not support resource-level permissions; ' +
-        'the image actions are limited to the one repository.',
-    });
+    acknowledgeStarResourceOnlyFor(executionRole, ['ecr:GetAuthorizationToken'],
+      'ecr:GetAuthorizationToken, which pulling from ECR needs, does not support resource-level permissions; ' +
+      'the image actions are limited to the one repository.');
 
     const albSecurityGroup = new ec2.SecurityGroup(this, 'LoadBalancerSecurityGroup', {
       vpc: this.vpc,
@@ -241,12 +238,17 @@ export class BlueGreenFargateService extends Construct {
       defaultAction: notFound,
       open: false,
     });
-    // ECS rewrites the forward action of these rules on every deployment; they must stay as declared here.
+    // Both target groups sit in both rules, weighted; ECS moves the weights on every deployment. After a release
+    // the live weights differ from these, so the rules must never be changed through CloudFormation again (a
+    // change would put the declared weights back and could send production traffic to the drained group).
     const rule = (name: string, listener: elbv2.ApplicationListener) => new elbv2.ApplicationListenerRule(this, name, {
       listener,
       priority: 1,
       conditions: [elbv2.ListenerCondition.pathPatterns(['/*'])],
-      action: elbv2.ListenerAction.forward([this.blueTargetGroup]),
+      action: elbv2.ListenerAction.weightedForward([
+        { targetGroup: this.blueTargetGroup, weight: 100 },
+        { targetGroup: this.greenTargetGroup, weight: 0 },
+      ]),
     });
     const productionRule = rule('ProductionRule', this.productionListener);
     const testRule = rule('TestRule', this.testListener);
@@ -312,8 +314,8 @@ export class BlueGreenFargateService extends Construct {
     if (v.testPort === v.productionPort || (props.certificate && v.testPort === 80)) {
       throw invalidInput(this, 'testListenerPort', v.testPort, `must differ from the production listener's port${props.certificate ? 's (443 and 80)' : ' (80)'}`);
     }
-    if (!Token.isUnresolved(v.healthCheckPath) && !/^\/\S*$/.test(v.healthCheckPath)) {
-      throw invalidInput(this, 'healthCheckPath', v.healthCheckPath, "must start with '/' and contain no spaces");
+    if (!Token.isUnresolved(v.healthCheckPath) && !/^\/[A-Za-z0-9._~\-/]*$/.test(v.healthCheckPath)) {
+      throw invalidInput(this, 'healthCheckPath', v.healthCheckPath, "must start with '/' and use only letters, digits and . _ ~ - /");
     }
     checkInteger(this, 'imagesToKeep', props.imagesToKeep, 1, 1000);
     checkDuration(this, 'bakeTime', props.bakeTime, Duration.minutes(0), Duration.minutes(1440), 'minutes');

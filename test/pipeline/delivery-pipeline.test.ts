@@ -3,6 +3,7 @@ import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Approval, BuildArchitecture, DeliveryPipeline, PipelineSource, Release, SmokeTest } from '../../src';
 import { checkApp, describeFailures } from '../compliance/harness';
@@ -213,7 +214,7 @@ describe('DeliveryPipeline with overrides', () => {
     expect(stages.asArray().map((s: any) => s.Name)).toEqual(['Source', 'Build', 'Verify', 'Approve', 'Release']);
   });
 
-  test('the verify build reads the build output, with the source as secondary input, before the other verify actions', () => {
+  test('the verify build reads the source (its buildspec) with the build output as secondary input, before the other verify actions', () => {
     template.hasResourceProperties('AWS::CodePipeline::Pipeline', {
       Stages: Match.arrayWith([Match.objectLike({
         Name: 'Verify',
@@ -221,8 +222,8 @@ describe('DeliveryPipeline with overrides', () => {
           Match.objectLike({
             Name: 'Verify',
             ActionTypeId: Match.objectLike({ Provider: 'CodeBuild' }),
-            InputArtifacts: [{ Name: 'Build' }, { Name: 'Source' }],
-            Configuration: Match.objectLike({ PrimarySource: 'Build' }),
+            InputArtifacts: [{ Name: 'Source' }, { Name: 'Build' }],
+            Configuration: Match.objectLike({ PrimarySource: 'Source' }),
           }),
           Match.objectLike({ Name: 'IntegrationTests' }),
         ],
@@ -348,6 +349,14 @@ describe('DeliveryPipeline bad input', () => {
 
   test('PARALLEL execution is refused: CodePipeline does not roll a stage back in that mode', () => {
     expect(() => make({ executionMode: codepipeline.ExecutionMode.PARALLEL })).toThrow(/'executionMode' must be SUPERSEDED or QUEUED.*got 'PARALLEL'/);
+  });
+
+  test('releasing with a key of its own stays clean under cdk-nag: the key grant is acknowledged on the deploy role', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Keyed');
+    const key = new kms.Key(stack, 'SiteKey', { enableKeyRotation: true });
+    new DeliveryPipeline(stack, 'Delivery', { source: source(), release: Release.s3Bucket(siteBucket(stack), { encryptionKey: key }) });
+    expect(checkApp(app).map(describeFailures)).toEqual(['Keyed: clean']);
   });
 
   test('an imported bucket can be released into', () => {

@@ -1,6 +1,7 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import { DeliveryPipeline, PipelineSource, Release, SmokeTest } from '../../src';
 import { checkApp, describeFailures } from '../compliance/harness';
 import { CONNECTION_ARN, siteBucket } from '../util/fixtures';
@@ -43,7 +44,8 @@ describe('SmokeTest in a pipeline', () => {
       Qualifier: '$LATEST',
       DestinationConfig: { OnFailure: { Destination: Match.anyValue() } },
     });
-    template.hasResourceProperties('AWS::Lambda::Function', { DeadLetterConfig: { TargetArn: Match.anyValue() } });
+    // One queue, once: no function dead-letter queue as well.
+    template.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.handler', DeadLetterConfig: Match.absent() });
   });
 
   test('its role writes only to its own log group, with no managed policy', () => {
@@ -96,6 +98,14 @@ describe('SmokeTest on its own', () => {
 
   test('passes cdk-nag and the validator without a pipeline', () => {
     expect(checkApp(app).map(describeFailures)).toEqual(['Alone: clean']);
+  });
+
+  test('a statement on * with another action added to its role keeps its finding', () => {
+    const otherApp = new App();
+    const other = new Stack(otherApp, 'Widened');
+    const widened = new SmokeTest(other, 'Smoke', { baseUrl: 'http://test.example.com' });
+    widened.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: ['*'] }));
+    expect(checkApp(otherApp).map(describeFailures).join('\n')).toMatch(/AwsSolutions-IAM5\[Resource::\*\] at Widened\/Smoke\/Role/);
   });
 });
 

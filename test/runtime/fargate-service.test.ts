@@ -4,6 +4,7 @@ import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import { BlueGreenFargateService, BlueGreenFargateServiceProps } from '../../src/runtime/fargate-service';
 import { checkApp, describeFailures } from '../compliance/harness';
 
@@ -41,19 +42,14 @@ describe('BlueGreenFargateService defaults', () => {
     });
   });
 
-  test('an ARM64 task of 0.25 vCPU and 512 MiB whose container answers its health check on /healthcheck', () => {
+  test('an ARM64 task of 0.25 vCPU and 512 MiB, health-checked by the target groups (no image-specific container check)', () => {
     template.hasResourceProperties('AWS::ECS::TaskDefinition', {
       Cpu: '256',
       Memory: '512',
       RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
       ContainerDefinitions: [Match.objectLike({
         PortMappings: [Match.objectLike({ ContainerPort: 8080 })],
-        HealthCheck: Match.objectLike({
-          Command: ['CMD-SHELL', Match.stringLikeRegexp("fetch\\('http://localhost:8080/healthcheck'\\)")],
-          Interval: 10,
-          Timeout: 5,
-          Retries: 3,
-        }),
+        HealthCheck: Match.absent(),
         LogConfiguration: Match.objectLike({ LogDriver: 'awslogs' }),
       })],
     });
@@ -88,13 +84,21 @@ describe('BlueGreenFargateService defaults', () => {
     expect(config.AdvancedConfiguration.RoleArn['Fn::GetAtt'][0]).toMatch(/AlternateRole/);
   });
 
-  test('an HTTP production listener on 80 and a test listener on 8080, both forwarding every path to the blue group', () => {
+  test('an HTTP production listener on 80 and a test listener on 8080, both forwarding every path to blue (100) and green (0)', () => {
     template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', { Port: 80, Protocol: 'HTTP' });
     template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', { Port: 8080, Protocol: 'HTTP' });
     template.resourcePropertiesCountIs('AWS::ElasticLoadBalancingV2::ListenerRule', {
       Priority: 1,
       Conditions: [{ Field: 'path-pattern', PathPatternConfig: { Values: ['/*'] } }],
-      Actions: [Match.objectLike({ Type: 'forward', TargetGroupArn: { Ref: idOf(stack, web.blueTargetGroup) } })],
+      Actions: [Match.objectLike({
+        Type: 'forward',
+        ForwardConfig: {
+          TargetGroups: [
+            { TargetGroupArn: { Ref: idOf(stack, web.blueTargetGroup) }, Weight: 100 },
+            { TargetGroupArn: { Ref: idOf(stack, web.greenTargetGroup) }, Weight: 0 },
+          ],
+        },
+      })],
     }, 2);
     expect(web.testUrl).toMatch(/^http:\/\/.*:8080$/);
   });
@@ -121,6 +125,14 @@ describe('BlueGreenFargateService defaults', () => {
     const albSg = template.findResources('AWS::EC2::SecurityGroup', { Properties: { GroupDescription: Match.stringLikeRegexp('Production and test listeners') } });
     const ingress = (Object.values(albSg)[0] as any).Properties.SecurityGroupIngress;
     expect(ingress.map((r: any) => [r.CidrIp, r.FromPort])).toEqual([['0.0.0.0/0', 80], ['0.0.0.0/0', 8080]]);
+  });
+
+  test('a statement on * other than ecr:GetAuthorizationToken on the execution role keeps its finding', () => {
+    const otherApp = new App();
+    const other = new Stack(otherApp, 'Extra');
+    const extra = new BlueGreenFargateService(other, 'Web', { image });
+    extra.taskDefinition.obtainExecutionRole().addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: ['*'] }));
+    expect(checkApp(otherApp).map(describeFailures).join('\n')).toMatch(/AwsSolutions-IAM5\[Resource::\*\] at Extra\/Web\/TaskDefinition\/ExecutionRole/);
   });
 
   test('writes access logs to a bucket kept 30 days when the stack has a region', () => {
@@ -170,6 +182,12 @@ describe('BlueGreenFargateService overrides', () => {
     expect(ingress.map((r: any) => [r.CidrIp, r.FromPort])).toEqual([['0.0.0.0/0', 443], ['0.0.0.0/0', 80], ['203.0.113.0/24', 9000]]);
   });
 
+  test('a container health check runs when one is given', () => {
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [Match.objectLike({ HealthCheck: Match.objectLike({ Command: ['CMD-SHELL', 'wget -q -O- http://127.0.0.1:8080/health || exit 1'], Interval: 15 }) })],
+    });
+  });
+
   test('size, count, health path and bake time are passed on, in the VPC given', () => {
     template.hasResourceProperties('AWS::ECS::TaskDefinition', { Cpu: '512', Memory: '2048' });
     template.hasResourceProperties('AWS::ECS::Service', {
@@ -205,7 +223,7 @@ describe('BlueGreenFargateService bad input', () => {
     expect(make({ testListenerPort: 80 })).toThrow(/'testListenerPort' must differ from the production listener's port \(80\), got 80/);
   });
 
-  test.each(['healthcheck', '/health check'])('the health check path %p is refused', (healthCheckPath) => {
+  test.each(['healthcheck', '/health check', '/a$b', '/a"b'])('the health check path %p is refused', (healthCheckPath) => {
     expect(make({ healthCheckPath })).toThrow(/'healthCheckPath' must start with '\/'/);
   });
 
