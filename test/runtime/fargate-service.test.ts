@@ -163,6 +163,7 @@ describe('BlueGreenFargateService overrides', () => {
     desiredCount: 3,
     healthCheckPath: '/health',
     bakeTime: Duration.minutes(15),
+    containerHealthCheck: { command: ['CMD-SHELL', 'wget -q -O- http://127.0.0.1:8080/health || exit 1'], interval: Duration.seconds(15) },
   });
   const template = Template.fromStack(stack);
 
