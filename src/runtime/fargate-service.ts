@@ -6,8 +6,8 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
+import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { checkDuration, checkInteger, invalidInput } from '../private/validate';
 
 /**
