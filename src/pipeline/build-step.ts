@@ -1,5 +1,7 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
+import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
+import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -160,6 +162,31 @@ export interface BuildStepOptions {
 }
 
 /**
+ * Options of the pipeline action that runs a build step.
+ */
+export interface BuildStepActionOptions {
+  /** The name of the action. */
+  readonly actionName: string;
+
+  /** The primary input: the buildspec and the working directory come from it. */
+  readonly input: codepipeline.Artifact;
+
+  /**
+   * More inputs, each at `$CODEBUILD_SRC_DIR_<artifact name>`.
+   *
+   * @default - none
+   */
+  readonly extraInputs?: codepipeline.Artifact[];
+
+  /**
+   * The artifacts the build writes.
+   *
+   * @default - none
+   */
+  readonly outputs?: codepipeline.Artifact[];
+}
+
+/**
  * Properties of `BuildStep`.
  */
 export interface BuildStepProps extends BuildStepOptions {
@@ -256,6 +283,22 @@ export class BuildStep extends Construct {
     });
     this.reportGroup.grantWrite(role);
     acknowledgeCodeBuildDefaults(role, this.project);
+  }
+
+  /**
+   * A CodePipeline action that runs this build step; the build sees the pipeline execution as `PIPELINE_EXECUTION_ID`.
+   */
+  public pipelineAction(options: BuildStepActionOptions): codepipeline.IAction {
+    return new actions.CodeBuildAction({
+      actionName: options.actionName,
+      project: this.project,
+      input: options.input,
+      extraInputs: options.extraInputs,
+      outputs: options.outputs,
+      environmentVariables: {
+        PIPELINE_EXECUTION_ID: { value: '#{codepipeline.PipelineExecutionId}' },
+      },
+    });
   }
 
   private validate(props: BuildStepProps): void {

@@ -1,6 +1,5 @@
 import { Aspects, Aws, Duration } from 'aws-cdk-lib';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
-import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -10,6 +9,7 @@ import { ArtifactStore } from './artifact-store';
 import { BuildStep, BuildStepOptions } from './build-step';
 import { PipelineNotifications, PipelineNotificationsOptions } from './notifications';
 import { PipelineGrantAcknowledger } from '../private/acknowledgements';
+import { consoleUrl } from '../private/console';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { checkDuration, invalidInput } from '../private/validate';
 import { Release } from '../release/release';
@@ -181,39 +181,23 @@ export class DeliveryPipeline extends Construct {
 
     this.sourceStage = this.pipeline.addStage({ stageName: 'Source', actions: [source.action] });
 
-    this.buildStep = new BuildStep(this, 'Build', {
-      ...props.buildStep,
+    // Build steps share the pipeline's key and its removal policy.
+    const buildStep = (id: string, options: BuildStepOptions = {}) => new BuildStep(this, id, {
+      ...options,
       encryptionKey: store.encryptionKey,
       removalPolicy: store.removalPolicy,
     });
+    this.buildStep = buildStep('Build', props.buildStep);
     this.buildStage = this.pipeline.addStage({
       stageName: 'Build',
-      actions: [new actions.CodeBuildAction({
-        actionName: 'Build',
-        project: this.buildStep.project,
-        input: this.sourceOutput,
-        outputs: [this.buildOutput],
-        environmentVariables: {
-          PIPELINE_EXECUTION_ID: { value: '#{codepipeline.PipelineExecutionId}' },
-        },
-      })],
+      actions: [this.buildStep.pipelineAction({ actionName: 'Build', input: this.sourceOutput, outputs: [this.buildOutput] })],
     });
 
     const verifyActions = [...props.verifyActions ?? []];
     if (props.verifyStep) {
-      this.verifyBuildStep = new BuildStep(this, 'Verify', {
-        ...props.verifyStep,
-        encryptionKey: store.encryptionKey,
-        removalPolicy: store.removalPolicy,
-      });
-      verifyActions.unshift(new actions.CodeBuildAction({
-        actionName: 'Verify',
-        project: this.verifyBuildStep.project,
-        input: this.sourceOutput,
-        extraInputs: [this.buildOutput],
-        environmentVariables: {
-          PIPELINE_EXECUTION_ID: { value: '#{codepipeline.PipelineExecutionId}' },
-        },
+      this.verifyBuildStep = buildStep('Verify', props.verifyStep);
+      verifyActions.unshift(this.verifyBuildStep.pipelineAction({
+        actionName: 'Verify', input: this.sourceOutput, extraInputs: [this.buildOutput],
       }));
     }
     if (verifyActions.length > 0) {
@@ -223,7 +207,7 @@ export class DeliveryPipeline extends Construct {
     if (this.approval.placement === ApprovalPlacement.BEFORE_RELEASE) {
       // The build's history with its test reports (a link to the pipeline itself would make it reference itself).
       const reviewUrl = this.approval.reviewUrl ??
-        `https://${Aws.REGION}.console.aws.amazon.com/codesuite/codebuild/${Aws.ACCOUNT_ID}/projects/${this.buildStep.project.projectName}/history?region=${Aws.REGION}`;
+        consoleUrl(`codesuite/codebuild/${Aws.ACCOUNT_ID}/projects/${this.buildStep.project.projectName}/history`);
       const approve = this.approval.createAction({
         actionName: 'Approve',
         defaultReviewUrl: reviewUrl,

@@ -1,4 +1,4 @@
-import { Aws, Names, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { Names, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as chatbot from 'aws-cdk-lib/aws-chatbot';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -9,6 +9,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { acknowledgeKeyWildcardsOnlyFor } from '../private/acknowledgements';
+import { consoleUrl } from '../private/console';
 import { createEncryptedTopic } from '../private/encrypted-topic';
 import { checkEmail, invalidInput } from '../private/validate';
 
@@ -114,7 +115,7 @@ export class PipelineNotifications extends Construct {
 
     const pipelineName = events.EventField.fromPath('$.detail.pipeline');
     const executionId = events.EventField.fromPath('$.detail.execution-id');
-    const executionUrl = `https://${Aws.REGION}.console.aws.amazon.com/codesuite/codepipeline/pipelines/${pipelineName}/executions/${executionId}/timeline?region=${Aws.REGION}`;
+    const executionUrl = consoleUrl(`codesuite/codepipeline/pipelines/${pipelineName}/executions/${executionId}/timeline`);
     this.notifyOnEvent('Failed', {
       source: ['aws.codepipeline'],
       detailType: ['CodePipeline Pipeline Execution State Change'],
@@ -160,7 +161,7 @@ export class PipelineNotifications extends Construct {
    */
   public notifyOnApprovalNeeded(stageName: string, actionName: string, reviewUrl?: string): events.Rule {
     const pipelineName = events.EventField.fromPath('$.detail.pipeline');
-    const consoleUrl = `https://${Aws.REGION}.console.aws.amazon.com/codesuite/codepipeline/pipelines/${pipelineName}/view?region=${Aws.REGION}`;
+    const approveUrl = consoleUrl(`codesuite/codepipeline/pipelines/${pipelineName}/view`);
     const review = reviewUrl ? ` Review the new version at ${reviewUrl} first.` : '';
     return this.notifyOnEvent(`Approval${stageName}${actionName}`, {
       source: ['aws.codepipeline'],
@@ -168,7 +169,7 @@ export class PipelineNotifications extends Construct {
       detail: { stage: [stageName], action: [actionName], state: ['STARTED'] },
     }, events.RuleTargetInput.fromText(
       `APPROVAL NEEDED: pipeline ${pipelineName} waits for approval in stage ${stageName} (action ${actionName}).${review} ` +
-      `Approve or reject at ${consoleUrl} - rejecting, or letting the approval time out, stops the release.`));
+      `Approve or reject at ${approveUrl} - rejecting, or letting the approval time out, stops the release.`));
   }
 
   /**

@@ -12,11 +12,11 @@ export interface EncryptedTopicOptions {
   readonly purpose: string;
   /** The AWS service that publishes to the topic and must use its key (`events`, `cloudwatch`). */
   readonly publisherService: string;
-  /** Email subscriptions. */
+  /** Email subscriptions. @default - none */
   readonly emails?: string[];
-  /** A key to use instead of a new one. */
+  /** A key to use instead of a new one. @default - a new key with rotation */
   readonly encryptionKey?: kms.IKey;
-  /** What happens to a new key when the stack is deleted. */
+  /** What happens to a new key when the stack is deleted. @default RemovalPolicy.DESTROY */
   readonly removalPolicy?: RemovalPolicy;
 }
 
