@@ -182,7 +182,7 @@ export class DeliveryPipeline extends Construct {
     this.sourceStage = this.pipeline.addStage({ stageName: 'Source', actions: [source.action] });
 
     // Build steps share the pipeline's key and its removal policy.
-    const buildStep = (id: string, options: BuildStepOptions = {}) => new BuildStep(this, id, {
+    const buildStep = (stepId: string, options: BuildStepOptions = {}) => new BuildStep(this, stepId, {
       ...options,
       encryptionKey: store.encryptionKey,
       removalPolicy: store.removalPolicy,
