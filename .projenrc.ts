@@ -41,6 +41,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/client-ssm',
     '@aws-sdk/client-codedeploy',
     '@aws-sdk/client-codepipeline',
+    '@aws-sdk/client-ecs',
     'aws-sdk-client-mock',
     'aws-sdk-client-mock-jest',
   ],

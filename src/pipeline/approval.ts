@@ -71,6 +71,13 @@ export interface ApprovalActionOptions {
   readonly defaultReviewUrl?: string;
 
   /**
+   * The timeout to use when the approval did not set one, for releases whose engine allows less than 24 hours.
+   *
+   * @default Duration.hours(24)
+   */
+  readonly defaultTimeout?: Duration;
+
+  /**
    * The message to use when the approval did not set one.
    *
    * @default - no message
@@ -104,8 +111,18 @@ export abstract class Approval {
   /** Where the approval stands in the release. */
   public abstract readonly placement: ApprovalPlacement;
 
-  /** How long the approval waits. */
+  /**
+   * How long the approval waits: the timeout it was given, or 24 hours. A release whose engine allows less uses its
+   * own default instead (see `ApprovalActionOptions.defaultTimeout`).
+   */
   public abstract readonly timeout: Duration;
+
+  /**
+   * The timeout the approval was given.
+   *
+   * @default - none: 24 hours, or the release's default
+   */
+  public abstract readonly givenTimeout?: Duration;
 
   /**
    * The review URL the approval was given.
@@ -126,11 +143,13 @@ const MAX_TIMEOUT = Duration.days(60);
 
 class GateApproval extends Approval {
   public readonly timeout: Duration;
+  public readonly givenTimeout?: Duration;
   public readonly reviewUrl?: string;
 
   constructor(public readonly placement: ApprovalPlacement, private readonly options: ApprovalOptions) {
     super();
     checkDuration(`Approval.${placementFactory(placement)}`, 'timeout', options.timeout, MIN_TIMEOUT, MAX_TIMEOUT, 'minutes');
+    this.givenTimeout = options.timeout;
     this.timeout = options.timeout ?? Duration.hours(24);
     this.reviewUrl = options.reviewUrl;
     if (options.reviewUrl !== undefined && !Token.isUnresolved(options.reviewUrl) && !/^https?:\/\/\S+$/.test(options.reviewUrl)) {
@@ -145,7 +164,7 @@ class GateApproval extends Approval {
     return new actions.ManualApprovalAction({
       actionName: options.actionName,
       runOrder: options.runOrder,
-      timeout: this.timeout,
+      timeout: this.givenTimeout ?? options.defaultTimeout ?? this.timeout,
       additionalInformation: this.options.message ?? options.defaultMessage,
       externalEntityLink: this.options.reviewUrl ?? options.defaultReviewUrl,
     });

@@ -184,6 +184,14 @@ export interface BuildStepActionOptions {
    * @default - none
    */
   readonly outputs?: codepipeline.Artifact[];
+
+  /**
+   * The namespace of the variables the build exports (`env.exported-variables` of the buildspec), which later actions
+   * read as `#{<namespace>.<NAME>}`.
+   *
+   * @default - the build's variables are not available to other actions
+   */
+  readonly variablesNamespace?: string;
 }
 
 /**
@@ -295,6 +303,7 @@ export class BuildStep extends Construct {
       input: options.input,
       extraInputs: options.extraInputs,
       outputs: options.outputs,
+      variablesNamespace: options.variablesNamespace,
       environmentVariables: {
         PIPELINE_EXECUTION_ID: { value: '#{codepipeline.PipelineExecutionId}' },
       },

@@ -54,7 +54,7 @@ export function wildcardsOnlyOn(policy: iam.Policy, kind: 's3' | 'kms', allowed:
 }
 
 /** A region or account as cdk-nag prints it: the literal, or the pseudo parameter. @internal */
-function nagPseudo(value: string, pseudo: string): string {
+export function nagPseudo(value: string, pseudo: string): string {
   return Token.isUnresolved(value) ? `<AWS::${pseudo}>` : value;
 }
 

@@ -19,8 +19,16 @@ export interface BlueGreenFargateServiceProps {
   readonly image: ecs.ContainerImage;
   /** @default - a new VPC with two public subnets in two AZs and no NAT gateway */
   readonly vpc?: ec2.IVpc;
-  /** @default - a new cluster in the VPC with Container Insights */
+  /** @default - a new cluster in the VPC with `containerInsights` */
   readonly cluster?: ecs.ICluster;
+  /** @default ecs.ContainerInsights.DISABLED */
+  readonly containerInsights?: ecs.ContainerInsights;
+  /** @default ecs.CpuArchitecture.ARM64 */
+  readonly cpuArchitecture?: ecs.CpuArchitecture;
+  /** @default - none */
+  readonly environment?: { [name: string]: string };
+  /** @default - none */
+  readonly secrets?: { [name: string]: ecs.Secret };
   /** @default - a new repository: scan on push, immutable tags, the last `imagesToKeep` images, emptied on delete */
   readonly repository?: ecr.IRepository;
   /** @default 20 */
@@ -120,7 +128,7 @@ export class BlueGreenFargateService extends Construct {
     });
     this.cluster = props.cluster ?? new ecs.Cluster(this, 'Cluster', {
       vpc: this.vpc,
-      containerInsightsV2: ecs.ContainerInsights.ENABLED,
+      containerInsightsV2: props.containerInsights ?? ecs.ContainerInsights.DISABLED,
     });
     this.repository = props.repository ?? new ecr.Repository(this, 'Repository', {
       imageScanOnPush: true,
@@ -138,7 +146,7 @@ export class BlueGreenFargateService extends Construct {
       cpu,
       memoryLimitMiB: memory,
       runtimePlatform: {
-        cpuArchitecture: ecs.CpuArchitecture.ARM64,
+        cpuArchitecture: props.cpuArchitecture ?? ecs.CpuArchitecture.ARM64,
         operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
       },
     });
@@ -148,6 +156,8 @@ export class BlueGreenFargateService extends Construct {
       portMappings: [{ containerPort }],
       logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'app' }),
       healthCheck: props.containerHealthCheck,
+      environment: props.environment,
+      secrets: props.secrets,
     });
     const executionRole = this.taskDefinition.obtainExecutionRole();
     this.repository.grantPull(executionRole);

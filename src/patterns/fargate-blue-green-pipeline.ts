@@ -1,0 +1,538 @@
+import { CfnOutput, Duration, Names, Token, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as codebuild from 'aws-cdk-lib/aws-codebuild';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { Construct } from 'constructs';
+import { ServiceMonitoring } from '../monitoring/service-monitoring';
+import { Approval } from '../pipeline/approval';
+import { BuildArchitecture, BuildSecret } from '../pipeline/build-step';
+import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
+import { PipelineNotificationsOptions } from '../pipeline/notifications';
+import { createImageParameter } from '../private/image-parameter';
+import { checkNotEmpty, invalidInput } from '../private/validate';
+import { checkBakeTime, EcsBlueGreenRelease, RELEASE_STAGE_NAME } from '../release/ecs-blue-green-release';
+import { BlueGreenFargateService } from '../runtime/fargate-service';
+import { PipelineSource } from '../source/pipeline-source';
+
+/**
+ * The image the service runs before the pipeline's first release: `traefik/whoami` answers 200 on every path, on the
+ * port in `WHOAMI_PORT_NUMBER`, for arm64 and x86_64.
+ */
+const DEFAULT_PLACEHOLDER_IMAGE = 'docker.io/traefik/whoami:v1.10.1';
+
+/**
+ * Properties of `FargateBlueGreenPipeline`.
+ */
+export interface FargateBlueGreenPipelineProps {
+  /** Where the revisions come from: the repository holds the Dockerfile and the service's code. */
+  readonly source: PipelineSource;
+
+  /**
+   * Whether a human approves. `Approval.beforeProductionTraffic()` holds the release after the new version passed its
+   * smoke test on the test listener; its timeout must fit the ECS deploy action's hour (at most 60 minutes minus the
+   * bake time minus 15).
+   *
+   * @default Approval.none()
+   */
+  readonly approval?: Approval;
+
+  /**
+   * The directory of the source that holds the Dockerfile: the build's working directory and the Docker build context.
+   *
+   * @default '.' - the repository root
+   */
+  readonly dockerDirectory?: string;
+
+  /**
+   * Commands that run the unit tests before the image is built, in `dockerDirectory`. A failing command stops the
+   * build. JUnit XML files written to `reports/junit` under `dockerDirectory` appear as test reports.
+   *
+   * @default - `npm ci` and `npm test` when `dockerDirectory` has a `package.json`, otherwise none
+   */
+  readonly testCommands?: string[];
+
+  /**
+   * Plain environment variables of the build.
+   *
+   * @default - none
+   */
+  readonly buildEnvironmentVariables?: { [name: string]: string };
+
+  /**
+   * Secrets the build sees as environment variables (from SSM Parameter Store or Secrets Manager).
+   *
+   * @default - none
+   */
+  readonly buildSecrets?: { [name: string]: BuildSecret };
+
+  /**
+   * Plain environment variables of the container.
+   *
+   * @default - none
+   */
+  readonly environment?: { [name: string]: string };
+
+  /**
+   * Secrets the container sees as environment variables, injected by ECS from SSM Parameter Store or Secrets Manager
+   * (`ecs.Secret.fromSsmParameter`, `ecs.Secret.fromSecretsManager`); the task's execution role may read only these.
+   *
+   * @default - none
+   */
+  readonly secrets?: { [name: string]: ecs.Secret };
+
+  /**
+   * The VPC.
+   *
+   * @default - a new VPC with two public subnets in two AZs and no NAT gateway
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * The ECS cluster.
+   *
+   * @default - a new cluster in the VPC
+   */
+  readonly cluster?: ecs.ICluster;
+
+  /**
+   * Container Insights of the new cluster (ignored with `cluster`). Classic Container Insights costs about 8 USD a
+   * month for this service (about 37 custom metrics), which would take the idle cost over 50 USD; the alarms and the
+   * dashboard use only the free metrics of the load balancer and of ECS.
+   *
+   * @default ecs.ContainerInsights.DISABLED
+   */
+  readonly containerInsights?: ecs.ContainerInsights;
+
+  /**
+   * The ECR repository the build pushes to.
+   *
+   * @default - a new repository: scan on push, immutable tags, the last `imagesToKeep` images, emptied on delete
+   */
+  readonly repository?: ecr.IRepository;
+
+  /**
+   * How many images the new repository keeps (a rollback needs the previous ones).
+   *
+   * @default 20
+   */
+  readonly imagesToKeep?: number;
+
+  /**
+   * The port the container listens on; the placeholder image is told to listen there too.
+   *
+   * @default 8080
+   */
+  readonly containerPort?: number;
+
+  /**
+   * The processor architecture of the tasks; the image is built on a CodeBuild host of the same architecture.
+   *
+   * @default ecs.CpuArchitecture.ARM64
+   */
+  readonly cpuArchitecture?: ecs.CpuArchitecture;
+
+  /**
+   * CPU units of a task.
+   *
+   * @default 256
+   */
+  readonly cpu?: number;
+
+  /**
+   * Memory of a task in MiB, a value Fargate offers with `cpu`.
+   *
+   * @default 512
+   */
+  readonly memoryLimitMiB?: number;
+
+  /**
+   * How many tasks run, spread over the VPC's AZs.
+   *
+   * @default 2
+   */
+  readonly desiredCount?: number;
+
+  /**
+   * The path of the health check of the target groups and of the smoke test.
+   *
+   * @default '/healthcheck'
+   */
+  readonly healthCheckPath?: string;
+
+  /**
+   * A phrase the welcome page (`/` on the test listener) must contain for the smoke test to pass.
+   *
+   * @default - the smoke test checks the health path only
+   */
+  readonly expectedPhrase?: string;
+
+  /**
+   * A container health check (its command runs inside the image).
+   *
+   * @default - none: the target groups' health check on `healthCheckPath` decides
+   */
+  readonly containerHealthCheck?: ecs.HealthCheck;
+
+  /**
+   * A certificate for HTTPS: production then listens on 443, and 80 redirects to it.
+   *
+   * @default - production listens on HTTP 80
+   */
+  readonly certificate?: elbv2.IListenerCertificate;
+
+  /**
+   * The port of the test listener, where the new version serves before production traffic shifts.
+   *
+   * @default 8080
+   */
+  readonly testListenerPort?: number;
+
+  /**
+   * Who may reach the test listener. The smoke test runs outside the VPC and reaches it over the internet, so
+   * restricting it to your network also stops the smoke test.
+   *
+   * @default - anyone (ec2.Peer.anyIpv4())
+   */
+  readonly testListenerPeers?: ec2.IPeer[];
+
+  /**
+   * How long both versions keep running after production traffic shifted; an alarm in that time rolls back.
+   * 0 to 45 minutes in whole minutes (the ECS deploy action waits at most 60 minutes for the whole deployment).
+   *
+   * @default Duration.minutes(5)
+   */
+  readonly bakeTime?: Duration;
+
+  /**
+   * The p99 target response time above which the latency alarm fires.
+   *
+   * @default Duration.seconds(2)
+   */
+  readonly latencyThreshold?: Duration;
+
+  /**
+   * The image the service runs before the first release. It must answer 200 on `healthCheckPath` at `containerPort`.
+   *
+   * @default 'docker.io/traefik/whoami:v1.10.1', which answers 200 on every path
+   */
+  readonly placeholderImage?: string;
+
+  /**
+   * How long container and function logs are kept.
+   *
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * Who hears about the pipeline (failures, successes, approvals).
+   *
+   * @default - a new encrypted topic without subscriptions
+   */
+  readonly notifications?: PipelineNotificationsOptions;
+
+  /**
+   * Email addresses subscribed to the alarm topic.
+   *
+   * @default - no subscription
+   */
+  readonly alarmEmails?: string[];
+
+  /**
+   * Keep the pipeline's artifacts and their key when the stack is deleted.
+   *
+   * @default false - `cdk destroy` removes everything
+   */
+  readonly retainArtifacts?: boolean;
+}
+
+/**
+ * A container service on ECS Fargate, released from a git push with ECS native blue/green deployments: the build
+ * runs the unit tests and pushes an image tagged with the commit and the build number; the new tasks serve on a test
+ * listener, pass a smoke test and (optionally) a human approval before production traffic shifts; alarms roll back
+ * during the bake time; a later `cdk deploy` keeps the image in production.
+ */
+export class FargateBlueGreenPipeline extends Construct {
+  /** The delivery pipeline (Source, Build, Release). */
+  public readonly pipeline: DeliveryPipeline;
+  /** The VPC. */
+  public readonly vpc: ec2.IVpc;
+  /** The ECS cluster. */
+  public readonly cluster: ecs.ICluster;
+  /** The ECR repository. */
+  public readonly repository: ecr.IRepository;
+  /** The task definition CloudFormation manages (each release registers a revision of it). */
+  public readonly taskDefinition: ecs.FargateTaskDefinition;
+  /** The application container. */
+  public readonly container: ecs.ContainerDefinition;
+  /** The Fargate service. */
+  public readonly service: ecs.FargateService;
+  /** The application load balancer. */
+  public readonly loadBalancer: elbv2.ApplicationLoadBalancer;
+  /** The production listener. */
+  public readonly productionListener: elbv2.ApplicationListener;
+  /** The test listener. */
+  public readonly testListener: elbv2.ApplicationListener;
+  /** The target group production starts on. */
+  public readonly blueTargetGroup: elbv2.ApplicationTargetGroup;
+  /** The alternate target group. */
+  public readonly greenTargetGroup: elbv2.ApplicationTargetGroup;
+  /** The container logs. */
+  public readonly logGroup: logs.ILogGroup;
+  /** The production URL. */
+  public readonly productionUrl: string;
+  /** The test listener's URL. */
+  public readonly testUrl: string;
+  /** The SSM parameter holding the image in production, which CloudFormation reads on every stack update. */
+  public readonly imageParameterName: string;
+  /** Alarms, alarm topic and dashboard. */
+  public readonly monitoring: ServiceMonitoring;
+  /** The alarm topic. */
+  public readonly alarmTopic: sns.ITopic;
+  /** The dashboard. */
+  public readonly dashboard: cloudwatch.Dashboard;
+  /** The alarms that roll a deployment back while it runs and bakes. */
+  public readonly deploymentAlarms: cloudwatch.IAlarm[];
+  /** The lifecycle hook: smoke test and approval gate. */
+  public readonly releaseHook: lambda.IFunction;
+  /** The command that rolls production back to the last successful release. */
+  public readonly rollbackCommand: string;
+
+  constructor(scope: Construct, id: string, props: FargateBlueGreenPipelineProps) {
+    super(scope, id);
+    const dockerDirectory = normalizeDirectory(this, props.dockerDirectory);
+    const bakeTime = props.bakeTime ?? Duration.minutes(5);
+    checkBakeTime(this, props.bakeTime);
+    const healthCheckPath = props.healthCheckPath ?? '/healthcheck';
+    const containerPort = props.containerPort ?? 8080;
+    const placeholderImage = props.placeholderImage ?? DEFAULT_PLACEHOLDER_IMAGE;
+    checkNotEmpty(this, 'placeholderImage', placeholderImage);
+    if (props.expectedPhrase !== undefined) checkNotEmpty(this, 'expectedPhrase', props.expectedPhrase);
+    props.testCommands?.forEach((command) => checkNotEmpty(this, 'testCommands', command));
+    if (props.latencyThreshold && !props.latencyThreshold.isUnresolved()
+      && (props.latencyThreshold.toMilliseconds() < 10 || props.latencyThreshold.toSeconds({ integral: false }) > 60)) {
+      throw invalidInput(this, 'latencyThreshold', props.latencyThreshold, 'must be between 10 milliseconds and 60 seconds');
+    }
+    if (props.environment && 'WHOAMI_PORT_NUMBER' in props.environment) {
+      throw invalidInput(this, 'environment', 'WHOAMI_PORT_NUMBER', 'must not set WHOAMI_PORT_NUMBER, which tells the placeholder image its port');
+    }
+
+    // The image comes from an SSM parameter that the pipeline updates after each successful release (ADR 0006).
+    const imageParameter = createImageParameter(this, placeholderImage);
+    this.imageParameterName = imageParameter.parameterName;
+    const image = ssm.StringParameter.valueForStringParameter(this, imageParameter.parameterName);
+
+    const runtime = new BlueGreenFargateService(this, 'Service', {
+      image: ecs.ContainerImage.fromRegistry(image),
+      vpc: props.vpc,
+      cluster: props.cluster,
+      containerInsights: props.containerInsights,
+      repository: props.repository,
+      imagesToKeep: props.imagesToKeep,
+      containerPort,
+      cpuArchitecture: props.cpuArchitecture,
+      cpu: props.cpu,
+      memoryLimitMiB: props.memoryLimitMiB,
+      desiredCount: props.desiredCount,
+      healthCheckPath,
+      certificate: props.certificate,
+      testListenerPort: props.testListenerPort,
+      testListenerPeers: props.testListenerPeers,
+      bakeTime,
+      logRetention: props.logRetention,
+      containerHealthCheck: props.containerHealthCheck,
+      environment: { ...props.environment, WHOAMI_PORT_NUMBER: String(containerPort) },
+      secrets: props.secrets,
+    });
+    if ((props.containerInsights ?? ecs.ContainerInsights.DISABLED) === ecs.ContainerInsights.DISABLED && !props.cluster) {
+      Validations.of(runtime.cluster).acknowledge({
+        id: 'AwsSolutions-ECS4',
+        reason: 'Container Insights is off by default to keep the idle cost under 50 USD a month (it adds about 8 USD of ' +
+          'custom metrics); the alarms and the dashboard use the free load balancer and ECS metrics. Turn it on with ' +
+          'containerInsights.',
+      });
+    }
+    Validations.of(runtime.taskDefinition).acknowledge({
+      id: 'AwsSolutions-ECS2',
+      reason: 'Plain configuration only (the port the placeholder image listens on, and the environment prop); secrets ' +
+        'reach the container through the secrets prop, which ECS injects from SSM Parameter Store or Secrets Manager.',
+    });
+    this.vpc = runtime.vpc;
+    this.cluster = runtime.cluster;
+    this.repository = runtime.repository;
+    this.taskDefinition = runtime.taskDefinition;
+    this.container = runtime.container;
+    this.service = runtime.service;
+    this.loadBalancer = runtime.loadBalancer;
+    this.productionListener = runtime.productionListener;
+    this.testListener = runtime.testListener;
+    this.blueTargetGroup = runtime.blueTargetGroup;
+    this.greenTargetGroup = runtime.greenTargetGroup;
+    this.logGroup = runtime.logGroup;
+    this.productionUrl = runtime.productionUrl;
+    this.testUrl = runtime.testUrl;
+
+    // Monitoring: only free metrics (load balancer and ECS), so the alarms need no Container Insights.
+    this.monitoring = new ServiceMonitoring(this, 'Monitoring', {
+      alarmEmails: props.alarmEmails,
+      title: `${this.node.path}: Fargate service and its releases`,
+    });
+    this.alarmTopic = this.monitoring.alarmTopic;
+    this.dashboard = this.monitoring.dashboard;
+    const desiredCount = props.desiredCount ?? 2;
+    const bothGroups = (metric: (group: elbv2.ApplicationTargetGroup) => cloudwatch.Metric, label: string) => new cloudwatch.MathExpression({
+      expression: 'FILL(blue, 0) + FILL(green, 0)',
+      usingMetrics: { blue: metric(this.blueTargetGroup), green: metric(this.greenTargetGroup) },
+      label,
+      period: Duration.minutes(1),
+    });
+    const http5xx = this.monitoring.addAlarm('Http5xx', {
+      metric: this.loadBalancer.metrics.httpCodeTarget(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, {
+        period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM,
+      }),
+      threshold: 5,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      description: 'The service answers 5xx (5 or more a minute, 2 minutes out of 3)',
+    });
+    const unhealthy = this.monitoring.addAlarm('UnhealthyTargets', {
+      metric: bothGroups((group) => group.metrics.unhealthyHostCount({ statistic: cloudwatch.Stats.MAXIMUM }), 'Unhealthy targets'),
+      threshold: 1,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      description: 'Targets fail the load balancer health check (3 minutes in a row)',
+    });
+    const latency = this.monitoring.addAlarm('LatencyP99', {
+      metric: this.loadBalancer.metrics.targetResponseTime({ period: Duration.minutes(1), statistic: cloudwatch.Stats.p(99) }),
+      threshold: (props.latencyThreshold ?? Duration.seconds(2)).toMilliseconds() / 1000,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      description: `p99 response time above ${(props.latencyThreshold ?? Duration.seconds(2)).toHumanString()} (3 minutes in a row)`,
+    });
+    this.monitoring.addAlarm('RunningTasks', {
+      metric: bothGroups((group) => group.metrics.healthyHostCount({ statistic: cloudwatch.Stats.MINIMUM }), 'Healthy tasks'),
+      threshold: desiredCount,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 5,
+      datapointsToAlarm: 5,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      description: `Fewer than ${desiredCount} running and healthy tasks (5 minutes in a row)`,
+    });
+    this.deploymentAlarms = [http5xx, unhealthy, latency];
+    this.service.enableDeploymentAlarms(this.deploymentAlarms.map((alarm) => alarm.alarmName), {
+      behavior: ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
+    });
+    this.dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Requests by target group (a release moves them from one to the other)',
+        left: [this.blueTargetGroup, this.greenTargetGroup].map((group, i) => group.metrics.requestCount({
+          period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM, label: i === 0 ? 'blue' : 'green',
+        })),
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Healthy targets by target group',
+        left: [this.blueTargetGroup, this.greenTargetGroup].map((group, i) => group.metrics.healthyHostCount({
+          period: Duration.minutes(1), statistic: cloudwatch.Stats.MINIMUM, label: i === 0 ? 'blue' : 'green',
+        })),
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'CPU and memory of the service (%)',
+        left: [this.service.metricCpuUtilization(), this.service.metricMemoryUtilization()],
+        width: 12,
+      }),
+    );
+
+    const architecture = props.cpuArchitecture === ecs.CpuArchitecture.X86_64 ? BuildArchitecture.X86_64 : BuildArchitecture.ARM_64;
+    const pipelineName = Names.uniqueResourceName(this, { maxLength: 100, separator: '-' });
+    const release = new EcsBlueGreenRelease({
+      runtime,
+      imageParameterName: imageParameter.parameterName,
+      placeholderImage,
+      pipelineName,
+      bakeTime,
+      healthCheckPath,
+      expectedPhrase: props.expectedPhrase,
+      logRetention: props.logRetention,
+    });
+    this.pipeline = new DeliveryPipeline(this, 'Pipeline', {
+      source: props.source,
+      pipelineName,
+      approval: props.approval,
+      notifications: props.notifications,
+      retainArtifacts: props.retainArtifacts,
+      buildStep: {
+        architecture,
+        privileged: true,
+        buildSpec: imageBuildSpec(props.testCommands),
+        environmentVariables: {
+          ...props.buildEnvironmentVariables,
+          REPOSITORY_URI: this.repository.repositoryUri,
+          CONTAINER_NAME: this.container.containerName,
+          DOCKER_DIRECTORY: dockerDirectory,
+        },
+        secrets: props.buildSecrets,
+        testReportDirectory: dockerDirectory === '.' ? 'reports/junit' : `${dockerDirectory}/reports/junit`,
+      },
+      release,
+    });
+    this.repository.grantPullPush(this.pipeline.buildStep.role);
+    release.acknowledgeFindings(this.pipeline);
+    this.releaseHook = release.hookFunction!;
+
+    this.rollbackCommand = 'aws codepipeline rollback-stage --pipeline-name ' + this.pipeline.pipeline.pipelineName +
+      ` --stage-name ${RELEASE_STAGE_NAME} --target-pipeline-execution-id <id of an earlier successful execution>`;
+    new CfnOutput(this, 'ProductionUrl', { value: this.productionUrl, description: 'The service in production' });
+    new CfnOutput(this, 'TestUrl', { value: this.testUrl, description: 'The test listener: the new version during a release' });
+    new CfnOutput(this, 'RollbackCommand', { value: this.rollbackCommand, description: 'Rolls production back to an earlier release' });
+  }
+}
+
+/** The build: unit tests, then the image tagged `<commit>-<build number>`, pushed, and `imagedefinitions.json`. */
+function imageBuildSpec(testCommands: string[] | undefined): codebuild.BuildSpec {
+  const tests = testCommands ?? ['if [ -f package.json ]; then npm ci && npm test; else echo "no package.json: no unit tests to run"; fi'];
+  return codebuild.BuildSpec.fromObject({
+    'version': '0.2',
+    'env': { 'shell': 'bash', 'exported-variables': ['IMAGE_URI', 'IMAGE_TAG'] },
+    'phases': {
+      pre_build: {
+        commands: [
+          'cd "$CODEBUILD_SRC_DIR/$DOCKER_DIRECTORY"',
+          ...tests,
+        ],
+      },
+      build: {
+        commands: [
+          'cd "$CODEBUILD_SRC_DIR/$DOCKER_DIRECTORY"',
+          // Commit (or S3 object version) and build number: unique, never reused, so ECR's immutable tags accept it.
+          'REVISION=$(printf "%s" "${CODEBUILD_RESOLVED_SOURCE_VERSION:-unknown}" | tr -c "A-Za-z0-9_.-" "-" | cut -c1-40)',
+          'export IMAGE_TAG="${REVISION}-${CODEBUILD_BUILD_NUMBER}"',
+          'export IMAGE_URI="${REPOSITORY_URI}:${IMAGE_TAG}"',
+          'aws ecr get-login-password --region "$AWS_REGION" | docker login --username AWS --password-stdin "${REPOSITORY_URI%%/*}"',
+          'docker build --tag "$IMAGE_URI" .',
+          'docker push "$IMAGE_URI"',
+          'printf \'[{"name":"%s","imageUri":"%s"}]\' "$CONTAINER_NAME" "$IMAGE_URI" > "$CODEBUILD_SRC_DIR/imagedefinitions.json"',
+        ],
+      },
+    },
+    'artifacts': { files: ['imagedefinitions.json'] },
+  });
+}
+
+function normalizeDirectory(scope: Construct, directory: string | undefined): string {
+  if (directory === undefined) return '.';
+  if (Token.isUnresolved(directory)) return directory;
+  const trimmed = directory.replace(/^\.\//, '').replace(/\/+$/, '') || '.';
+  if (trimmed.startsWith('/') || trimmed.split('/').includes('..') || !/^[A-Za-z0-9._\-/]+$/.test(trimmed)) {
+    throw invalidInput(scope, 'dockerDirectory', directory, 'must be a path inside the repository (letters, digits, . _ - /; no .. or leading /)');
+  }
+  return trimmed;
+}

@@ -1,0 +1,358 @@
+import { ArnFormat, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
+import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { Release, ReleaseConfig, ReleaseContext } from './release';
+import { EcsReleaseHookFunction } from '../handlers/ecs-release-hook-function';
+import { RecordReleaseFunction } from '../handlers/record-release-function';
+import { ApprovalPlacement } from '../pipeline/approval';
+import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
+import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
+import { createDeadLetterQueue } from '../private/encrypted-topic';
+import { checkDuration, invalidInput } from '../private/validate';
+import { BlueGreenFargateService } from '../runtime/fargate-service';
+
+/**
+ * The longest the CodePipeline ECS deploy action waits for a deployment (its `DeploymentTimeout`, 1 to 60 minutes).
+ * @internal
+ */
+export const ECS_DEPLOY_ACTION_LIMIT = Duration.minutes(60);
+
+/**
+ * What a release keeps of the deploy action's hour for starting the new tasks, the smoke test and the traffic shifts.
+ * @internal
+ */
+export const ECS_RELEASE_MARGIN = Duration.minutes(15);
+
+/** The names the approval gate looks up in the pipeline. @internal */
+export const RELEASE_STAGE_NAME = 'Release';
+/** @internal */
+export const PRODUCTION_APPROVAL_ACTION_NAME = 'ApproveProductionTraffic';
+
+/**
+ * Configuration of `EcsBlueGreenRelease`.
+ * @internal
+ */
+export interface EcsBlueGreenReleaseProps {
+  /** The service the pipeline releases. */
+  readonly runtime: BlueGreenFargateService;
+  /** The SSM parameter holding the image in production; CloudFormation reads it on every stack update. */
+  readonly imageParameterName: string;
+  /** The image the service runs before the first release. */
+  readonly placeholderImage: string;
+  /** The pipeline's name (known before the pipeline exists, so the hook can look its approval up without a cycle). */
+  readonly pipelineName: string;
+  /** The bake time of the service's deployments. */
+  readonly bakeTime: Duration;
+  /** Health path the smoke test checks. */
+  readonly healthCheckPath: string;
+  /** The phrase the welcome page must contain. */
+  readonly expectedPhrase?: string;
+  /** Log retention of the release functions. */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/**
+ * Releases a `BlueGreenFargateService` with Amazon ECS native blue/green deployments (ADR 0006):
+ *
+ * - Release stage, run order 1: CodePipeline's ECS deploy action registers a task definition revision with the
+ *   built image and updates the service; ECS starts the new tasks behind the test listener. With
+ *   `Approval.beforeProductionTraffic()` a manual approval runs alongside, its link the test listener.
+ * - The service's `POST_TEST_TRAFFIC_SHIFT` hook smoke-tests the new tasks through the test listener, then holds the
+ *   deployment until the approval is given (rejected or timed out: ECS rolls back). Production traffic then shifts;
+ *   the deployment alarms watch the bake time.
+ * - Run order 2: `RecordRelease` waits until the deployment succeeded with the built image and writes that image to the
+ *   SSM parameter from which CloudFormation takes the image, so a later `cdk deploy` keeps it.
+ * @internal
+ */
+export class EcsBlueGreenRelease extends Release {
+  public readonly description: string;
+  /** Set once bound. */
+  public hookFunction?: lambda.IFunction;
+  /** Set once bound. */
+  public recordFunction?: lambda.IFunction;
+  /** Set once bound. */
+  public hookInvokeRole?: iam.IRole;
+
+  constructor(private readonly props: EcsBlueGreenReleaseProps) {
+    super();
+    this.description = 'an ECS blue/green deployment of the built image';
+  }
+
+  /**
+   * The longest the approval may wait: what is left of the deploy action's hour after the bake time and the margin.
+   */
+  public approvalWindow(): Duration {
+    return Duration.minutes(ECS_DEPLOY_ACTION_LIMIT.toMinutes() - ECS_RELEASE_MARGIN.toMinutes() - this.props.bakeTime.toMinutes());
+  }
+
+  public bind(scope: Construct, context: ReleaseContext): ReleaseConfig {
+    const runtime = this.props.runtime;
+    const resources = new Construct(scope, 'EcsRelease');
+    const gate = context.approval.placement === ApprovalPlacement.BEFORE_PRODUCTION_TRAFFIC;
+    const window = this.approvalWindow();
+    if (gate) {
+      const why = `CodePipeline's ECS deploy action waits at most ${ECS_DEPLOY_ACTION_LIMIT.toMinutes()} minutes for the whole ` +
+        `deployment, of which the bake time takes ${this.props.bakeTime.toMinutes()} and starting the new tasks and the smoke test ` +
+        `are given ${ECS_RELEASE_MARGIN.toMinutes()}`;
+      if (window.toMinutes() < 5) {
+        throw invalidInput('FargateBlueGreenPipeline', 'bakeTime', this.props.bakeTime,
+          `must leave the approval at least 5 minutes, so at most ${ECS_DEPLOY_ACTION_LIMIT.toMinutes() - ECS_RELEASE_MARGIN.toMinutes() - 5} minutes with Approval.beforeProductionTraffic(): ${why}`);
+      }
+      const given = context.approval.givenTimeout;
+      if (given !== undefined && !given.isUnresolved() && given.toSeconds() > window.toSeconds()) {
+        throw invalidInput('Approval.beforeProductionTraffic', 'timeout', given, `must be at most ${window.toMinutes()} minutes with an ECS blue/green release: ${why}`);
+      }
+    }
+
+    const stack = Stack.of(scope);
+    const parameterArn = stack.formatArn({
+      service: 'ssm',
+      resource: 'parameter',
+      resourceName: this.props.imageParameterName.replace(/^\//, ''),
+    });
+    const clusterName = runtime.cluster.clusterName;
+    const serviceName = runtime.service.serviceName;
+    const serviceChildArn = (resource: string) => stack.formatArn({
+      service: 'ecs',
+      resource,
+      resourceName: `${clusterName}/${serviceName}/*`,
+      arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+    });
+
+    // The hook: smoke test, then (optionally) the approval gate. ECS invokes it synchronously.
+    const hook = handlerFunction(resources, 'Hook', this.props.logRetention, (role, logGroup) => new EcsReleaseHookFunction(resources, 'HookFunction', {
+      role,
+      logGroup,
+      description: `Smoke-tests new tasks of ${runtime.node.path} on the test listener${gate ? ' and holds production traffic until approved' : ''}`,
+      timeout: Duration.minutes(2),
+      memorySize: 256,
+      architecture: lambda.Architecture.ARM_64,
+      tracing: lambda.Tracing.ACTIVE,
+      environment: {
+        SMOKE_TEST_BASE_URL: runtime.testUrl,
+        SMOKE_TEST_HEALTH_PATH: this.props.healthCheckPath,
+        SMOKE_TEST_ATTEMPTS: '3',
+        SMOKE_TEST_REQUEST_TIMEOUT_MS: '5000',
+        ...(this.props.expectedPhrase !== undefined ? { SMOKE_TEST_EXPECTED_PHRASE: this.props.expectedPhrase } : {}),
+        CONTAINER_NAME: runtime.container.containerName,
+        PLACEHOLDER_IMAGE: this.props.placeholderImage,
+        IMAGE_PARAMETER_NAME: this.props.imageParameterName,
+        ...(gate ? {
+          APPROVAL_PIPELINE_NAME: this.props.pipelineName,
+          APPROVAL_STAGE_NAME: RELEASE_STAGE_NAME,
+          APPROVAL_ACTION_NAME: PRODUCTION_APPROVAL_ACTION_NAME,
+        } : {}),
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
+      },
+    }));
+    // Revisions of the cluster's services: naming the service here would make the service (which references the hook)
+    // depend on itself through this policy.
+    hook.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['ecs:DescribeServiceRevisions'],
+      resources: [stack.formatArn({
+        service: 'ecs',
+        resource: 'service-revision',
+        resourceName: `${clusterName}/*`,
+        arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+      })],
+    }));
+    if (gate) {
+      hook.role.addToPrincipalPolicy(new iam.PolicyStatement({
+        actions: ['ssm:GetParameter'],
+        resources: [parameterArn],
+      }));
+      hook.role.addToPrincipalPolicy(new iam.PolicyStatement({
+        actions: ['codepipeline:GetPipelineState', 'codepipeline:ListActionExecutions'],
+        resources: [stack.formatArn({ service: 'codepipeline', resource: this.props.pipelineName })],
+      }));
+    }
+    Validations.of(hook.fn).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: 'ECS invokes the hook synchronously and reads its answer; an error makes ECS roll the deployment back, so ' +
+        'there is no asynchronous invocation whose event a dead-letter queue could keep.',
+    });
+    const invokeRole = new iam.Role(resources, 'HookInvokeRole', {
+      assumedBy: new iam.ServicePrincipal('ecs.amazonaws.com'),
+      description: `Lets ECS call the release hook of ${runtime.node.path}`,
+    });
+    hook.fn.grantInvoke(invokeRole);
+    this.hookInvokeRole = invokeRole;
+    runtime.service.addLifecycleHook(new ecs.DeploymentLifecycleLambdaTarget(hook.fn, 'ReleaseHook', {
+      lifecycleStages: [ecs.DeploymentLifecycleStage.POST_TEST_TRAFFIC_SHIFT],
+      role: invokeRole,
+    }));
+    this.hookFunction = hook.fn;
+
+    // The recorder: CodePipeline invokes it after the deploy action.
+    const record = handlerFunction(resources, 'Record', this.props.logRetention, (role, logGroup) => new RecordReleaseFunction(resources, 'RecordFunction', {
+      role,
+      logGroup,
+      description: `Records the image in production of ${runtime.node.path} once its deployment succeeded`,
+      timeout: Duration.minutes(1),
+      memorySize: 256,
+      architecture: lambda.Architecture.ARM_64,
+      tracing: lambda.Tracing.ACTIVE,
+      environment: {
+        CLUSTER_NAME: clusterName,
+        SERVICE_NAME: serviceName,
+        CONTAINER_NAME: runtime.container.containerName,
+        IMAGE_PARAMETER_NAME: this.props.imageParameterName,
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
+      },
+    }));
+    record.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['ecs:ListServiceDeployments'],
+      resources: [runtime.service.serviceArn],
+    }));
+    record.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['ecs:DescribeServiceDeployments'],
+      resources: [serviceChildArn('service-deployment')],
+    }));
+    record.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['ecs:DescribeServiceRevisions'],
+      resources: [serviceChildArn('service-revision')],
+    }));
+    record.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['ssm:PutParameter'],
+      resources: [parameterArn],
+    }));
+    new lambda.EventInvokeConfig(resources, 'RecordInvokeConfig', {
+      function: record.fn,
+      retryAttempts: 0,
+      onFailure: new destinations.SqsDestination(createDeadLetterQueue(resources, 'release recorder invocations')),
+    });
+    Validations.of(record.fn).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: 'Failed asynchronous invocations go to the on-failure destination queue of the invoke configuration; a ' +
+        'dead-letter queue as well would receive every failure twice.',
+    });
+    this.recordFunction = record.fn;
+
+    const releaseActions: codepipeline.IAction[] = [
+      new actions.EcsDeployAction({
+        actionName: 'Deploy',
+        runOrder: 1,
+        service: runtime.service,
+        input: context.buildOutput,
+        deploymentTimeout: ECS_DEPLOY_ACTION_LIMIT,
+      }),
+    ];
+    if (gate) {
+      const approve = context.approval.createAction({
+        actionName: PRODUCTION_APPROVAL_ACTION_NAME,
+        runOrder: 1,
+        defaultReviewUrl: runtime.testUrl,
+        defaultTimeout: window,
+        defaultMessage: `The new version runs on the test listener (${runtime.testUrl}) and passed its smoke test. ` +
+          'Approve to shift production traffic to it; rejecting, or letting the approval time out, rolls it back.',
+      });
+      releaseActions.push(approve!);
+      context.notifications.notifyOnApprovalNeeded(RELEASE_STAGE_NAME, PRODUCTION_APPROVAL_ACTION_NAME, runtime.testUrl);
+    }
+    releaseActions.push(new actions.LambdaInvokeAction({
+      actionName: 'RecordRelease',
+      runOrder: 2,
+      lambda: record.fn,
+      userParameters: { imageUri: `#{${DeliveryPipeline.BUILD_VARIABLES_NAMESPACE}.IMAGE_URI}` },
+    }));
+    return { actions: releaseActions, gatesProductionTraffic: true };
+  }
+
+  /**
+   * Acknowledges, once the pipeline exists, the wildcards of the release's roles, each narrowed to what it names.
+   */
+  public acknowledgeFindings(pipeline: DeliveryPipeline): void {
+    const runtime = this.props.runtime;
+    const stack = Stack.of(runtime);
+    const region = nagPseudo(stack.region, 'Region');
+    const account = nagPseudo(stack.account, 'AccountId');
+    const cluster = nagRef(runtime.cluster);
+    const service = nagRef(runtime.service, 'Name');
+    const ecsArn = (resource: string, rest: string) => `arn:<AWS::Partition>:ecs:${region}:${account}:${resource}/${rest}`;
+    const hookRole = this.hookFunction?.role;
+    const recordRole = this.recordFunction?.role;
+    if (cluster && hookRole) {
+      acknowledge(hookRole, [`AwsSolutions-IAM5[Resource::${ecsArn('service-revision', `${cluster}/*`)}]`],
+        'ecs:DescribeServiceRevisions (read only) on the revisions of this cluster\'s services: revision ids are created ' +
+        'per deployment, and naming the service would make the service depend on its own hook.');
+    }
+    if (cluster && service && recordRole) {
+      acknowledge(recordRole, [
+        `AwsSolutions-IAM5[Resource::${ecsArn('service-revision', `${cluster}/${service}/*`)}]`,
+        `AwsSolutions-IAM5[Resource::${ecsArn('service-deployment', `${cluster}/${service}/*`)}]`,
+      ], 'Read-only ECS calls on the deployments and revisions of this one service, whose ids ECS creates per deployment.');
+    }
+    const hookInvokeRole = this.hookInvokeRole;
+    const hookRef = this.hookFunction ? nagRef(this.hookFunction, 'Arn') : undefined;
+    if (hookInvokeRole && hookRef) {
+      acknowledge(hookInvokeRole, [`AwsSolutions-IAM5[Resource::${hookRef}:*]`],
+        'The role ECS assumes to call the release hook may invoke that one function and its versions (aws-cdk-lib\'s ' +
+        'grantInvoke); only ecs.amazonaws.com may assume it.');
+    }
+    const actionRole = (action: string) => pipeline.pipeline.node.tryFindChild(RELEASE_STAGE_NAME)?.node.tryFindChild(action)
+      ?.node.tryFindChild('CodePipelineActionRole');
+    const deployRole = actionRole('Deploy');
+    if (deployRole) {
+      acknowledgeStarResourceOnlyFor(deployRole, [
+        'ecs:DescribeServices', 'ecs:DescribeTaskDefinition', 'ecs:DescribeTasks', 'ecs:ListTasks',
+        'ecs:RegisterTaskDefinition', 'ecs:TagResource', 'ecs:UpdateService', 'iam:PassRole',
+      ], 'What aws-cdk-lib grants CodePipeline\'s ECS deploy action, which registers a task definition revision (no ' +
+        'resource-level permission) and updates the service; iam:PassRole is limited by condition to roles passed to ' +
+        'ecs-tasks.amazonaws.com and ec2.amazonaws.com.');
+    }
+    const recordActionRole = actionRole('RecordRelease');
+    const recordRef = this.recordFunction ? nagRef(this.recordFunction, 'Arn') : undefined;
+    if (recordActionRole && recordRef) {
+      acknowledge(recordActionRole, [`AwsSolutions-IAM5[Resource::${recordRef}:*]`],
+        'CodePipeline\'s invoke action may invoke the one release recorder function and its versions (aws-cdk-lib).');
+      acknowledgeStarResourceOnlyFor(recordActionRole, ['lambda:ListFunctions'],
+        'lambda:ListFunctions, which aws-cdk-lib grants CodePipeline\'s Lambda invoke action, has no resource-level permissions.');
+    }
+    acknowledgeStarResourceOnlyFor(pipeline.buildStep.role, ['ecr:GetAuthorizationToken'],
+      'ecr:GetAuthorizationToken (docker login to ECR) has no resource-level permissions; pushing is limited to the one repository.');
+  }
+}
+
+/** A handler with its own role and log group; only X-Ray (and CodePipeline's job results) need `*`. */
+function handlerFunction(
+  scope: Construct,
+  id: string,
+  retention: logs.RetentionDays | undefined,
+  create: (role: iam.Role, logGroup: logs.LogGroup) => lambda.Function,
+): { fn: lambda.Function; role: iam.Role } {
+  const logGroup = new logs.LogGroup(scope, `${id}Logs`, {
+    retention: retention ?? logs.RetentionDays.ONE_MONTH,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  const role = new iam.Role(scope, `${id}Role`, {
+    assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+    description: `Runs ${scope.node.path}/${id}`,
+  });
+  role.addToPolicy(new iam.PolicyStatement({
+    actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+    resources: [logGroup.logGroupArn],
+  }));
+  const fn = create(role, logGroup);
+  acknowledgeStarResourceOnlyFor(role, [
+    'xray:PutTraceSegments', 'xray:PutTelemetryRecords',
+    'codepipeline:PutJobSuccessResult', 'codepipeline:PutJobFailureResult',
+  ], 'Only actions without resource-level permissions: xray:PutTraceSegments and PutTelemetryRecords for tracing and, ' +
+    'for the function CodePipeline invokes, codepipeline:PutJobSuccessResult and PutJobFailureResult (granted by ' +
+    'aws-cdk-lib with the invoke action; the job id is only known to the invoked function).');
+  return { fn, role };
+}
+
+/**
+ * The bake time must leave the margin of the deploy action's hour: 0 to 45 minutes, in whole minutes.
+ * @internal
+ */
+export function checkBakeTime(construct: Construct, bakeTime: Duration | undefined): void {
+  const max = Duration.minutes(ECS_DEPLOY_ACTION_LIMIT.toMinutes() - ECS_RELEASE_MARGIN.toMinutes());
+  checkDuration(construct, 'bakeTime', bakeTime, Duration.minutes(0), max, 'minutes');
+}
