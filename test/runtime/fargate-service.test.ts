@@ -36,9 +36,9 @@ describe('BlueGreenFargateService defaults', () => {
     });
   });
 
-  test('a cluster with Container Insights', () => {
+  test('a cluster without Container Insights by default (its custom metrics cost about 8 USD a month)', () => {
     template.hasResourceProperties('AWS::ECS::Cluster', {
-      ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }],
+      ClusterSettings: [{ Name: 'containerInsights', Value: 'disabled' }],
     });
   });
 

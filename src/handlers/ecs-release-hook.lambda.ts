@@ -1,0 +1,571 @@
+/**
+ * Release gate of a Fargate service deployed with Amazon ECS native blue/green deployments: a Lambda lifecycle hook
+ * registered at `POST_TEST_TRAFFIC_SHIFT`, when the new (green) service revision serves all the traffic of the TEST
+ * listener and production still goes to the blue revision.
+ *
+ * Contract, from "Lambda hooks for Amazon ECS service deployments" and "Lifecycle hooks for Amazon ECS service
+ * deployments" (Amazon ECS Developer Guide, lambda-lifecycle-hooks.html and deployment-lifecycle-hooks.html): ECS
+ * invokes the function synchronously and reads `{ hookStatus, callBackDelay?, hookDetails? }` from its return value.
+ * `SUCCEEDED` lets the deployment go on to the production traffic shift; `FAILED` rolls it back; `IN_PROGRESS` makes
+ * ECS invoke the function again after `callBackDelay` seconds (default 30), passing the `hookDetails` returned here
+ * back in the next event's `hookDetails`. A thrown error or a missing `hookStatus` also rolls back, so the handler
+ * never throws: every path ends in a decision, logged as one JSON line.
+ *
+ * Flow of one invocation:
+ *
+ * 1. Rollback in progress (`isEcsRollback`): `SUCCEEDED` at once, nothing is tested.
+ * 2. The green image: `ecs:DescribeServiceRevisions` on `executionDetails.targetServiceRevisionArn`, image of the
+ *    container `CONTAINER_NAME`. Anything missing: `FAILED`.
+ * 3. Green image = `PLACEHOLDER_IMAGE` (what the service runs before the first release, e.g. while CloudFormation
+ *    creates it): `SUCCEEDED`, no smoke test.
+ * 4. Smoke test through the test listener (same semantics as the ECS path of `smoke-test.lambda.ts`, whose helpers
+ *    this handler reuses): target not ready (no response or 5xx) gives `IN_PROGRESS` until `ECS_MAX_INVOCATIONS`,
+ *    anything else that fails gives `FAILED`. Skipped when `hookDetails.smokeTest` is `passed` (set by an earlier
+ *    `IN_PROGRESS` answer of this hook). Passed and no approval gate configured: `SUCCEEDED`.
+ * 5. Approval gate (when `APPROVAL_PIPELINE_NAME`, `APPROVAL_STAGE_NAME` and `APPROVAL_ACTION_NAME` are set):
+ *    a. `ssm:GetParameter` `IMAGE_PARAMETER_NAME` (the image in production, written by the pipeline after each
+ *       release) equals the green image: a redeployment of the production image (e.g. `cdk deploy` registering a new
+ *       task definition revision), `SUCCEEDED` without a human.
+ *    b. `codepipeline:GetPipelineState`: the release stage must be running (`InProgress`), otherwise this deployment
+ *       of a new image did not come from the pipeline's release stage: `FAILED`.
+ *    c. `codepipeline:ListActionExecutions` of that pipeline execution, the approval action: `Succeeded` gives
+ *       `SUCCEEDED`; `InProgress` or not started yet gives `IN_PROGRESS` every 60 seconds with
+ *       `hookDetails.smokeTest = 'passed'`; `Failed` / `Abandoned` (rejected, timed out) gives `FAILED`.
+ * 6. AWS errors: throttling and server-side errors give `IN_PROGRESS` after 30 seconds, counted in
+ *    `hookDetails.awsErrorRetries` (consecutive), `FAILED` after `AWS_ERROR_MAX_RETRIES`; any other AWS error (access
+ *    denied, bad parameter...) gives `FAILED`.
+ *
+ * The Lambda deadline is respected: the smoke test ends early enough to answer, and AWS calls are aborted before the
+ * deadline (which counts as a retryable error).
+ */
+import { CodePipelineClient, GetPipelineStateCommand, ListActionExecutionsCommand } from '@aws-sdk/client-codepipeline';
+import type { ActionExecutionDetail } from '@aws-sdk/client-codepipeline';
+import { DescribeServiceRevisionsCommand, ECSClient } from '@aws-sdk/client-ecs';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import type { Context } from 'aws-lambda';
+import {
+  ECS_CALLBACK_DELAY_SECONDS,
+  ECS_INVOCATIONS_KEY,
+  ECS_MAX_INVOCATIONS,
+  REPORTING_MARGIN_MS,
+  isEcsRollback,
+  parseConfig,
+  parseOverrides,
+  runSmokeTest,
+} from './smoke-test.lambda';
+import type { EcsLifecycleHookEvent, EcsLifecycleHookResponse, Parsed, SmokeTestResult } from './smoke-test.lambda';
+
+// ---------------------------------------------------------------------------------------------------------------
+// AWS clients: module scope, so that warm invocations reuse connections. Few SDK attempts: a throttled call is
+// retried by ECS itself (IN_PROGRESS), which costs no Lambda time.
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Exported for tests. */
+export const ecs = new ECSClient({ maxAttempts: 3 });
+/** Exported for tests. */
+export const ssm = new SSMClient({ maxAttempts: 3 });
+/** Exported for tests. */
+export const codePipeline = new CodePipelineClient({ maxAttempts: 3 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Limits and hookDetails keys
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Key in `hookDetails`: `passed` once the smoke test of this deployment passed (the gate is still pending). */
+export const SMOKE_TEST_STATE_KEY = 'smokeTest';
+/** Value of `hookDetails.smokeTest` once the smoke test passed. */
+export const SMOKE_TEST_PASSED = 'passed';
+/** Key in `hookDetails`: consecutive `IN_PROGRESS` answers given because of a transient AWS error. */
+export const AWS_ERROR_RETRIES_KEY = 'awsErrorRetries';
+/** How many consecutive transient AWS errors are answered with `IN_PROGRESS`; the next one is `FAILED`. */
+export const AWS_ERROR_MAX_RETRIES = 10;
+/** Seconds before ECS invokes the hook again after a transient AWS error. */
+export const AWS_ERROR_CALLBACK_DELAY_SECONDS = 30;
+/** Seconds before ECS invokes the hook again while the approval is pending. */
+export const APPROVAL_CALLBACK_DELAY_SECONDS = 60;
+/** At most this many pages of `ListActionExecutions` are read (100 executions each). */
+const MAX_ACTION_EXECUTION_PAGES = 20;
+
+/** Error names of throttling, timeouts and server-side failures: worth another try later. */
+const RETRYABLE_ERROR_NAMES: ReadonlySet<string> = new Set([
+  'ThrottlingException',
+  'Throttling',
+  'ThrottledException',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'RequestThrottled',
+  'RequestThrottledException',
+  'SlowDown',
+  'ServiceUnavailable',
+  'ServiceUnavailableException',
+  'InternalServerError',
+  'InternalServerException',
+  'InternalFailure',
+  'RequestTimeout',
+  'RequestTimeoutException',
+  'TimeoutError',
+  'AbortError',
+  'LambdaDeadlineError',
+]);
+/** Node network error codes that mean "try again later". */
+const RETRYABLE_ERROR_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND']);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The approval gate: which approval action of which pipeline releases a new image. */
+export interface ApprovalGateConfig {
+  /** SSM String parameter holding the image URI in production (`IMAGE_PARAMETER_NAME`). */
+  readonly imageParameterName: string;
+  /** `APPROVAL_PIPELINE_NAME` */
+  readonly pipelineName: string;
+  /** `APPROVAL_STAGE_NAME`: the release stage, running while ECS deploys. */
+  readonly stageName: string;
+  /** `APPROVAL_ACTION_NAME`: the manual approval action in that stage. */
+  readonly actionName: string;
+}
+
+/** Configuration of the hook, apart from the smoke test's own (see `parseConfig` of smoke-test.lambda.ts). */
+export interface ReleaseHookConfig {
+  /** `CONTAINER_NAME`: the application container of the task definition. */
+  readonly containerName: string;
+  /** `PLACEHOLDER_IMAGE`: the image the service runs before the first release. */
+  readonly placeholderImage: string;
+  /** Absent when no `APPROVAL_*` variable is set. */
+  readonly gate?: ApprovalGateConfig;
+}
+
+const GATE_VARIABLES = ['APPROVAL_PIPELINE_NAME', 'APPROVAL_STAGE_NAME', 'APPROVAL_ACTION_NAME'] as const;
+
+/** Reads and validates the hook's environment. Never throws. */
+export function parseReleaseHookConfig(env: Record<string, string | undefined>): Parsed<ReleaseHookConfig> {
+  const containerName = nonEmpty(env.CONTAINER_NAME);
+  if (containerName === undefined) {
+    return { ok: false, error: 'CONTAINER_NAME is not set: the name of the application container is required' };
+  }
+  const placeholderImage = nonEmpty(env.PLACEHOLDER_IMAGE);
+  if (placeholderImage === undefined) {
+    return { ok: false, error: 'PLACEHOLDER_IMAGE is not set: the image the service runs before the first release is required' };
+  }
+  const set = GATE_VARIABLES.filter((name) => nonEmpty(env[name]) !== undefined);
+  if (set.length === 0) return { ok: true, value: { containerName, placeholderImage } };
+  if (set.length < GATE_VARIABLES.length) {
+    const missing = GATE_VARIABLES.filter((name) => !set.includes(name));
+    return {
+      ok: false,
+      error: `misconfiguration: ${GATE_VARIABLES.join(', ')} must be set together or not at all; set: ${set.join(', ')}; missing: ${missing.join(', ')}`,
+    };
+  }
+  const imageParameterName = nonEmpty(env.IMAGE_PARAMETER_NAME);
+  if (imageParameterName === undefined) {
+    return { ok: false, error: 'misconfiguration: IMAGE_PARAMETER_NAME is not set, but the approval gate (APPROVAL_*) needs it' };
+  }
+  return {
+    ok: true,
+    value: {
+      containerName,
+      placeholderImage,
+      gate: {
+        imageParameterName,
+        pipelineName: nonEmpty(env.APPROVAL_PIPELINE_NAME)!,
+        stageName: nonEmpty(env.APPROVAL_STAGE_NAME)!,
+        actionName: nonEmpty(env.APPROVAL_ACTION_NAME)!,
+      },
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// AWS errors
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * True for throttling, timeouts, network and server-side errors (worth an `IN_PROGRESS` and another try), false for
+ * anything else, including values that are not errors at all.
+ */
+export function isRetryableAwsError(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as { name?: unknown; code?: unknown; $retryable?: unknown; $fault?: unknown; $metadata?: { httpStatusCode?: unknown } };
+  if (typeof e.name === 'string' && RETRYABLE_ERROR_NAMES.has(e.name)) return true;
+  if (typeof e.code === 'string' && RETRYABLE_ERROR_CODES.has(e.code)) return true;
+  if (e.$retryable !== undefined && e.$retryable !== null && e.$retryable !== false) return true;
+  if (e.$fault === 'server') return true;
+  const status = typeof e.$metadata === 'object' && e.$metadata !== null ? e.$metadata.httpStatusCode : undefined;
+  return typeof status === 'number' && status >= 500;
+}
+
+/** An AWS call that failed, with the API action it was. */
+class AwsCallError extends Error {
+  constructor(readonly action: string, readonly error: unknown) {
+    super(`${action} failed: ${errorMessage(error)}`);
+    this.name = 'AwsCallError';
+  }
+}
+
+/** Thrown instead of starting an AWS call too close to the Lambda deadline. */
+class LambdaDeadlineError extends Error {
+  constructor() {
+    super('no time left before the Lambda deadline');
+    this.name = 'LambdaDeadlineError';
+  }
+}
+
+/** The least time an AWS call is started with. */
+const MIN_AWS_CALL_TIME_MS = 500;
+
+/**
+ * Runs one AWS call, aborted at the deadline, and wraps any failure in an `AwsCallError` naming the action.
+ */
+async function awsCall<T>(action: string, deadline: number | undefined, call: (options: { abortSignal?: AbortSignal }) => Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    if (deadline === undefined) return await call({});
+    const remaining = deadline - Date.now();
+    if (remaining < MIN_AWS_CALL_TIME_MS) throw new LambdaDeadlineError();
+    const controller = new AbortController();
+    timer = setTimeout(() => controller.abort(), remaining);
+    return await call({ abortSignal: controller.signal });
+  } catch (err) {
+    throw new AwsCallError(action, err);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decisions
+// ---------------------------------------------------------------------------------------------------------------
+
+interface Decision {
+  readonly response: EcsLifecycleHookResponse;
+  /** One readable line: why. */
+  readonly reason: string;
+  /** Logged with the decision. */
+  readonly fields?: Record<string, unknown>;
+}
+
+/** What this invocation knows, carried into `hookDetails` when it answers `IN_PROGRESS`. */
+interface HookState {
+  smokeTestPassed: boolean;
+  /** `hookDetails.smokeTestInvocations` as received. */
+  readonly smokeTestInvocations?: number;
+  /** `hookDetails.awsErrorRetries` as received. */
+  readonly awsErrorRetries: number;
+}
+
+const succeeded = (reason: string, fields?: Record<string, unknown>): Decision => ({ response: { hookStatus: 'SUCCEEDED' }, reason, fields });
+const failed = (reason: string, fields?: Record<string, unknown>): Decision => ({ response: { hookStatus: 'FAILED' }, reason, fields });
+
+/** `IN_PROGRESS` after a step that worked: the count of consecutive AWS errors starts again. */
+function inProgress(
+  callBackDelay: number,
+  hookDetails: Record<string, unknown>,
+  state: HookState,
+  reason: string,
+  fields?: Record<string, unknown>,
+): Decision {
+  // ECS merges the returned hookDetails into the next event's, so a counter left over from earlier errors is reset explicitly.
+  const reset = state.awsErrorRetries > 0 ? { [AWS_ERROR_RETRIES_KEY]: 0 } : {};
+  return { response: { hookStatus: 'IN_PROGRESS', callBackDelay, hookDetails: { ...hookDetails, ...reset } }, reason, fields };
+}
+
+/** The answer to a failed AWS call: another try later when the error is transient and the retries last, else `FAILED`. */
+function onAwsError(err: AwsCallError, state: HookState): Decision {
+  const error = describeError(err.error);
+  if (!isRetryableAwsError(err.error)) {
+    return failed(`${err.action} failed with an error that retrying does not fix`, { action: err.action, error });
+  }
+  if (state.awsErrorRetries >= AWS_ERROR_MAX_RETRIES) {
+    return failed(`${err.action} still failing after ${AWS_ERROR_MAX_RETRIES} retries`, { action: err.action, error, awsErrorRetries: state.awsErrorRetries });
+  }
+  const awsErrorRetries = state.awsErrorRetries + 1;
+  const hookDetails: Record<string, unknown> = { [AWS_ERROR_RETRIES_KEY]: awsErrorRetries };
+  if (state.smokeTestPassed) hookDetails[SMOKE_TEST_STATE_KEY] = SMOKE_TEST_PASSED;
+  if (state.smokeTestInvocations !== undefined) hookDetails[ECS_INVOCATIONS_KEY] = state.smokeTestInvocations;
+  return {
+    response: { hookStatus: 'IN_PROGRESS', callBackDelay: AWS_ERROR_CALLBACK_DELAY_SECONDS, hookDetails },
+    reason: `${err.action} failed with a transient error: trying again in ${AWS_ERROR_CALLBACK_DELAY_SECONDS} seconds (retry ${awsErrorRetries} of ${AWS_ERROR_MAX_RETRIES})`,
+    fields: { action: err.action, error },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handler
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The ECS lifecycle hook (see the file comment). Never throws: every outcome, including an unexpected error, is a
+ * `hookStatus`, logged as one JSON line.
+ */
+export async function handler(event: unknown, context?: Pick<Context, 'getRemainingTimeInMillis'>): Promise<EcsLifecycleHookResponse> {
+  let fields: Record<string, unknown> = {};
+  let decision: Decision;
+  try {
+    const remaining = typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : undefined;
+    const deadline = typeof remaining === 'number' && Number.isFinite(remaining) ? Date.now() + remaining - REPORTING_MARGIN_MS : undefined;
+    if (!isEcsLifecycleHookEvent(event)) {
+      decision = failed('the event is not an Amazon ECS lifecycle hook event (no lifecycleStage or executionDetails)');
+    } else {
+      fields = {
+        lifecycleStage: event.lifecycleStage,
+        executionId: event.executionId,
+        resourceArn: event.resourceArn,
+        targetServiceRevisionArn: event.executionDetails.targetServiceRevisionArn,
+      };
+      decision = await decide(event, deadline);
+    }
+  } catch (err) {
+    // Defensive: the steps catch their own errors, but ECS must get an answer whatever happens.
+    decision = failed('unexpected error', { error: describeError(err) });
+  }
+  logDecision(decision, fields);
+  return decision.response;
+}
+
+async function decide(event: EcsLifecycleHookEvent, deadline: number | undefined): Promise<Decision> {
+  if (isEcsRollback(event)) return succeeded('rollback in progress: the revision being rolled back is not tested');
+
+  const hookDetails = isObject(event.hookDetails) ? event.hookDetails : {};
+  const state: HookState = {
+    smokeTestPassed: hookDetails[SMOKE_TEST_STATE_KEY] === SMOKE_TEST_PASSED,
+    smokeTestInvocations: counter(hookDetails[ECS_INVOCATIONS_KEY]),
+    awsErrorRetries: counter(hookDetails[AWS_ERROR_RETRIES_KEY]) ?? 0,
+  };
+
+  const config = parseReleaseHookConfig(process.env);
+  if (!config.ok) return failed(`invalid configuration: ${config.error}`);
+  const { containerName, placeholderImage, gate } = config.value;
+
+  // What is known so far, logged with an AWS error's decision.
+  const known: Record<string, unknown> = {};
+  try {
+    const targetArn = event.executionDetails.targetServiceRevisionArn;
+    if (typeof targetArn !== 'string' || targetArn === '') return failed('the event has no executionDetails.targetServiceRevisionArn');
+    const green = await greenImage(targetArn, containerName, deadline);
+    if (!green.ok) return failed(green.error);
+    const image = green.value;
+    known.image = image;
+
+    if (image === placeholderImage) {
+      return succeeded('the target revision runs the placeholder image (before the first release): nothing to test', { image });
+    }
+
+    let smokeTest: SmokeTestResult | undefined;
+    if (!state.smokeTestPassed) {
+      const outcome = await smokeTestOnce(hookDetails, state, deadline);
+      if ('response' in outcome) return { ...outcome, fields: { image, ...outcome.fields } };
+      smokeTest = outcome.result;
+      state.smokeTestPassed = true;
+      known.smokeTest = smokeTest;
+    }
+    const passed = smokeTest === undefined ? { smokeTest: 'passed in an earlier invocation' } : { smokeTest };
+
+    if (gate === undefined) return succeeded('smoke test passed; no approval gate configured', { image, ...passed });
+    const verdict = await approvalGate(gate, image, state, deadline);
+    return { ...verdict, fields: { image, ...passed, ...verdict.fields } };
+  } catch (err) {
+    if (err instanceof AwsCallError) {
+      const decision = onAwsError(err, state);
+      return { ...decision, fields: { ...known, ...decision.fields } };
+    }
+    throw err;
+  }
+}
+
+/** Image of `containerName` in the target service revision. */
+async function greenImage(targetArn: string, containerName: string, deadline: number | undefined): Promise<Parsed<string>> {
+  const response = await awsCall('ecs:DescribeServiceRevisions', deadline, (options) =>
+    ecs.send(new DescribeServiceRevisionsCommand({ serviceRevisionArns: [targetArn] }), options));
+  const revision = response.serviceRevisions?.find((r) => r.serviceRevisionArn === targetArn) ?? response.serviceRevisions?.[0];
+  if (revision === undefined) {
+    const failures = (response.failures ?? []).map((f) => `${f.arn ?? '?'}: ${f.reason ?? '?'}${f.detail ? ` (${f.detail})` : ''}`);
+    return { ok: false, error: `service revision ${targetArn} not found${failures.length > 0 ? `: ${failures.join('; ')}` : ''}` };
+  }
+  const container = revision.containerImages?.find((c) => c.containerName === containerName);
+  if (container === undefined) {
+    const names = (revision.containerImages ?? []).map((c) => JSON.stringify(c.containerName)).join(', ');
+    return { ok: false, error: `service revision ${targetArn} has no container named ${JSON.stringify(containerName)} (containers: ${names || 'none'})` };
+  }
+  if (typeof container.image !== 'string' || container.image === '') {
+    return { ok: false, error: `service revision ${targetArn} reports no image for container ${JSON.stringify(containerName)}` };
+  }
+  return { ok: true, value: container.image };
+}
+
+/**
+ * The smoke test with the semantics of the ECS path of smoke-test.lambda.ts: the passing result, or the decision
+ * (`IN_PROGRESS` while the target is not ready and invocations remain, `FAILED` otherwise).
+ */
+async function smokeTestOnce(
+  hookDetails: Record<string, unknown>,
+  state: HookState,
+  deadline: number | undefined,
+): Promise<{ readonly result: SmokeTestResult } | Decision> {
+  const overrides = parseOverrides(hookDetails, 'hookDetails', false);
+  if (!overrides.ok) return failed(`invalid smoke test configuration: ${overrides.error}`);
+  const config = parseConfig(process.env, overrides.value);
+  if (!config.ok) return failed(`invalid smoke test configuration: ${config.error}`);
+
+  const result = await runSmokeTest(config.value, { deadline });
+  if (result.passed) return { result };
+  const invocation = (state.smokeTestInvocations ?? 0) + 1;
+  const fields = { smokeTest: result, invocation, maxInvocations: ECS_MAX_INVOCATIONS };
+  if (targetNotReady(result) && invocation < ECS_MAX_INVOCATIONS) {
+    return inProgress(ECS_CALLBACK_DELAY_SECONDS, { [ECS_INVOCATIONS_KEY]: invocation }, state,
+      `target not ready: trying again in ${ECS_CALLBACK_DELAY_SECONDS} seconds`, fields);
+  }
+  return failed(result.summary, fields);
+}
+
+/** The failing checks got no response or a 5xx: the target is probably still starting or registering. */
+function targetNotReady(result: SmokeTestResult): boolean {
+  const failing = result.checks.filter((check) => !check.passed);
+  return failing.length > 0 && failing.every((check) => check.status === undefined || check.status >= 500);
+}
+
+/** Steps 5a-c of the file comment, after the smoke test passed. */
+async function approvalGate(gate: ApprovalGateConfig, image: string, state: HookState, deadline: number | undefined): Promise<Decision> {
+  const productionImage = await imageInProduction(gate.imageParameterName, deadline);
+  if (productionImage === image) {
+    return succeeded('the target revision runs the image already in production (a redeployment): no approval needed', { productionImage });
+  }
+
+  const pipelineState = await awsCall('codepipeline:GetPipelineState', deadline, (options) =>
+    codePipeline.send(new GetPipelineStateCommand({ name: gate.pipelineName }), options));
+  const stage = pipelineState.stageStates?.find((s) => s.stageName === gate.stageName);
+  const gateFields = { productionImage: productionImage ?? null, pipelineName: gate.pipelineName, stageName: gate.stageName };
+  if (stage === undefined) {
+    return failed(`misconfiguration: pipeline ${gate.pipelineName} has no stage named ${gate.stageName}`, gateFields);
+  }
+  const stageStatus = stage.latestExecution?.status;
+  const pipelineExecutionId = stage.latestExecution?.pipelineExecutionId;
+  if (stageStatus !== 'InProgress' || !pipelineExecutionId) {
+    return failed(
+      `stage ${gate.stageName} of pipeline ${gate.pipelineName} is not running (status ${stageStatus ?? 'none'}): this deployment was not started by the pipeline's release stage, and a new image needs an approval`,
+      { ...gateFields, stageStatus: stageStatus ?? null },
+    );
+  }
+
+  const approval = await latestActionExecution(gate, pipelineExecutionId, deadline);
+  const approvalFields = {
+    ...gateFields,
+    pipelineExecutionId,
+    actionName: gate.actionName,
+    approvalStatus: approval?.status ?? 'not started',
+    approvalSummary: approval?.output?.executionResult?.externalExecutionSummary,
+    approvedBy: approval?.updatedBy,
+  };
+  switch (approval?.status) {
+    case 'Succeeded':
+      return succeeded(`approval ${gate.actionName} granted`, approvalFields);
+    case 'Failed':
+    case 'Abandoned':
+      return failed(`approval ${gate.actionName} ${approval.status === 'Failed' ? 'rejected or timed out' : 'abandoned'} (status ${approval.status})`, approvalFields);
+    case undefined:
+    case 'InProgress':
+      return inProgress(APPROVAL_CALLBACK_DELAY_SECONDS, { [SMOKE_TEST_STATE_KEY]: SMOKE_TEST_PASSED }, state,
+        `waiting for approval ${gate.actionName}: asking again in ${APPROVAL_CALLBACK_DELAY_SECONDS} seconds`, approvalFields);
+    default:
+      return failed(`approval ${gate.actionName} has an unknown status ${JSON.stringify(approval?.status)}`, approvalFields);
+  }
+}
+
+/** The image URI in the SSM parameter, or undefined when the parameter does not exist yet (no release so far). */
+async function imageInProduction(name: string, deadline: number | undefined): Promise<string | undefined> {
+  try {
+    const response = await awsCall('ssm:GetParameter', deadline, (options) => ssm.send(new GetParameterCommand({ Name: name }), options));
+    return response.Parameter?.Value;
+  } catch (err) {
+    if (err instanceof AwsCallError && (err.error as { name?: unknown } | undefined)?.name === 'ParameterNotFound') return undefined;
+    throw err;
+  }
+}
+
+/** The latest execution of the approval action in the pipeline execution, following `nextToken`. */
+async function latestActionExecution(
+  gate: ApprovalGateConfig,
+  pipelineExecutionId: string,
+  deadline: number | undefined,
+): Promise<ActionExecutionDetail | undefined> {
+  const matches: ActionExecutionDetail[] = [];
+  let nextToken: string | undefined;
+  for (let page = 0; page < MAX_ACTION_EXECUTION_PAGES; page++) {
+    const response = await awsCall('codepipeline:ListActionExecutions', deadline, (options) =>
+      codePipeline.send(new ListActionExecutionsCommand({
+        pipelineName: gate.pipelineName,
+        filter: { pipelineExecutionId },
+        maxResults: 100,
+        nextToken,
+      }), options));
+    for (const detail of response.actionExecutionDetails ?? []) {
+      if (detail.stageName === gate.stageName && detail.actionName === gate.actionName) matches.push(detail);
+    }
+    nextToken = response.nextToken;
+    if (!nextToken) break;
+  }
+  // A retried stage runs the action again in the same pipeline execution: the latest run counts.
+  return matches.reduce<ActionExecutionDetail | undefined>(
+    (latest, detail) => (latest === undefined || time(detail.startTime) > time(latest.startTime) ? detail : latest),
+    undefined,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------------------------------
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isEcsLifecycleHookEvent(event: unknown): event is EcsLifecycleHookEvent {
+  return isObject(event) && typeof event.lifecycleStage === 'string' && isObject(event.executionDetails);
+}
+
+/** A non-negative integer from `hookDetails`, else undefined. */
+function counter(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : undefined;
+}
+
+function time(value: Date | undefined): number {
+  return value instanceof Date ? value.getTime() : Number.NEGATIVE_INFINITY;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function logDecision(decision: Decision, fields: Record<string, unknown>): void {
+  const level = decision.response.hookStatus === 'FAILED' ? 'ERROR' : 'INFO';
+  try {
+    console.log(JSON.stringify({
+      level,
+      message: 'ecs release hook decision',
+      hookStatus: decision.response.hookStatus,
+      reason: decision.reason,
+      ...fields,
+      ...decision.fields,
+      response: decision.response,
+    }));
+  } catch {
+    console.log(JSON.stringify({ level, message: 'ecs release hook decision', hookStatus: decision.response.hookStatus, reason: decision.reason }));
+  }
+}
+
+/** Name, message and HTTP status of an error, or the thrown value itself when it is not an error. */
+function describeError(err: unknown): Record<string, unknown> {
+  if (typeof err !== 'object' || err === null) return { value: String(err) };
+  const e = err as { name?: unknown; $metadata?: { httpStatusCode?: unknown; requestId?: unknown } };
+  return {
+    name: typeof e.name === 'string' ? e.name : undefined,
+    message: errorMessage(err),
+    httpStatusCode: e.$metadata?.httpStatusCode,
+    requestId: e.$metadata?.requestId,
+  };
+}
+
+function errorMessage(err: unknown): string {
+  const message = typeof err === 'object' && err !== null ? (err as { message?: unknown }).message : undefined;
+  return typeof message === 'string' ? message : String(err);
+}

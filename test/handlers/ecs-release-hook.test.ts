@@ -1,0 +1,689 @@
+import { CodePipelineClient, GetPipelineStateCommand, ListActionExecutionsCommand } from '@aws-sdk/client-codepipeline';
+import type { ActionExecutionDetail, GetPipelineStateCommandOutput } from '@aws-sdk/client-codepipeline';
+import { DescribeServiceRevisionsCommand, ECSClient } from '@aws-sdk/client-ecs';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import type { EcsLifecycleHookEvent, EcsLifecycleHookResponse } from '../../src/handlers/smoke-test.lambda';
+
+// The handler creates its SDK clients when loaded, and on Node < 22 the SDK then emits a NodeVersionSupportWarning,
+// which keeps a jest worker from exiting cleanly. The Lambda runtime is nodejs24.x, where the warning does not apply,
+// so the tests switch it off before loading the handler.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+const {
+  APPROVAL_CALLBACK_DELAY_SECONDS,
+  AWS_ERROR_CALLBACK_DELAY_SECONDS,
+  AWS_ERROR_MAX_RETRIES,
+  handler,
+  isRetryableAwsError,
+  parseReleaseHookConfig,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+}: typeof import('../../src/handlers/ecs-release-hook.lambda') = require('../../src/handlers/ecs-release-hook.lambda');
+const {
+  ECS_CALLBACK_DELAY_SECONDS,
+  ECS_INVOCATIONS_KEY,
+  ECS_MAX_INVOCATIONS,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+}: typeof import('../../src/handlers/smoke-test.lambda') = require('../../src/handlers/smoke-test.lambda');
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------------------------
+
+const BASE = 'http://test-listener.example:8080';
+const GREEN = 'arn:aws:ecs:us-west-2:123456789012:service-revision/my-cluster/my-service/9313423515462893900';
+const BLUE = 'arn:aws:ecs:us-west-2:123456789012:service-revision/my-cluster/my-service/1920498462936580504';
+const PLACEHOLDER = 'public.ecr.aws/nginx/nginx:stable';
+const NEW_IMAGE = '123456789012.dkr.ecr.us-west-2.amazonaws.com/app@sha256:2222222222222222222222222222222222222222222222222222222222222222';
+const PROD_IMAGE = '123456789012.dkr.ecr.us-west-2.amazonaws.com/app@sha256:1111111111111111111111111111111111111111111111111111111111111111';
+const PIPELINE = 'release-pipeline';
+const STAGE = 'Release';
+const ACTION = 'Approve';
+const PARAMETER = '/app/production-image';
+const EXECUTION_ID = 'c5b1a8f0-1111-2222-3333-444455556666';
+
+/** The payload shape of "Lambda hooks for Amazon ECS service deployments" (Amazon ECS Developer Guide). */
+const ecsEvent = (overrides: Partial<EcsLifecycleHookEvent> = {}): EcsLifecycleHookEvent => ({
+  executionId: '3a0345ba-b029-404b-890d-7da2a4b266aa',
+  lifecycleStage: 'POST_TEST_TRAFFIC_SHIFT',
+  resourceArn: 'arn:aws:ecs:us-west-2:123456789012:service-deployment/my-cluster/my-service/EZe5RNVLH6PPzHXINuP28',
+  executionDetails: {
+    serviceArn: 'arn:aws:ecs:us-west-2:123456789012:service/my-cluster/my-service',
+    targetServiceRevisionArn: GREEN,
+    testTrafficWeights: { [GREEN]: 100, [BLUE]: 0 },
+    productionTrafficWeights: { [GREEN]: 0, [BLUE]: 100 },
+  },
+  ...overrides,
+});
+
+const context = { getRemainingTimeInMillis: () => 60_000 };
+
+/** DescribeServiceRevisions answers that the green revision runs `image` in the `app` container (next to a sidecar). */
+function greenRuns(image: string): void {
+  ecsMock.on(DescribeServiceRevisionsCommand).resolves({
+    serviceRevisions: [{
+      serviceRevisionArn: GREEN,
+      containerImages: [
+        { containerName: 'log-router', image: 'public.ecr.aws/aws-observability/aws-for-fluent-bit:stable' },
+        { containerName: 'app', image, imageDigest: 'sha256:2222' },
+      ],
+    }],
+    failures: [],
+  });
+}
+
+function pipelineState(stageStatus: string | undefined, stageName = STAGE): GetPipelineStateCommandOutput {
+  return {
+    $metadata: {},
+    pipelineName: PIPELINE,
+    stageStates: [
+      { stageName: 'Source', latestExecution: { pipelineExecutionId: EXECUTION_ID, status: 'Succeeded' } },
+      {
+        stageName,
+        latestExecution: stageStatus === undefined ? undefined : { pipelineExecutionId: EXECUTION_ID, status: stageStatus as 'InProgress' },
+      },
+    ],
+  };
+}
+
+function approval(status: string | undefined, startTime = new Date('2025-01-01T10:00:00Z')): ActionExecutionDetail {
+  return {
+    pipelineExecutionId: EXECUTION_ID,
+    actionExecutionId: `action-${status}-${startTime.getTime()}`,
+    stageName: STAGE,
+    actionName: ACTION,
+    startTime,
+    status: status as 'InProgress',
+    output: status === 'Failed' ? { executionResult: { externalExecutionSummary: 'not on a Friday' } } : undefined,
+    updatedBy: 'arn:aws:iam::123456789012:user/reviewer',
+  };
+}
+
+const deployAction: ActionExecutionDetail = { pipelineExecutionId: EXECUTION_ID, stageName: STAGE, actionName: 'Deploy', status: 'InProgress' };
+
+/**
+ * Sets the approval gate's environment and the AWS answers of a release waiting at the approval, whose action is in
+ * `approvalStatus` (`not started`: the action has no execution yet).
+ */
+function withGate(approvalStatus = 'InProgress'): void {
+  process.env.IMAGE_PARAMETER_NAME = PARAMETER;
+  process.env.APPROVAL_PIPELINE_NAME = PIPELINE;
+  process.env.APPROVAL_STAGE_NAME = STAGE;
+  process.env.APPROVAL_ACTION_NAME = ACTION;
+  ssmMock.on(GetParameterCommand).resolves({ Parameter: { Name: PARAMETER, Type: 'String', Value: PROD_IMAGE } });
+  cpMock.on(GetPipelineStateCommand).resolves(pipelineState('InProgress'));
+  cpMock.on(ListActionExecutionsCommand).resolves({
+    actionExecutionDetails: approvalStatus === 'not started' ? [deployAction] : [deployAction, approval(approvalStatus)],
+  });
+}
+
+function awsError(name: string, httpStatusCode: number, extra: Record<string, unknown> = {}): Error {
+  return Object.assign(new Error(`${name} (test)`), { name, $fault: httpStatusCode >= 500 ? 'server' : 'client', $metadata: { httpStatusCode }, ...extra });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fake fetch: answers per path, records the URLs asked for
+// ---------------------------------------------------------------------------------------------------------------
+
+type Route = { readonly status: number; readonly body: string } | Error | 'hang' | { readonly reject: unknown };
+let routes: Record<string, Route> = {};
+const requests: string[] = [];
+
+function fakeFetch(input: unknown, init?: { signal?: AbortSignal | null }): Promise<Response> {
+  const url = String(input);
+  requests.push(url);
+  const route = routes[new URL(url).pathname];
+  if (route === undefined) return Promise.resolve(response(404, 'not found'));
+  if (route === 'hang') {
+    return new Promise<Response>((_resolve, reject) => {
+      init?.signal?.addEventListener('abort', () => reject(new DOMException('This operation was aborted', 'AbortError')));
+    });
+  }
+  if (route instanceof Error) return Promise.reject(route);
+  if ('reject' in route) return Promise.reject(route.reject);
+  return Promise.resolve(response(route.status, route.body));
+}
+
+function response(status: number, body: string): Response {
+  return { status, text: async () => body, headers: { get: () => null } } as unknown as Response;
+}
+
+const HEALTHY: Route = { status: 200, body: '{"status":"ok","version":"2.0.0"}' };
+const HOME: Route = { status: 200, body: '<h1>Welcome to the sample service</h1>' };
+
+// ---------------------------------------------------------------------------------------------------------------
+// Setup
+// ---------------------------------------------------------------------------------------------------------------
+
+const savedEnv = { ...process.env };
+const HOOK_ENV = [
+  'SMOKE_TEST_BASE_URL',
+  'SMOKE_TEST_HEALTH_PATH',
+  'SMOKE_TEST_EXPECTED_PHRASE',
+  'SMOKE_TEST_REQUEST_TIMEOUT_MS',
+  'SMOKE_TEST_ATTEMPTS',
+  'SMOKE_TEST_RETRY_DELAY_MS',
+  'CONTAINER_NAME',
+  'PLACEHOLDER_IMAGE',
+  'IMAGE_PARAMETER_NAME',
+  'APPROVAL_PIPELINE_NAME',
+  'APPROVAL_STAGE_NAME',
+  'APPROVAL_ACTION_NAME',
+];
+
+let ecsMock: AwsClientStub<ECSClient>;
+let ssmMock: AwsClientStub<SSMClient>;
+let cpMock: AwsClientStub<CodePipelineClient>;
+let logSpy: jest.SpyInstance;
+let fetchSpy: jest.SpyInstance;
+
+beforeEach(() => {
+  process.env = { ...savedEnv };
+  for (const name of HOOK_ENV) delete process.env[name];
+  process.env.SMOKE_TEST_BASE_URL = BASE;
+  process.env.SMOKE_TEST_EXPECTED_PHRASE = 'Welcome';
+  process.env.SMOKE_TEST_ATTEMPTS = '2';
+  process.env.SMOKE_TEST_RETRY_DELAY_MS = '1';
+  process.env.SMOKE_TEST_REQUEST_TIMEOUT_MS = '1000';
+  process.env.CONTAINER_NAME = 'app';
+  process.env.PLACEHOLDER_IMAGE = PLACEHOLDER;
+
+  ecsMock = mockClient(ECSClient);
+  ssmMock = mockClient(SSMClient);
+  cpMock = mockClient(CodePipelineClient);
+  greenRuns(NEW_IMAGE);
+
+  routes = { '/healthcheck': HEALTHY, '/': HOME };
+  requests.length = 0;
+  fetchSpy = jest.spyOn(global, 'fetch').mockImplementation(fakeFetch as typeof fetch);
+  logSpy = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+});
+
+afterEach(() => {
+  ecsMock.restore();
+  ssmMock.restore();
+  cpMock.restore();
+  jest.restoreAllMocks();
+  process.env = { ...savedEnv };
+});
+
+/** The decisions the handler logged, parsed. */
+function decisions(): Array<Record<string, any>> {
+  return logSpy.mock.calls
+    .map(([line]) => JSON.parse(String(line)))
+    .filter((entry) => entry.message === 'ecs release hook decision');
+}
+
+/** Runs the handler and checks that it logged exactly one decision, matching its answer. */
+async function invoke(event: unknown, ctx: typeof context | undefined = context): Promise<EcsLifecycleHookResponse> {
+  const answer = await handler(event, ctx);
+  const logged = decisions();
+  expect(logged).toHaveLength(1);
+  expect(logged[0].hookStatus).toBe(answer.hookStatus);
+  expect(logged[0].response).toEqual(answer);
+  return answer;
+}
+
+function expectNoPipelineCalls(): void {
+  expect(ssmMock).not.toHaveReceivedAnyCommand();
+  expect(cpMock).not.toHaveReceivedAnyCommand();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pure helpers
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('parseReleaseHookConfig', () => {
+  const base = { CONTAINER_NAME: 'app', PLACEHOLDER_IMAGE: PLACEHOLDER };
+  const gate = { IMAGE_PARAMETER_NAME: PARAMETER, APPROVAL_PIPELINE_NAME: PIPELINE, APPROVAL_STAGE_NAME: STAGE, APPROVAL_ACTION_NAME: ACTION };
+
+  test('without the approval variables there is no gate', () => {
+    expect(parseReleaseHookConfig(base)).toEqual({ ok: true, value: { containerName: 'app', placeholderImage: PLACEHOLDER } });
+  });
+
+  test('with all of them there is a gate', () => {
+    expect(parseReleaseHookConfig({ ...base, ...gate })).toEqual({
+      ok: true,
+      value: {
+        containerName: 'app',
+        placeholderImage: PLACEHOLDER,
+        gate: { imageParameterName: PARAMETER, pipelineName: PIPELINE, stageName: STAGE, actionName: ACTION },
+      },
+    });
+  });
+
+  test('some of them is a misconfiguration naming what is missing', () => {
+    expect(parseReleaseHookConfig({ ...base, IMAGE_PARAMETER_NAME: PARAMETER, APPROVAL_PIPELINE_NAME: PIPELINE, APPROVAL_STAGE_NAME: ' ' })).toEqual({
+      ok: false,
+      error: 'misconfiguration: APPROVAL_PIPELINE_NAME, APPROVAL_STAGE_NAME, APPROVAL_ACTION_NAME must be set together or not at all; '
+        + 'set: APPROVAL_PIPELINE_NAME; missing: APPROVAL_STAGE_NAME, APPROVAL_ACTION_NAME',
+    });
+  });
+
+  test('the gate needs IMAGE_PARAMETER_NAME', () => {
+    expect(parseReleaseHookConfig({ ...base, ...gate, IMAGE_PARAMETER_NAME: '' })).toEqual({
+      ok: false,
+      error: 'misconfiguration: IMAGE_PARAMETER_NAME is not set, but the approval gate (APPROVAL_*) needs it',
+    });
+  });
+
+  test('CONTAINER_NAME and PLACEHOLDER_IMAGE are required', () => {
+    expect(parseReleaseHookConfig({ PLACEHOLDER_IMAGE: PLACEHOLDER })).toMatchObject({ ok: false, error: expect.stringMatching(/^CONTAINER_NAME is not set/) });
+    expect(parseReleaseHookConfig({ CONTAINER_NAME: 'app' })).toMatchObject({ ok: false, error: expect.stringMatching(/^PLACEHOLDER_IMAGE is not set/) });
+  });
+});
+
+describe('isRetryableAwsError', () => {
+  test.each([
+    ['ThrottlingException', awsError('ThrottlingException', 400)],
+    ['TooManyRequestsException', awsError('TooManyRequestsException', 429)],
+    ['Throttling', awsError('Throttling', 400)],
+    ['RequestLimitExceeded', awsError('RequestLimitExceeded', 400)],
+    ['ServiceUnavailable', awsError('ServiceUnavailable', 503)],
+    ['ServiceUnavailableException', awsError('ServiceUnavailableException', 503)],
+    ['InternalServerError', awsError('InternalServerError', 500)],
+    ['any 5xx', Object.assign(new Error('x'), { name: 'SomethingNew', $metadata: { httpStatusCode: 502 } })],
+    ['$retryable', Object.assign(new Error('x'), { name: 'SomethingElse', $retryable: { throttling: false } })],
+    ['a network error', Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })],
+    ['an aborted call', Object.assign(new Error('Request aborted'), { name: 'AbortError' })],
+  ])('%s is retryable', (_name, error) => {
+    expect(isRetryableAwsError(error)).toBe(true);
+  });
+
+  test.each([
+    ['AccessDeniedException', awsError('AccessDeniedException', 400)],
+    ['ClientException', awsError('ClientException', 400)],
+    ['InvalidParameterException', awsError('InvalidParameterException', 400)],
+    ['PipelineNotFoundException', awsError('PipelineNotFoundException', 400)],
+    ['a string', 'Rate exceeded'],
+    ['undefined', undefined],
+    ['null', null],
+  ])('%s is not retryable', (_name, error) => {
+    expect(isRetryableAwsError(error)).toBe(false);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handler: before the smoke test
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('handler: before the smoke test', () => {
+  test('answers SUCCEEDED while ECS rolls back, without any AWS call or request', async () => {
+    withGate();
+    const rollback = ecsEvent({
+      lifecycleStage: 'TEST_TRAFFIC_SHIFT',
+      executionDetails: { targetServiceRevisionArn: GREEN, testTrafficWeights: { [GREEN]: 0, [BLUE]: 100 }, productionTrafficWeights: {} },
+    });
+    await expect(invoke(rollback)).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(ecsMock).not.toHaveReceivedAnyCommand();
+    expectNoPipelineCalls();
+    expect(fetchSpy).not.toHaveBeenCalled();
+    expect(decisions()[0].reason).toMatch(/^rollback in progress/);
+  });
+
+  test('answers SUCCEEDED for the placeholder image, without a request', async () => {
+    withGate();
+    greenRuns(PLACEHOLDER);
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(ecsMock).toHaveReceivedCommandTimes(DescribeServiceRevisionsCommand, 1);
+    expect(ecsMock).toHaveReceivedCommandWith(DescribeServiceRevisionsCommand, { serviceRevisionArns: [GREEN] });
+    expect(fetchSpy).not.toHaveBeenCalled();
+    expectNoPipelineCalls();
+    expect(decisions()[0]).toMatchObject({ image: PLACEHOLDER, targetServiceRevisionArn: GREEN, executionId: '3a0345ba-b029-404b-890d-7da2a4b266aa' });
+  });
+
+  test('gives the SDK call an abort signal for the Lambda deadline', async () => {
+    greenRuns(PLACEHOLDER);
+    await invoke(ecsEvent());
+    const options = (ecsMock.commandCalls(DescribeServiceRevisionsCommand)[0].args as unknown[])[1] as { abortSignal?: AbortSignal };
+    expect(options.abortSignal).toBeInstanceOf(AbortSignal);
+    expect(options.abortSignal?.aborted).toBe(false);
+  });
+
+  test('answers FAILED when DescribeServiceRevisions is denied, without testing', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).rejects(awsError('AccessDeniedException', 400));
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(fetchSpy).not.toHaveBeenCalled();
+    expect(decisions()[0]).toMatchObject({
+      level: 'ERROR',
+      action: 'ecs:DescribeServiceRevisions',
+      error: { name: 'AccessDeniedException', message: 'AccessDeniedException (test)', httpStatusCode: 400 },
+    });
+  });
+
+  test('answers IN_PROGRESS after 30 seconds when DescribeServiceRevisions is throttled, counting retries', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).rejects(awsError('ThrottlingException', 400));
+    await expect(invoke(ecsEvent())).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: AWS_ERROR_CALLBACK_DELAY_SECONDS,
+      hookDetails: { awsErrorRetries: 1 },
+    });
+    expect(AWS_ERROR_CALLBACK_DELAY_SECONDS).toBe(30);
+    expect(fetchSpy).not.toHaveBeenCalled();
+  });
+
+  test('keeps counting throttling retries, then answers FAILED after 10', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).rejects(awsError('ServiceUnavailableException', 503));
+    expect(AWS_ERROR_MAX_RETRIES).toBe(10);
+    await expect(invoke(ecsEvent({ hookDetails: { awsErrorRetries: 9, [ECS_INVOCATIONS_KEY]: 2 } }))).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: 30,
+      hookDetails: { awsErrorRetries: 10, [ECS_INVOCATIONS_KEY]: 2 },
+    });
+    logSpy.mockClear();
+    await expect(invoke(ecsEvent({ hookDetails: { awsErrorRetries: 10, [ECS_INVOCATIONS_KEY]: 2 } }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe('ecs:DescribeServiceRevisions still failing after 10 retries');
+  });
+
+  test('answers FAILED when a call rejects with something that is not an Error, without throwing', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).callsFake(() => Promise.reject('Rate exceeded'));
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].error).toEqual({ value: 'Rate exceeded' });
+  });
+
+  test('answers IN_PROGRESS without calling AWS when the Lambda deadline is too close', async () => {
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }), { getRemainingTimeInMillis: () => 3_100 })).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: 30,
+      hookDetails: { awsErrorRetries: 1, smokeTest: 'passed' },
+    });
+    expect(ecsMock).not.toHaveReceivedAnyCommand();
+    expect(decisions()[0].error).toMatchObject({ name: 'LambdaDeadlineError' });
+  });
+
+  test('answers FAILED without the target revision ARN', async () => {
+    const event = ecsEvent({ executionDetails: { serviceArn: 'arn:aws:ecs:us-west-2:123456789012:service/my-cluster/my-service' } });
+    await expect(invoke(event)).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(ecsMock).not.toHaveReceivedAnyCommand();
+    expect(decisions()[0].reason).toBe('the event has no executionDetails.targetServiceRevisionArn');
+  });
+
+  test('answers FAILED when the revision is not found, quoting ECS\'s failure', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).resolves({ serviceRevisions: [], failures: [{ arn: GREEN, reason: 'MISSING' }] });
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe(`service revision ${GREEN} not found: ${GREEN}: MISSING`);
+    expect(fetchSpy).not.toHaveBeenCalled();
+  });
+
+  test('answers FAILED when the revision has no container named CONTAINER_NAME', async () => {
+    process.env.CONTAINER_NAME = 'web';
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe(`service revision ${GREEN} has no container named "web" (containers: "log-router", "app")`);
+    expect(fetchSpy).not.toHaveBeenCalled();
+  });
+
+  test('answers FAILED, calling nothing, when only some APPROVAL_* variables are set', async () => {
+    process.env.IMAGE_PARAMETER_NAME = PARAMETER;
+    process.env.APPROVAL_PIPELINE_NAME = PIPELINE;
+    process.env.APPROVAL_ACTION_NAME = ACTION;
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe(
+      'invalid configuration: misconfiguration: APPROVAL_PIPELINE_NAME, APPROVAL_STAGE_NAME, APPROVAL_ACTION_NAME must be set together or not at all; '
+      + 'set: APPROVAL_PIPELINE_NAME, APPROVAL_ACTION_NAME; missing: APPROVAL_STAGE_NAME',
+    );
+    expect(ecsMock).not.toHaveReceivedAnyCommand();
+    expectNoPipelineCalls();
+    expect(fetchSpy).not.toHaveBeenCalled();
+  });
+
+  test('answers FAILED without CONTAINER_NAME', async () => {
+    delete process.env.CONTAINER_NAME;
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(ecsMock).not.toHaveReceivedAnyCommand();
+  });
+
+  test('answers FAILED for an event that is not an ECS lifecycle hook event', async () => {
+    await expect(invoke({ hello: 'world' })).resolves.toEqual({ hookStatus: 'FAILED' });
+    await expect(handler(undefined)).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(ecsMock).not.toHaveReceivedAnyCommand();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handler: the smoke test
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('handler: smoke test', () => {
+  test('answers SUCCEEDED when the smoke test passes and no gate is configured', async () => {
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
+    expectNoPipelineCalls();
+    expect(decisions()[0]).toMatchObject({
+      level: 'INFO',
+      image: NEW_IMAGE,
+      reason: 'smoke test passed; no approval gate configured',
+      smokeTest: { passed: true, summary: 'smoke test passed: GET /healthcheck 200 (version 2.0.0); GET / contains "Welcome"' },
+    });
+  });
+
+  test('answers FAILED at once when the page does not contain the expected phrase', async () => {
+    routes['/'] = { status: 200, body: '<h1>Hello</h1>' };
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe('smoke test failed: GET / did not contain "Welcome" (200) (after 2 attempts)');
+    expectNoPipelineCalls();
+  });
+
+  test('answers IN_PROGRESS while the target is not ready, counting invocations, then FAILED at the limit', async () => {
+    routes['/healthcheck'] = { status: 503, body: 'Service Unavailable' };
+    await expect(invoke(ecsEvent({ hookDetails: { unrelated: 'x' } }))).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: ECS_CALLBACK_DELAY_SECONDS,
+      hookDetails: { [ECS_INVOCATIONS_KEY]: 1 },
+    });
+    expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/healthcheck`]);
+
+    logSpy.mockClear();
+    await expect(invoke(ecsEvent({ hookDetails: { [ECS_INVOCATIONS_KEY]: ECS_MAX_INVOCATIONS - 1 } }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0]).toMatchObject({ invocation: ECS_MAX_INVOCATIONS, reason: 'smoke test failed: GET /healthcheck returned 503 (after 2 attempts)' });
+    expectNoPipelineCalls();
+  });
+
+  test('answers IN_PROGRESS when a request times out', async () => {
+    routes['/healthcheck'] = 'hang';
+    process.env.SMOKE_TEST_REQUEST_TIMEOUT_MS = '50';
+    process.env.SMOKE_TEST_ATTEMPTS = '1';
+    const started = Date.now();
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { [ECS_INVOCATIONS_KEY]: 1 } });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(decisions()[0].smokeTest.summary).toBe('smoke test failed: GET /healthcheck timed out after 50 ms');
+  });
+
+  test('answers, and does not throw, when fetch throws', async () => {
+    routes['/healthcheck'] = new TypeError('fetch failed', { cause: new Error('connect ECONNREFUSED 10.0.0.1:8080') });
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { [ECS_INVOCATIONS_KEY]: 1 } });
+    routes['/healthcheck'] = { reject: 'not an error' };
+    await expect(handler(ecsEvent(), context)).resolves.toEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { [ECS_INVOCATIONS_KEY]: 1 } });
+  });
+
+  test('resets the AWS error count when it answers IN_PROGRESS for another reason', async () => {
+    routes['/healthcheck'] = { status: 502, body: 'Bad Gateway' };
+    await expect(invoke(ecsEvent({ hookDetails: { awsErrorRetries: 4 } }))).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: 30,
+      hookDetails: { [ECS_INVOCATIONS_KEY]: 1, awsErrorRetries: 0 },
+    });
+  });
+
+  test('answers FAILED, without a request, when the smoke test configuration is invalid', async () => {
+    delete process.env.SMOKE_TEST_BASE_URL;
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe(
+      'invalid smoke test configuration: SMOKE_TEST_BASE_URL is not set: the base URL of the test endpoint is required',
+    );
+    expect(fetchSpy).not.toHaveBeenCalled();
+  });
+
+  test('takes the smoke test overrides from hookDetails', async () => {
+    routes['/ping'] = { status: 200, body: '{"status":"ok"}' };
+    const hookDetails = { baseUrl: 'http://other.example', healthPath: '/ping', expectedPhrase: '' };
+    await expect(invoke(ecsEvent({ hookDetails }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(requests).toEqual(['http://other.example/ping']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handler: the approval gate
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('handler: approval gate', () => {
+  test('answers SUCCEEDED without pipeline calls when the green image is already in production', async () => {
+    withGate();
+    greenRuns(PROD_IMAGE);
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
+    expect(ssmMock).toHaveReceivedCommandTimes(GetParameterCommand, 1);
+    expect(ssmMock).toHaveReceivedCommandWith(GetParameterCommand, { Name: PARAMETER });
+    expect(cpMock).not.toHaveReceivedAnyCommand();
+    expect(decisions()[0].reason).toMatch(/already in production/);
+  });
+
+  test('answers IN_PROGRESS every 60 seconds with smokeTest passed while the approval is pending', async () => {
+    withGate('InProgress');
+    await expect(invoke(ecsEvent())).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: 60,
+      hookDetails: { smokeTest: 'passed' },
+    });
+    expect(APPROVAL_CALLBACK_DELAY_SECONDS).toBe(60);
+    expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
+    expect(cpMock).toHaveReceivedCommandWith(GetPipelineStateCommand, { name: PIPELINE });
+    expect(cpMock).toHaveReceivedCommandTimes(ListActionExecutionsCommand, 1);
+    expect(cpMock).toHaveReceivedCommandWith(ListActionExecutionsCommand, { pipelineName: PIPELINE, filter: { pipelineExecutionId: EXECUTION_ID } });
+    expect(decisions()[0]).toMatchObject({ approvalStatus: 'InProgress', productionImage: PROD_IMAGE, pipelineExecutionId: EXECUTION_ID });
+  });
+
+  test('answers IN_PROGRESS when the approval action has not started yet', async () => {
+    withGate('not started');
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: 60,
+      hookDetails: { smokeTest: 'passed' },
+    });
+    expect(decisions()[0].approvalStatus).toBe('not started');
+  });
+
+  test('on a later call with smokeTest passed, skips the requests and answers SUCCEEDED once approved', async () => {
+    withGate('Succeeded');
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(fetchSpy).not.toHaveBeenCalled();
+    expect(ecsMock).toHaveReceivedCommandTimes(DescribeServiceRevisionsCommand, 1);
+    expect(cpMock).toHaveReceivedCommandTimes(ListActionExecutionsCommand, 1);
+    expect(decisions()[0]).toMatchObject({ approvalStatus: 'Succeeded', smokeTest: 'passed in an earlier invocation' });
+  });
+
+  test.each(['Failed', 'Abandoned'])('answers FAILED when the approval is %s', async (status) => {
+    withGate(status);
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(fetchSpy).not.toHaveBeenCalled();
+    expect(decisions()[0]).toMatchObject({ level: 'ERROR', approvalStatus: status });
+  });
+
+  test('logs the reviewer\'s comment of a rejection', async () => {
+    withGate('Failed');
+    await invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }));
+    expect(decisions()[0]).toMatchObject({ approvalSummary: 'not on a Friday', approvedBy: 'arn:aws:iam::123456789012:user/reviewer' });
+  });
+
+  test('answers FAILED when the release stage is not running: a new image outside the pipeline', async () => {
+    withGate();
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState('Succeeded'));
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
+    expect(cpMock).not.toHaveReceivedCommand(ListActionExecutionsCommand);
+    expect(decisions()[0].reason).toMatch(/is not running \(status Succeeded\): this deployment was not started by the pipeline's release stage/);
+  });
+
+  test('answers FAILED when the release stage never ran', async () => {
+    withGate();
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState(undefined));
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(cpMock).not.toHaveReceivedCommand(ListActionExecutionsCommand);
+  });
+
+  test('answers FAILED when the pipeline has no such stage', async () => {
+    withGate();
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState('InProgress', 'Deploy'));
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe(`misconfiguration: pipeline ${PIPELINE} has no stage named ${STAGE}`);
+  });
+
+  test('treats a missing production image parameter as a different image', async () => {
+    withGate('Succeeded');
+    ssmMock.on(GetParameterCommand).rejects(awsError('ParameterNotFound', 400));
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(cpMock).toHaveReceivedCommandTimes(GetPipelineStateCommand, 1);
+    expect(decisions()[0]).toMatchObject({ productionImage: null, approvalStatus: 'Succeeded' });
+  });
+
+  test('follows nextToken through ListActionExecutions', async () => {
+    withGate();
+    cpMock.on(ListActionExecutionsCommand)
+      .resolves({ actionExecutionDetails: [deployAction], nextToken: 'page-2' })
+      .on(ListActionExecutionsCommand, { nextToken: 'page-2' })
+      .resolves({ actionExecutionDetails: [approval('Succeeded')] });
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(cpMock).toHaveReceivedCommandTimes(ListActionExecutionsCommand, 2);
+    expect(cpMock).toHaveReceivedNthSpecificCommandWith(1, ListActionExecutionsCommand, { pipelineName: PIPELINE, nextToken: undefined });
+    expect(cpMock).toHaveReceivedNthSpecificCommandWith(2, ListActionExecutionsCommand, {
+      pipelineName: PIPELINE,
+      filter: { pipelineExecutionId: EXECUTION_ID },
+      nextToken: 'page-2',
+    });
+  });
+
+  test('takes the latest run of a retried approval action', async () => {
+    withGate();
+    cpMock.on(ListActionExecutionsCommand).resolves({
+      actionExecutionDetails: [approval('Failed', new Date('2025-01-01T09:00:00Z')), approval('InProgress', new Date('2025-01-01T11:00:00Z'))],
+    });
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: 60,
+      hookDetails: { smokeTest: 'passed' },
+    });
+  });
+
+  test('keeps smokeTest passed when a gate call is throttled right after the smoke test', async () => {
+    withGate();
+    cpMock.on(GetPipelineStateCommand).rejects(awsError('ThrottlingException', 400, { $retryable: { throttling: true } }));
+    await expect(invoke(ecsEvent())).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: 30,
+      hookDetails: { smokeTest: 'passed', awsErrorRetries: 1 },
+    });
+    expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
+    expect(decisions()[0]).toMatchObject({ action: 'codepipeline:GetPipelineState', smokeTest: { passed: true } });
+  });
+
+  test('answers FAILED after 10 consecutive throttled gate calls', async () => {
+    withGate();
+    ssmMock.on(GetParameterCommand).rejects(awsError('InternalServerError', 500));
+    const answer = await invoke(ecsEvent({ hookDetails: { smokeTest: 'passed', awsErrorRetries: AWS_ERROR_MAX_RETRIES } }));
+    expect(answer).toEqual({ hookStatus: 'FAILED' });
+    expect(fetchSpy).not.toHaveBeenCalled();
+    expect(cpMock).not.toHaveReceivedAnyCommand();
+  });
+
+  test('resets the AWS error count once the approval answers again', async () => {
+    withGate();
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed', awsErrorRetries: 3 } }))).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: 60,
+      hookDetails: { smokeTest: 'passed', awsErrorRetries: 0 },
+    });
+  });
+
+  test('answers FAILED when the pipeline does not exist or access is denied', async () => {
+    withGate();
+    cpMock.on(GetPipelineStateCommand).rejects(awsError('PipelineNotFoundException', 400));
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0]).toMatchObject({ action: 'codepipeline:GetPipelineState', error: { name: 'PipelineNotFoundException' } });
+  });
+
+  test('answers FAILED, without throwing, when a gate call rejects with a non-Error', async () => {
+    withGate();
+    cpMock.on(ListActionExecutionsCommand).callsFake(() => Promise.reject(42));
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0]).toMatchObject({ action: 'codepipeline:ListActionExecutions', error: { value: '42' } });
+  });
+});
