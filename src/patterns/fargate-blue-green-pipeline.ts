@@ -351,14 +351,6 @@ export class FargateBlueGreenPipeline extends Construct {
       environment: { ...props.environment, WHOAMI_PORT_NUMBER: String(containerPort) },
       secrets: props.secrets,
     });
-    if ((props.containerInsights ?? ecs.ContainerInsights.DISABLED) === ecs.ContainerInsights.DISABLED && !props.cluster) {
-      Validations.of(runtime.cluster).acknowledge({
-        id: 'AwsSolutions-ECS4',
-        reason: 'Container Insights is off by default to keep the idle cost under 50 USD a month (it adds about 8 USD of ' +
-          'custom metrics); the alarms and the dashboard use the free load balancer and ECS metrics. Turn it on with ' +
-          'containerInsights.',
-      });
-    }
     Validations.of(runtime.taskDefinition).acknowledge({
       id: 'AwsSolutions-ECS2',
       reason: 'Plain configuration only (the port the placeholder image listens on, and the environment prop); secrets ' +

@@ -126,10 +126,19 @@ export class BlueGreenFargateService extends Construct {
         },
       },
     });
+    const containerInsights = props.containerInsights ?? ecs.ContainerInsights.DISABLED;
     this.cluster = props.cluster ?? new ecs.Cluster(this, 'Cluster', {
       vpc: this.vpc,
-      containerInsightsV2: props.containerInsights ?? ecs.ContainerInsights.DISABLED,
+      containerInsightsV2: containerInsights,
     });
+    if (!props.cluster && containerInsights === ecs.ContainerInsights.DISABLED) {
+      Validations.of(this.cluster).acknowledge({
+        id: 'AwsSolutions-ECS4',
+        reason: 'Container Insights is off by default to keep the idle cost under 50 USD a month (its custom metrics ' +
+          'add about 8 USD); the alarms and the dashboard use the free load balancer and ECS metrics. Turn it on with ' +
+          'containerInsights.',
+      });
+    }
     this.repository = props.repository ?? new ecr.Repository(this, 'Repository', {
       imageScanOnPush: true,
       imageTagMutability: ecr.TagMutability.IMMUTABLE,
