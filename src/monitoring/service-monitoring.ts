@@ -1,6 +1,7 @@
 import { Duration, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cw_actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
@@ -17,6 +18,13 @@ export interface ServiceMonitoringProps {
    * @default - a new topic encrypted with a new customer managed key that CloudWatch may use
    */
   readonly alarmTopic?: sns.ITopic;
+
+  /**
+   * The key that encrypts the new alarm topic; CloudWatch is allowed to use it. Ignored when `alarmTopic` is given.
+   *
+   * @default - a new customer managed key with rotation
+   */
+  readonly encryptionKey?: kms.IKey;
 
   /**
    * Email addresses subscribed to the new alarm topic. Ignored when `alarmTopic` is given.
@@ -135,6 +143,7 @@ export class ServiceMonitoring extends Construct {
         purpose: 'alarm topic',
         publisherService: 'cloudwatch',
         emails: props.alarmEmails,
+        encryptionKey: props.encryptionKey,
       });
       this.alarmTopic = topic;
     }

@@ -371,9 +371,48 @@ export class FargateBlueGreenPipeline extends Construct {
     this.productionUrl = runtime.productionUrl;
     this.testUrl = runtime.testUrl;
 
+    const architecture = props.cpuArchitecture === ecs.CpuArchitecture.X86_64 ? BuildArchitecture.X86_64 : BuildArchitecture.ARM_64;
+    const pipelineName = Names.uniqueResourceName(this, { maxLength: 100, separator: '-' });
+    const release = new EcsBlueGreenRelease({
+      runtime,
+      imageParameterName: imageParameter.parameterName,
+      placeholderImage,
+      pipelineName,
+      bakeTime,
+      healthCheckPath,
+      expectedPhrase: props.expectedPhrase,
+      logRetention: props.logRetention,
+    });
+    this.pipeline = new DeliveryPipeline(this, 'Pipeline', {
+      source: props.source,
+      pipelineName,
+      approval: props.approval,
+      notifications: props.notifications,
+      retainArtifacts: props.retainArtifacts,
+      buildStep: {
+        architecture,
+        privileged: true,
+        buildSpec: imageBuildSpec(props.testCommands),
+        environmentVariables: {
+          ...props.buildEnvironmentVariables,
+          REPOSITORY_URI: this.repository.repositoryUri,
+          CONTAINER_NAME: this.container.containerName,
+          DOCKER_DIRECTORY: dockerDirectory,
+        },
+        secrets: props.buildSecrets,
+        testReportDirectory: dockerDirectory === '.' ? 'reports/junit' : `${dockerDirectory}/reports/junit`,
+      },
+      release,
+    });
+    this.repository.grantPullPush(this.pipeline.buildStep.role);
+    release.acknowledgeFindings(this.pipeline);
+    this.releaseHook = release.hookFunction!;
+
     // Monitoring: only free metrics (load balancer and ECS), so the alarms need no Container Insights.
     this.monitoring = new ServiceMonitoring(this, 'Monitoring', {
       alarmEmails: props.alarmEmails,
+      // The pipeline's key: one customer managed key for the whole pattern (1 USD a month each).
+      encryptionKey: this.pipeline.artifactKey,
       title: `${this.node.path}: Fargate service and its releases`,
     });
     this.alarmTopic = this.monitoring.alarmTopic;
@@ -442,43 +481,6 @@ export class FargateBlueGreenPipeline extends Construct {
         width: 12,
       }),
     );
-
-    const architecture = props.cpuArchitecture === ecs.CpuArchitecture.X86_64 ? BuildArchitecture.X86_64 : BuildArchitecture.ARM_64;
-    const pipelineName = Names.uniqueResourceName(this, { maxLength: 100, separator: '-' });
-    const release = new EcsBlueGreenRelease({
-      runtime,
-      imageParameterName: imageParameter.parameterName,
-      placeholderImage,
-      pipelineName,
-      bakeTime,
-      healthCheckPath,
-      expectedPhrase: props.expectedPhrase,
-      logRetention: props.logRetention,
-    });
-    this.pipeline = new DeliveryPipeline(this, 'Pipeline', {
-      source: props.source,
-      pipelineName,
-      approval: props.approval,
-      notifications: props.notifications,
-      retainArtifacts: props.retainArtifacts,
-      buildStep: {
-        architecture,
-        privileged: true,
-        buildSpec: imageBuildSpec(props.testCommands),
-        environmentVariables: {
-          ...props.buildEnvironmentVariables,
-          REPOSITORY_URI: this.repository.repositoryUri,
-          CONTAINER_NAME: this.container.containerName,
-          DOCKER_DIRECTORY: dockerDirectory,
-        },
-        secrets: props.buildSecrets,
-        testReportDirectory: dockerDirectory === '.' ? 'reports/junit' : `${dockerDirectory}/reports/junit`,
-      },
-      release,
-    });
-    this.repository.grantPullPush(this.pipeline.buildStep.role);
-    release.acknowledgeFindings(this.pipeline);
-    this.releaseHook = release.hookFunction!;
 
     this.rollbackCommand = 'aws codepipeline rollback-stage --pipeline-name ' + this.pipeline.pipeline.pipelineName +
       ` --stage-name ${RELEASE_STAGE_NAME} --target-pipeline-execution-id <id of an earlier successful execution>`;

@@ -186,9 +186,11 @@ export class DeliveryPipeline extends Construct {
       executionMode: props.executionMode,
       triggers: source.trigger ? [source.trigger] : undefined,
     });
+    // One customer managed key for the artifacts and the notification topic: a key costs 1 USD a month.
     this.notifications = new PipelineNotifications(this, 'Notifications', {
       ...props.notifications,
       pipeline: this.pipeline,
+      encryptionKey: store.encryptionKey,
       removalPolicy: store.removalPolicy,
     });
     this.notificationTopic = this.notifications.topic;
