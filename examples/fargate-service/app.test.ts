@@ -1,0 +1,48 @@
+/**
+ * The Fargate example wires the sample service: its directory, its welcome phrase, an approval before production
+ * traffic, and the parameter its /secret route describes.
+ */
+import { Template, Match } from 'aws-cdk-lib/assertions';
+import { createApp, FargateServiceStack } from './app';
+import { DEFAULT_WELCOME_PHRASE } from '../service/src/app';
+
+const app = createApp();
+const stack = app.node.findChild('FargateServiceExample') as FargateServiceStack;
+const template = Template.fromStack(stack);
+
+test('the build works in examples/service, where the sample service and its Dockerfile are', () => {
+  template.hasResourceProperties('AWS::CodeBuild::Project', {
+    Environment: Match.objectLike({
+      PrivilegedMode: true,
+      EnvironmentVariables: Match.arrayWith([{ Name: 'DOCKER_DIRECTORY', Type: 'PLAINTEXT', Value: 'examples/service' }]),
+    }),
+  });
+});
+
+test('the smoke test looks for the sample service\'s welcome phrase', () => {
+  template.hasResourceProperties('AWS::Lambda::Function', {
+    Environment: { Variables: Match.objectLike({ SMOKE_TEST_EXPECTED_PHRASE: DEFAULT_WELCOME_PHRASE, SMOKE_TEST_HEALTH_PATH: '/healthcheck' }) },
+  });
+});
+
+test('a human approves before production traffic, in the Release stage', () => {
+  const pipelines = template.findResources('AWS::CodePipeline::Pipeline');
+  const stages = Object.values(pipelines)[0].Properties.Stages as Array<{ Name: string; Actions: Array<{ Name: string; ActionTypeId: { Category: string } }> }>;
+  expect(stages.map((s) => s.Name)).toEqual(['Source', 'Build', 'Release']);
+  const release = stages.find((s) => s.Name === 'Release')!;
+  expect(release.Actions.map((a) => `${a.Name}:${a.ActionTypeId.Category}`)).toEqual(
+    expect.arrayContaining(['Deploy:Deploy', 'ApproveProductionTraffic:Approval', 'RecordRelease:Invoke']));
+});
+
+test('the container knows the parameter its /secret route describes, and may read it', () => {
+  template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+    ContainerDefinitions: [Match.objectLike({
+      Environment: Match.arrayWith([Match.objectLike({ Name: 'SECRET_PARAMETER_NAME' })]),
+    })],
+  });
+  const taskRole = stack.getLogicalId(stack.web.taskDefinition.taskRole.node.defaultChild as never);
+  template.hasResourceProperties('AWS::IAM::Policy', {
+    Roles: [{ Ref: taskRole }],
+    PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['ssm:GetParameter']) })]) },
+  });
+});
