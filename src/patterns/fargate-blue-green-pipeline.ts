@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, Names, Token, Validations } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Names, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -372,7 +372,12 @@ export class FargateBlueGreenPipeline extends Construct {
     this.testUrl = runtime.testUrl;
 
     const architecture = props.cpuArchitecture === ecs.CpuArchitecture.X86_64 ? BuildArchitecture.X86_64 : BuildArchitecture.ARM_64;
-    const pipelineName = Names.uniqueResourceName(this, { maxLength: 100, separator: '-' });
+    // Known before the pipeline exists (the approval gate looks it up), and unique per stack name and construct path.
+    const stackName = Stack.of(this).stackName;
+    const uniqueSuffix = Names.uniqueResourceName(this, { maxLength: 60, separator: '-' });
+    const pipelineName = Token.isUnresolved(stackName) || uniqueSuffix.startsWith(`${stackName}-`)
+      ? uniqueSuffix
+      : `${stackName.slice(0, 39)}-${uniqueSuffix}`;
     const release = new EcsBlueGreenRelease({
       runtime,
       imageParameterName: imageParameter.parameterName,

@@ -33,12 +33,18 @@ export function createImageParameter(scope: Construct, initialImage: string): Im
     throw new Error(`${scope.node.path}: the stack must belong to an App or a Stage`);
   }
   const uniqueId = Names.uniqueId(scope);
-  const parameterName = `/cdk-delivery-pipelines/${uniqueId}/image`;
+  // The stack's name as well as the construct path: two copies of one app deployed under different stack names (one
+  // per branch, say) must not share the parameter.
+  const stackName = Token.isUnresolved(owner.stackName) ? undefined : owner.stackName;
+  const parameterName = stackName
+    ? `/cdk-delivery-pipelines/${stackName}/${uniqueId}/image`
+    : `/cdk-delivery-pipelines/${uniqueId}/image`;
   const env = Token.isUnresolved(owner.account) || Token.isUnresolved(owner.region)
     ? undefined
     : { account: owner.account, region: owner.region };
   const stack = new Stack(stage, `${uniqueId}Image`, {
     env,
+    stackName: stackName ? `${stackName}-${scope.node.id.replace(/[^A-Za-z0-9-]/g, '')}-Image`.slice(0, 128) : undefined,
     description: `The image in production of ${scope.node.path} (written by its pipeline after each release)`,
   });
   owner.addStackDependency(stack, 'the image parameter must exist before the stack reads it');
