@@ -27,7 +27,8 @@ test('the smoke test looks for the sample service\'s welcome phrase', () => {
 
 test('a human approves before production traffic, in the Release stage', () => {
   const pipelines = template.findResources('AWS::CodePipeline::Pipeline');
-  const stages = Object.values(pipelines)[0].Properties.Stages as Array<{ Name: string; Actions: Array<{ Name: string; ActionTypeId: { Category: string } }> }>;
+  type Stage = { Name: string; Actions: Array<{ Name: string; ActionTypeId: { Category: string } }> };
+  const stages = Object.values(pipelines)[0].Properties.Stages as Stage[];
   expect(stages.map((s) => s.Name)).toEqual(['Source', 'Build', 'Release']);
   const release = stages.find((s) => s.Name === 'Release')!;
   expect(release.Actions.map((a) => `${a.Name}:${a.ActionTypeId.Category}`)).toEqual(

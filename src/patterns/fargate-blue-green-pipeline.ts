@@ -499,9 +499,9 @@ export class FargateBlueGreenPipeline extends Construct {
 function imageBuildSpec(testCommands: string[] | undefined): codebuild.BuildSpec {
   const tests = testCommands ?? ['if [ -f package.json ]; then npm ci && npm test; else echo "no package.json: no unit tests to run"; fi'];
   return codebuild.BuildSpec.fromObject({
-    'version': '0.2',
-    'env': { 'shell': 'bash', 'exported-variables': ['IMAGE_URI', 'IMAGE_TAG'] },
-    'phases': {
+    version: '0.2',
+    env: { 'shell': 'bash', 'exported-variables': ['IMAGE_URI', 'IMAGE_TAG'] },
+    phases: {
       pre_build: {
         commands: [
           'cd "$CODEBUILD_SRC_DIR/$DOCKER_DIRECTORY"',
@@ -522,7 +522,7 @@ function imageBuildSpec(testCommands: string[] | undefined): codebuild.BuildSpec
         ],
       },
     },
-    'artifacts': { files: ['imagedefinitions.json'] },
+    artifacts: { files: ['imagedefinitions.json'] },
   });
 }
 

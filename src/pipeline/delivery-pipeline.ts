@@ -104,6 +104,12 @@ export interface DeliveryPipelineProps {
  * Every pattern of this library is built on it; it is usable alone (see `Release.s3Bucket()`).
  */
 export class DeliveryPipeline extends Construct {
+  /**
+   * The namespace of the variables the Build action exports: a release reads `#{BuildVariables.NAME}` for each name
+   * listed in the build's `env.exported-variables`.
+   */
+  public static readonly BUILD_VARIABLES_NAMESPACE = 'BuildVariables';
+
   /** The CodePipeline V2 pipeline. */
   public readonly pipeline: codepipeline.Pipeline;
 
@@ -148,12 +154,6 @@ export class DeliveryPipeline extends Construct {
 
   /** The Release stage. */
   public readonly releaseStage: codepipeline.IStage;
-
-  /**
-   * The namespace of the variables the Build action exports: a release reads `#{BuildVariables.NAME}` for each name
-   * listed in the build's `env.exported-variables`.
-   */
-  public static readonly BUILD_VARIABLES_NAMESPACE = 'BuildVariables';
 
   constructor(scope: Construct, id: string, props: DeliveryPipelineProps) {
     super(scope, id);
