@@ -42,6 +42,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/client-codedeploy',
     '@aws-sdk/client-codepipeline',
     '@aws-sdk/client-ecs',
+    '@aws-sdk/client-lambda',
+    '@aws-sdk/client-cloudwatch',
     'aws-sdk-client-mock',
     'aws-sdk-client-mock-jest',
   ],

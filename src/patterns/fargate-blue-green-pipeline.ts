@@ -54,7 +54,7 @@ export interface FargateBlueGreenPipelineProps {
    * Commands that run the unit tests before the image is built, in `dockerDirectory`. A failing command stops the
    * build. JUnit XML files written to `reports/junit` under `dockerDirectory` appear as test reports.
    *
-   * @default - `npm ci` and `npm test` when `dockerDirectory` has a `package.json`, otherwise none
+   * @default - `npm ci` and `npm run test --if-present` when `dockerDirectory` has a `package.json`, otherwise none
    */
   readonly testCommands?: string[];
 
@@ -497,7 +497,7 @@ export class FargateBlueGreenPipeline extends Construct {
 
 /** The build: unit tests, then the image tagged `<commit>-<build number>`, pushed, and `imagedefinitions.json`. */
 function imageBuildSpec(testCommands: string[] | undefined): codebuild.BuildSpec {
-  const tests = testCommands ?? ['if [ -f package.json ]; then npm ci && npm test; else echo "no package.json: no unit tests to run"; fi'];
+  const tests = testCommands ?? ['if [ -f package.json ]; then npm ci && npm run test --if-present; else echo "no package.json: no unit tests to run"; fi'];
   return codebuild.BuildSpec.fromObject({
     version: '0.2',
     env: { 'shell': 'bash', 'exported-variables': ['IMAGE_URI', 'IMAGE_TAG'] },

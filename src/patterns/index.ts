@@ -1,1 +1,2 @@
 export * from './fargate-blue-green-pipeline';
+export * from './serverless-api-pipeline';

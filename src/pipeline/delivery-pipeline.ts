@@ -245,6 +245,7 @@ export class DeliveryPipeline extends Construct {
       approval: this.approval,
       notifications: this.notifications,
       artifactKey: store.encryptionKey,
+      artifactBucket: store.bucket,
     });
     if (this.approval.placement === ApprovalPlacement.BEFORE_PRODUCTION_TRAFFIC && !release.gatesProductionTraffic) {
       throw invalidInput(this, 'approval', 'Approval.beforeProductionTraffic()',

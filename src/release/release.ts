@@ -29,6 +29,13 @@ export interface ReleaseContext {
 
   /** The key that encrypts the pipeline's artifacts. */
   readonly artifactKey: kms.IKey;
+
+  /**
+   * The pipeline's artifact bucket, where a release may keep what it ships (under its own prefix).
+   *
+   * @default - not given: the release keeps nothing there
+   */
+  readonly artifactBucket?: s3.IBucket;
 }
 
 /**

@@ -381,11 +381,11 @@ describe('FargateBlueGreenPipeline defaults: pipeline', () => {
     expect(spec.artifacts.files).toEqual(['imagedefinitions.json']);
   });
 
-  test('the unit tests run before the image is built: npm ci && npm test, only when the directory has a package.json', () => {
+  test('the unit tests run before the image is built: npm ci and the test script (if any), only when the directory has a package.json', () => {
     const spec = buildSpecOf(stack, template);
     expect(spec.phases.pre_build.commands).toEqual([
       'cd "$CODEBUILD_SRC_DIR/$DOCKER_DIRECTORY"',
-      expect.stringMatching(/^if \[ -f package\.json \]; then npm ci && npm test; else .*fi$/),
+      expect.stringMatching(/^if \[ -f package\.json \]; then npm ci && npm run test --if-present; else .*fi$/),
     ]);
     expect(Object.values(spec.reports)).toEqual([expect.objectContaining({ 'base-directory': 'reports/junit' })]);
   });

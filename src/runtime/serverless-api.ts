@@ -1,0 +1,271 @@
+import { Duration, RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
+import * as apigateway from 'aws-cdk-lib/aws-apigateway';
+import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
+import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
+import { checkDuration, checkInteger, checkNotEmpty, invalidInput } from '../private/validate';
+
+/** The HTTP methods a route may use. @internal */
+export const ROUTE_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS', 'ANY'];
+
+/**
+ * A route of the API as the runtime needs it.
+ * @internal
+ */
+export interface ParsedRoute {
+  /** `GET /sleep/{secs}` as given. */
+  readonly route: string;
+  readonly method: string;
+  readonly path: string;
+  /** Path parameter names, in order. */
+  readonly parameters: string[];
+  /** A construct id and artifact name derived from the route: `GetSleepSecs`. */
+  readonly id: string;
+  /** The handler file in the repository. */
+  readonly entry: string;
+  /** The exported function name in the entry. */
+  readonly handler: string;
+  readonly memorySize: number;
+  readonly timeout: Duration;
+  readonly environment: { [name: string]: string };
+  readonly smokeTestPath?: string;
+}
+
+/**
+ * Parses `METHOD /path` and checks the path against API Gateway's syntax: literal segments, `{name}` parameters and
+ * a greedy `{name+}` as the last segment.
+ * @internal
+ */
+export function parseRoute(where: string, route: string): { method: string; path: string; parameters: string[]; id: string } {
+  const match = /^([A-Z]+) (\/\S*)$/.exec(route);
+  if (!match || !ROUTE_METHODS.includes(match[1])) {
+    throw invalidInput(where, 'routes', route, `must be 'METHOD /path' with METHOD one of ${ROUTE_METHODS.join(', ')}, e.g. 'GET /sleep/{secs}'`);
+  }
+  const [, method, path] = match;
+  const parameters: string[] = [];
+  if (path !== '/') {
+    const segments = path.slice(1).split('/');
+    segments.forEach((segment, index) => {
+      const parameter = /^\{([A-Za-z_][A-Za-z0-9_]*)(\+?)\}$/.exec(segment);
+      if (parameter) {
+        if (parameter[2] === '+' && index !== segments.length - 1) {
+          throw invalidInput(where, 'routes', route, "may use a greedy parameter '{name+}' only as the last segment");
+        }
+        if (parameters.includes(parameter[1])) {
+          throw invalidInput(where, 'routes', route, `must not repeat the path parameter '${parameter[1]}'`);
+        }
+        parameters.push(parameter[1]);
+      } else if (!/^[A-Za-z0-9._~:@!$&'()*+,;=-]+$/.test(segment)) {
+        throw invalidInput(where, 'routes', route,
+          `has an invalid path segment '${segment}': use literal characters (letters, digits, - . _ ~ ...) or a parameter '{name}' / '{name+}'`);
+      }
+    });
+  }
+  const words = `${method.toLowerCase()} ${path}`.split(/[^A-Za-z0-9]+/).filter((w) => w.length > 0);
+  const id = words.map((w) => w[0].toUpperCase() + w.slice(1)).join('') + (path === '/' ? 'Root' : '');
+  return { method, path, parameters, id };
+}
+
+/**
+ * Properties of `ServerlessApi`.
+ * @internal
+ */
+export interface ServerlessApiProps {
+  readonly routes: ParsedRoute[];
+  readonly runtime: lambda.Runtime;
+  readonly architecture: lambda.Architecture;
+  readonly logRetention: logs.RetentionDays;
+  readonly throttlingRateLimit: number;
+  readonly throttlingBurstLimit: number;
+  readonly deploymentConfig: codedeploy.ILambdaDeploymentConfig;
+  readonly stageName: string;
+}
+
+/** What one route gets. @internal */
+export interface RouteFunction {
+  readonly route: ParsedRoute;
+  readonly function: lambda.Function;
+  readonly alias: lambda.Alias;
+  readonly logGroup: logs.LogGroup;
+  readonly role: iam.Role;
+  readonly deploymentGroup: codedeploy.LambdaDeploymentGroup;
+}
+
+/**
+ * A REST API whose routes each go to their own Lambda function through an alias `live`. CloudFormation pins every
+ * alias to a bootstrap version that serves a "not released yet" answer; releases move the aliases, CloudFormation
+ * never does (ADR 0007).
+ * @internal
+ */
+export class ServerlessApi extends Construct {
+  public readonly api: apigateway.RestApi;
+  public readonly accessLogs: logs.LogGroup;
+  public readonly application: codedeploy.LambdaApplication;
+  public readonly routeFunctions: RouteFunction[] = [];
+  public readonly deploymentRole: iam.Role;
+
+  constructor(scope: Construct, id: string, props: ServerlessApiProps) {
+    super(scope, id);
+    this.accessLogs = new logs.LogGroup(this, 'AccessLogs', {
+      retention: props.logRetention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.api = new apigateway.RestApi(this, 'Api', {
+      description: `Routes of ${this.node.path}`,
+      cloudWatchRole: false,
+      endpointTypes: [apigateway.EndpointType.REGIONAL],
+      deployOptions: {
+        stageName: props.stageName,
+        accessLogDestination: new apigateway.LogGroupLogDestination(this.accessLogs),
+        accessLogFormat: apigateway.AccessLogFormat.jsonWithStandardFields(),
+        tracingEnabled: true,
+        throttlingRateLimit: props.throttlingRateLimit,
+        throttlingBurstLimit: props.throttlingBurstLimit,
+        metricsEnabled: true,
+      },
+    });
+    Validations.of(this.api).acknowledge(
+      {
+        id: 'AwsSolutions-APIG2',
+        reason: 'Every method with path parameters has a request validator that requires them; the API has no request ' +
+          'bodies of its own to model (the handlers validate what they read).',
+      },
+      {
+        id: 'AwsSolutions-APIG3',
+        reason: 'A web ACL costs at least 5 USD a month plus 1 USD per rule, more than this pattern\'s whole idle budget; ' +
+          'the stage is throttled. Associate a WAF web ACL with the stage through `api` where needed.',
+      },
+      {
+        id: 'AwsSolutions-APIG4',
+        reason: 'A public API by design, as the workshop\'s sample service; add an authorizer to the methods through ' +
+          '`api` for private routes.',
+      },
+      {
+        id: 'AwsSolutions-COG4',
+        reason: 'A public API by design; a Cognito authorizer is the user\'s choice (see APIG4).',
+      },
+    );
+    const stage = this.api.deploymentStage;
+    Validations.of(stage).acknowledge(
+      {
+        id: 'AwsSolutions-APIG6',
+        reason: 'Execution logging needs the account-wide API Gateway CloudWatch role, which a construct must not ' +
+          'overwrite; every request is in the JSON access log, and X-Ray traces each call.',
+      },
+      {
+        id: 'Serverless-APIGWStructuredLogging',
+        reason: 'The access log is JSON (jsonWithStandardFields); the finding concerns execution logging, off for the ' +
+          'reason given for AwsSolutions-APIG6.',
+      },
+    );
+
+    const validator = new apigateway.RequestValidator(this, 'ParametersValidator', {
+      restApi: this.api,
+      validateRequestParameters: true,
+      validateRequestBody: false,
+    });
+
+    this.application = new codedeploy.LambdaApplication(this, 'Application');
+    this.deploymentRole = new iam.Role(this, 'DeploymentRole', {
+      assumedBy: new iam.ServicePrincipal('codedeploy.amazonaws.com'),
+      description: `CodeDeploy shifts the aliases of ${this.node.path}`,
+      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSCodeDeployRoleForLambdaLimited')],
+    });
+    Validations.of(this.deploymentRole).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSCodeDeployRoleForLambdaLimited]',
+      reason: 'The AWS-maintained policy with which CodeDeploy shifts Lambda aliases and reads alarms; AWS keeps it ' +
+        'current and only codedeploy.amazonaws.com may assume the role.',
+    });
+
+    for (const route of props.routes) {
+      this.routeFunctions.push(this.addRoute(route, props, validator));
+    }
+    pruneRedundantDependsOn(this);
+  }
+
+  private addRoute(route: ParsedRoute, props: ServerlessApiProps, validator: apigateway.RequestValidator): RouteFunction {
+    const scope = new Construct(this, route.id);
+    const logGroup = new logs.LogGroup(scope, 'Logs', {
+      retention: props.logRetention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const role = new iam.Role(scope, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Runs ${route.route} of ${this.node.path}`,
+    });
+    role.addToPolicy(new iam.PolicyStatement({
+      actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+      resources: [logGroup.logGroupArn],
+    }));
+    // Until the pipeline's first release, every version answers 503: the bootstrap code is never the user's code, so
+    // a stack update can never bring old code back.
+    const fn = new lambda.Function(scope, 'Function', {
+      description: `${route.route} (code released by the pipeline of ${this.node.path})`,
+      runtime: props.runtime,
+      architecture: props.architecture,
+      handler: `index.${route.handler}`,
+      code: lambda.Code.fromInline(
+        `exports[${JSON.stringify(route.handler)}] = async () => ({ statusCode: 503, headers: { 'content-type': 'application/json' }, ` +
+        "body: JSON.stringify({ error: 'not released yet: the pipeline has not released this route' }) });\n"),
+      memorySize: route.memorySize,
+      timeout: route.timeout,
+      role,
+      logGroup,
+      tracing: lambda.Tracing.ACTIVE,
+      environment: {
+        ...route.environment,
+        NODE_OPTIONS: '--enable-source-maps',
+      },
+    });
+    Validations.of(fn).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: 'API Gateway invokes the function synchronously and returns its error to the caller; there is no ' +
+        'asynchronous event to keep.',
+    });
+    acknowledgeStarResourceOnlyFor(role, ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'],
+      'X-Ray tracing: xray:PutTraceSegments and PutTelemetryRecords have no resource-level permissions.');
+    // A fixed logical id and no properties that change: CloudFormation publishes it once and never again.
+    const bootstrap = new lambda.Version(scope, 'Bootstrap', { lambda: fn });
+    const alias = new lambda.Alias(scope, 'Live', { aliasName: 'live', version: bootstrap });
+
+    const resource = this.api.root.resourceForPath(route.path);
+    const requestParameters: { [name: string]: boolean } = {};
+    for (const parameter of route.parameters) {
+      requestParameters[`method.request.path.${parameter}`] = true;
+    }
+    resource.addMethod(route.method, new apigateway.LambdaIntegration(alias), {
+      requestParameters: route.parameters.length > 0 ? requestParameters : undefined,
+      requestValidator: route.parameters.length > 0 ? validator : undefined,
+    });
+
+    const deploymentGroup = new codedeploy.LambdaDeploymentGroup(scope, 'Deployment', {
+      application: this.application,
+      alias,
+      deploymentConfig: props.deploymentConfig,
+      role: this.deploymentRole,
+      autoRollback: { failedDeployment: true, stoppedDeployment: true, deploymentInAlarm: false },
+    });
+    return { route, function: fn, alias, logGroup, role, deploymentGroup };
+  }
+}
+
+/**
+ * Checks the numbers of a route against Lambda's limits.
+ * @internal
+ */
+export function checkFunctionLimits(where: Construct | string, property: string, memorySize: number, timeout: Duration): void {
+  checkInteger(where, `${property}memorySize`, memorySize, 128, 10240);
+  checkDuration(where, `${property}timeout`, timeout, Duration.seconds(1), Duration.minutes(15), 'seconds');
+}
+
+/** @internal */
+export function checkEntry(where: Construct | string, entry: string): void {
+  checkNotEmpty(where, 'routes[].entry', entry);
+  if (!Token.isUnresolved(entry) && (entry.startsWith('/') || entry.split('/').includes('..') || !/^[A-Za-z0-9._\-/]+\.(ts|tsx|js|mjs|cjs)$/.test(entry))) {
+    throw invalidInput(where, 'routes[].entry', entry, 'must be a .ts or .js file inside the repository (relative path, no ..)');
+  }
+}
