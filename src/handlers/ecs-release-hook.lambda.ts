@@ -22,18 +22,46 @@
  *    this handler reuses): target not ready (no response or 5xx) gives `IN_PROGRESS` until `ECS_MAX_INVOCATIONS`,
  *    anything else that fails gives `FAILED`. Skipped when `hookDetails.smokeTest` is `passed` (set by an earlier
  *    `IN_PROGRESS` answer of this hook). Passed and no approval gate configured: `SUCCEEDED`.
- * 5. Approval gate (when `APPROVAL_PIPELINE_NAME`, `APPROVAL_STAGE_NAME` and `APPROVAL_ACTION_NAME` are set):
+ * 5. Approval gate (when `APPROVAL_PIPELINE_NAME`, `APPROVAL_STAGE_NAME` and `APPROVAL_ACTION_NAME` are set). The
+ *    gate opens when the smoke test has passed: the first invocation that reaches it records the time (`clock` of
+ *    `releaseHook`, ISO 8601) in `hookDetails.gateOpenedAt`, which every later `IN_PROGRESS` answer carries on. An
+ *    invocation that finds `smokeTest` passed but no `gateOpenedAt` (the deployment began under an older version of
+ *    this hook) opens the gate at its own time.
  *    a. `ssm:GetParameter` `IMAGE_PARAMETER_NAME` (the image in production, written by the pipeline after each
- *       release) equals the green image: a redeployment of the production image (e.g. `cdk deploy` registering a new
- *       task definition revision), `SUCCEEDED` without a human.
- *    b. `codepipeline:GetPipelineState`: the release stage must be running (`InProgress`), otherwise this deployment
- *       of a new image did not come from the pipeline's release stage: `FAILED`.
- *    c. `codepipeline:ListActionExecutions` of that pipeline execution, the approval action: `Succeeded` gives
- *       `SUCCEEDED`; `InProgress` or not started yet gives `IN_PROGRESS` every 60 seconds with
- *       `hookDetails.smokeTest = 'passed'`; `Failed` / `Abandoned` (rejected, timed out) gives `FAILED`.
+ *       release) and `codepipeline:GetPipelineState`. The pipeline must have the stage `APPROVAL_STAGE_NAME`,
+ *       otherwise `FAILED` (misconfiguration).
+ *    b. The green image equals the image in production: a redeployment of the production image (e.g. `cdk deploy`
+ *       registering a new task definition revision). While the release stage is running (`InProgress`) this is a
+ *       `cdk deploy` in the middle of a release, and letting it through would put the previous image back under
+ *       the release: `FAILED` ("a release is in progress"), so ECS rolls that deployment back and the stack update
+ *       fails, leaving the release alone. Otherwise `SUCCEEDED` without a human.
+ *    c. A new image: the release stage must be running (`InProgress`), otherwise this deployment did not come from
+ *       the pipeline's release stage: `FAILED`.
+ *    d. `codepipeline:ListActionExecutions` of that pipeline execution, the approval action (its latest run):
+ *       - `Succeeded` at or after `gateOpenedAt` (`lastUpdateTime`): `SUCCEEDED`.
+ *       - `Succeeded` before `gateOpenedAt`, or at an unknown time: `FAILED`. The approval action starts together
+ *         with the ECS deploy action, so it can be approved before the new version even runs on the test listener;
+ *         such an early approval reviewed nothing. The release rolls back and must be run (and approved) again.
+ *       - `InProgress` or not started yet: `IN_PROGRESS` every 60 seconds with `hookDetails.smokeTest = 'passed'`
+ *         and `gateOpenedAt`. With `NOTIFY_TOPIC_ARN` set, the first such answer first publishes a "ready for
+ *         review" message to that SNS topic (`sns:Publish`: the image, `TEST_URL`, the passed smoke test, and which
+ *         approval waits) and records `hookDetails.notified = true`, so later invocations do not publish again. A
+ *         publish that fails is logged and does not change the answer (the approval works without it, and the
+ *         approval action sends its own notification): a transient error is tried again at the next invocation,
+ *         any other error is recorded as `notified = false` and not tried again.
+ *       - `Failed` / `Abandoned` (rejected, timed out): `FAILED`.
  * 6. AWS errors: throttling and server-side errors give `IN_PROGRESS` after 30 seconds, counted in
- *    `hookDetails.awsErrorRetries` (consecutive), `FAILED` after `AWS_ERROR_MAX_RETRIES`; any other AWS error (access
- *    denied, bad parameter...) gives `FAILED`.
+ *    `hookDetails.awsErrorRetries` (consecutive), `FAILED` after `AWS_ERROR_MAX_RETRIES`; the answer keeps
+ *    `smokeTest`, `gateOpenedAt` and `notified`. Any other AWS error (access denied, bad parameter...) gives `FAILED`.
+ *
+ * `hookDetails` keys written by this hook: `smokeTestInvocations` (smoke-test.lambda.ts), `smokeTest`,
+ * `gateOpenedAt`, `notified`, `awsErrorRetries`.
+ *
+ * Environment: `CONTAINER_NAME`, `PLACEHOLDER_IMAGE`, the `SMOKE_TEST_*` variables of smoke-test.lambda.ts, and for
+ * the gate `APPROVAL_PIPELINE_NAME`, `APPROVAL_STAGE_NAME`, `APPROVAL_ACTION_NAME`, `IMAGE_PARAMETER_NAME`, optional
+ * `NOTIFY_TOPIC_ARN` and `TEST_URL` (the test listener's URL, quoted in the message; both are ignored without the
+ * gate). IAM: `ecs:DescribeServiceRevisions`; with the gate `ssm:GetParameter`, `codepipeline:GetPipelineState`,
+ * `codepipeline:ListActionExecutions`, and `sns:Publish` on the topic.
  *
  * The Lambda deadline is respected: the smoke test ends early enough to answer, and AWS calls are aborted before the
  * deadline (which counts as a retryable error).
@@ -41,6 +69,7 @@
 import { CodePipelineClient, GetPipelineStateCommand, ListActionExecutionsCommand } from '@aws-sdk/client-codepipeline';
 import type { ActionExecutionDetail } from '@aws-sdk/client-codepipeline';
 import { DescribeServiceRevisionsCommand, ECSClient } from '@aws-sdk/client-ecs';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
 import {
@@ -66,6 +95,8 @@ export const ecs = new ECSClient({ maxAttempts: 3 });
 export const ssm = new SSMClient({ maxAttempts: 3 });
 /** Exported for tests. */
 export const codePipeline = new CodePipelineClient({ maxAttempts: 3 });
+/** Exported for tests. */
+export const sns = new SNSClient({ maxAttempts: 3 });
 
 // ---------------------------------------------------------------------------------------------------------------
 // Limits and hookDetails keys
@@ -75,6 +106,15 @@ export const codePipeline = new CodePipelineClient({ maxAttempts: 3 });
 export const SMOKE_TEST_STATE_KEY = 'smokeTest';
 /** Value of `hookDetails.smokeTest` once the smoke test passed. */
 export const SMOKE_TEST_PASSED = 'passed';
+/** Key in `hookDetails`: when the approval gate opened (ISO 8601): approvals given earlier do not count. */
+export const GATE_OPENED_AT_KEY = 'gateOpenedAt';
+/**
+ * Key in `hookDetails`: `true` once the "ready for review" message was published; `false` after a publish that
+ * failed with an error retrying does not fix (not tried again).
+ */
+export const NOTIFIED_KEY = 'notified';
+/** SNS limit for `Subject`. */
+export const SNS_SUBJECT_LIMIT = 100;
 /** Key in `hookDetails`: consecutive `IN_PROGRESS` answers given because of a transient AWS error. */
 export const AWS_ERROR_RETRIES_KEY = 'awsErrorRetries';
 /** How many consecutive transient AWS errors are answered with `IN_PROGRESS`; the next one is `FAILED`. */
@@ -124,6 +164,10 @@ export interface ApprovalGateConfig {
   readonly stageName: string;
   /** `APPROVAL_ACTION_NAME`: the manual approval action in that stage. */
   readonly actionName: string;
+  /** `NOTIFY_TOPIC_ARN`: SNS topic that gets the "ready for review" message. Absent: no message. */
+  readonly notifyTopicArn?: string;
+  /** `TEST_URL`: the test listener's URL, quoted in the message. */
+  readonly testUrl?: string;
 }
 
 /** Configuration of the hook, apart from the smoke test's own (see `parseConfig` of smoke-test.lambda.ts). */
@@ -171,6 +215,8 @@ export function parseReleaseHookConfig(env: Record<string, string | undefined>):
         pipelineName: nonEmpty(env.APPROVAL_PIPELINE_NAME)!,
         stageName: nonEmpty(env.APPROVAL_STAGE_NAME)!,
         actionName: nonEmpty(env.APPROVAL_ACTION_NAME)!,
+        ...optional('notifyTopicArn', nonEmpty(env.NOTIFY_TOPIC_ARN)),
+        ...optional('testUrl', nonEmpty(env.TEST_URL)),
       },
     },
   };
@@ -252,6 +298,19 @@ interface HookState {
   readonly smokeTestInvocations?: number;
   /** `hookDetails.awsErrorRetries` as received. */
   readonly awsErrorRetries: number;
+  /** `hookDetails.gateOpenedAt` as received (normalized ISO 8601), or set by this invocation when the gate opens. */
+  gateOpenedAt?: string;
+  /** `hookDetails.notified` as received, or set by this invocation's publish. */
+  notified?: boolean;
+}
+
+/** The `hookDetails` that keep the gate's progress: smoke test passed, when the gate opened, whether notified. */
+function gateProgress(state: HookState): Record<string, unknown> {
+  const details: Record<string, unknown> = {};
+  if (state.smokeTestPassed) details[SMOKE_TEST_STATE_KEY] = SMOKE_TEST_PASSED;
+  if (state.gateOpenedAt !== undefined) details[GATE_OPENED_AT_KEY] = state.gateOpenedAt;
+  if (state.notified !== undefined) details[NOTIFIED_KEY] = state.notified;
+  return details;
 }
 
 const succeeded = (reason: string, fields?: Record<string, unknown>): Decision => ({ response: { hookStatus: 'SUCCEEDED' }, reason, fields });
@@ -280,8 +339,7 @@ function onAwsError(err: AwsCallError, state: HookState): Decision {
     return failed(`${err.action} still failing after ${AWS_ERROR_MAX_RETRIES} retries`, { action: err.action, error, awsErrorRetries: state.awsErrorRetries });
   }
   const awsErrorRetries = state.awsErrorRetries + 1;
-  const hookDetails: Record<string, unknown> = { [AWS_ERROR_RETRIES_KEY]: awsErrorRetries };
-  if (state.smokeTestPassed) hookDetails[SMOKE_TEST_STATE_KEY] = SMOKE_TEST_PASSED;
+  const hookDetails: Record<string, unknown> = { [AWS_ERROR_RETRIES_KEY]: awsErrorRetries, ...gateProgress(state) };
   if (state.smokeTestInvocations !== undefined) hookDetails[ECS_INVOCATIONS_KEY] = state.smokeTestInvocations;
   return {
     response: { hookStatus: 'IN_PROGRESS', callBackDelay: AWS_ERROR_CALLBACK_DELAY_SECONDS, hookDetails },
@@ -294,11 +352,26 @@ function onAwsError(err: AwsCallError, state: HookState): Decision {
 // Handler
 // ---------------------------------------------------------------------------------------------------------------
 
+/** What `releaseHook` needs from the outside world; each defaults to the real thing. */
+export interface ReleaseHookDeps {
+  /** The clock that dates the opening of the approval gate, in milliseconds since the epoch. @default `Date.now` */
+  readonly now?: () => number;
+}
+
+/** Lambda entry point: `releaseHook` with the real clock. */
+export async function handler(event: unknown, context?: Pick<Context, 'getRemainingTimeInMillis'>): Promise<EcsLifecycleHookResponse> {
+  return releaseHook(event, context);
+}
+
 /**
  * The ECS lifecycle hook (see the file comment). Never throws: every outcome, including an unexpected error, is a
  * `hookStatus`, logged as one JSON line.
  */
-export async function handler(event: unknown, context?: Pick<Context, 'getRemainingTimeInMillis'>): Promise<EcsLifecycleHookResponse> {
+export async function releaseHook(
+  event: unknown,
+  context?: Pick<Context, 'getRemainingTimeInMillis'>,
+  deps: ReleaseHookDeps = {},
+): Promise<EcsLifecycleHookResponse> {
   let fields: Record<string, unknown> = {};
   let decision: Decision;
   try {
@@ -313,7 +386,7 @@ export async function handler(event: unknown, context?: Pick<Context, 'getRemain
         resourceArn: event.resourceArn,
         targetServiceRevisionArn: event.executionDetails.targetServiceRevisionArn,
       };
-      decision = await decide(event, deadline);
+      decision = await decide(event, deadline, deps.now ?? Date.now);
     }
   } catch (err) {
     // Defensive: the steps catch their own errors, but ECS must get an answer whatever happens.
@@ -323,7 +396,7 @@ export async function handler(event: unknown, context?: Pick<Context, 'getRemain
   return decision.response;
 }
 
-async function decide(event: EcsLifecycleHookEvent, deadline: number | undefined): Promise<Decision> {
+async function decide(event: EcsLifecycleHookEvent, deadline: number | undefined, now: () => number): Promise<Decision> {
   if (isEcsRollback(event)) return succeeded('rollback in progress: the revision being rolled back is not tested');
 
   const hookDetails = isObject(event.hookDetails) ? event.hookDetails : {};
@@ -331,6 +404,8 @@ async function decide(event: EcsLifecycleHookEvent, deadline: number | undefined
     smokeTestPassed: hookDetails[SMOKE_TEST_STATE_KEY] === SMOKE_TEST_PASSED,
     smokeTestInvocations: counter(hookDetails[ECS_INVOCATIONS_KEY]),
     awsErrorRetries: counter(hookDetails[AWS_ERROR_RETRIES_KEY]) ?? 0,
+    gateOpenedAt: isoTime(hookDetails[GATE_OPENED_AT_KEY]),
+    notified: typeof hookDetails[NOTIFIED_KEY] === 'boolean' ? hookDetails[NOTIFIED_KEY] : undefined,
   };
 
   const config = parseReleaseHookConfig(process.env);
@@ -362,8 +437,11 @@ async function decide(event: EcsLifecycleHookEvent, deadline: number | undefined
     const passed = smokeTest === undefined ? { smokeTest: 'passed in an earlier invocation' } : { smokeTest };
 
     if (gate === undefined) return succeeded('smoke test passed; no approval gate configured', { image, ...passed });
-    const verdict = await approvalGate(gate, image, state, deadline);
-    return { ...verdict, fields: { image, ...passed, ...verdict.fields } };
+    // The gate opens now, unless an earlier invocation opened it. Approvals given before this time reviewed nothing.
+    if (state.gateOpenedAt === undefined) state.gateOpenedAt = new Date(now()).toISOString();
+    known.gateOpenedAt = state.gateOpenedAt;
+    const verdict = await approvalGate(gate, image, smokeTest, state, deadline);
+    return { ...verdict, fields: { image, ...passed, gateOpenedAt: state.gateOpenedAt, ...verdict.fields } };
   } catch (err) {
     if (err instanceof AwsCallError) {
       const decision = onAwsError(err, state);
@@ -424,13 +502,15 @@ function targetNotReady(result: SmokeTestResult): boolean {
   return failing.length > 0 && failing.every((check) => check.status === undefined || check.status >= 500);
 }
 
-/** Steps 5a-c of the file comment, after the smoke test passed. */
-async function approvalGate(gate: ApprovalGateConfig, image: string, state: HookState, deadline: number | undefined): Promise<Decision> {
+/** Steps 5a-d of the file comment, after the smoke test passed; `state.gateOpenedAt` is set. */
+async function approvalGate(
+  gate: ApprovalGateConfig,
+  image: string,
+  smokeTest: SmokeTestResult | undefined,
+  state: HookState,
+  deadline: number | undefined,
+): Promise<Decision> {
   const productionImage = await imageInProduction(gate.imageParameterName, deadline);
-  if (productionImage === image) {
-    return succeeded('the target revision runs the image already in production (a redeployment): no approval needed', { productionImage });
-  }
-
   const pipelineState = await awsCall('codepipeline:GetPipelineState', deadline, (options) =>
     codePipeline.send(new GetPipelineStateCommand({ name: gate.pipelineName }), options));
   const stage = pipelineState.stageStates?.find((s) => s.stageName === gate.stageName);
@@ -440,6 +520,16 @@ async function approvalGate(gate: ApprovalGateConfig, image: string, state: Hook
   }
   const stageStatus = stage.latestExecution?.status;
   const pipelineExecutionId = stage.latestExecution?.pipelineExecutionId;
+
+  if (productionImage === image) {
+    const stageFields = { ...gateFields, stageStatus: stageStatus ?? null, pipelineExecutionId: pipelineExecutionId ?? null };
+    if (stageStatus === 'InProgress') {
+      // A `cdk deploy` during a release: passing it would put the production image back under the release.
+      return failed(`a release is in progress in ${gate.pipelineName}; run cdk deploy again after it finished`, stageFields);
+    }
+    return succeeded('the target revision runs the image already in production (a redeployment) and no release is in progress: no approval needed', stageFields);
+  }
+
   if (stageStatus !== 'InProgress' || !pipelineExecutionId) {
     return failed(
       `stage ${gate.stageName} of pipeline ${gate.pipelineName} is not running (status ${stageStatus ?? 'none'}): this deployment was not started by the pipeline's release stage, and a new image needs an approval`,
@@ -455,20 +545,87 @@ async function approvalGate(gate: ApprovalGateConfig, image: string, state: Hook
     approvalStatus: approval?.status ?? 'not started',
     approvalSummary: approval?.output?.executionResult?.externalExecutionSummary,
     approvedBy: approval?.updatedBy,
+    approvalUpdatedAt: validDate(approval?.lastUpdateTime)?.toISOString(),
   };
   switch (approval?.status) {
-    case 'Succeeded':
+    case 'Succeeded': {
+      const readyAt = state.gateOpenedAt!;
+      const approvedAt = validDate(approval.lastUpdateTime);
+      if (approvedAt === undefined || approvedAt.getTime() < Date.parse(readyAt)) {
+        return failed(
+          `approved before the new version was ready for review (approval at ${approvedAt?.toISOString() ?? 'an unknown time'}, ready at ${readyAt}); `
+          + 'the release rolls back — run it again and approve after the ready-for-review notification',
+          approvalFields,
+        );
+      }
       return succeeded(`approval ${gate.actionName} granted`, approvalFields);
+    }
     case 'Failed':
     case 'Abandoned':
       return failed(`approval ${gate.actionName} ${approval.status === 'Failed' ? 'rejected or timed out' : 'abandoned'} (status ${approval.status})`, approvalFields);
     case undefined:
-    case 'InProgress':
-      return inProgress(APPROVAL_CALLBACK_DELAY_SECONDS, { [SMOKE_TEST_STATE_KEY]: SMOKE_TEST_PASSED }, state,
-        `waiting for approval ${gate.actionName}: asking again in ${APPROVAL_CALLBACK_DELAY_SECONDS} seconds`, approvalFields);
+    case 'InProgress': {
+      const notification = await notifyReadyForReview(gate, image, smokeTest, pipelineExecutionId, state, deadline);
+      return inProgress(APPROVAL_CALLBACK_DELAY_SECONDS, gateProgress(state), state,
+        `waiting for approval ${gate.actionName}: asking again in ${APPROVAL_CALLBACK_DELAY_SECONDS} seconds`,
+        { ...approvalFields, ...(notification === undefined ? {} : { notification }) });
+    }
     default:
       return failed(`approval ${gate.actionName} has an unknown status ${JSON.stringify(approval?.status)}`, approvalFields);
   }
+}
+
+/**
+ * Publishes the "ready for review" message once per deployment (step 5d of the file comment), recording the outcome
+ * in `state.notified`. Never fails the hook: returns what happened, for the log, or undefined when there was nothing
+ * to do (no topic configured, or already published or given up on).
+ */
+async function notifyReadyForReview(
+  gate: ApprovalGateConfig,
+  image: string,
+  smokeTest: SmokeTestResult | undefined,
+  pipelineExecutionId: string,
+  state: HookState,
+  deadline: number | undefined,
+): Promise<Record<string, unknown> | undefined> {
+  const topicArn = gate.notifyTopicArn;
+  if (topicArn === undefined || state.notified !== undefined) return undefined;
+  const message = readyForReviewMessage(gate, image, smokeTest, pipelineExecutionId, state.gateOpenedAt!);
+  try {
+    const response = await awsCall('sns:Publish', deadline, (options) =>
+      sns.send(new PublishCommand({ TopicArn: topicArn, Subject: message.subject, Message: message.body }), options));
+    state.notified = true;
+    return { published: true, topicArn, messageId: response.MessageId };
+  } catch (err) {
+    if (!(err instanceof AwsCallError)) throw err;
+    // The approval still works without the message; a transient error is tried again at the next invocation.
+    const retry = isRetryableAwsError(err.error);
+    if (!retry) state.notified = false;
+    return { published: false, topicArn, action: err.action, error: describeError(err.error), retry };
+  }
+}
+
+/** Subject (at most `SNS_SUBJECT_LIMIT` characters) and text of the "ready for review" message. */
+export function readyForReviewMessage(
+  gate: ApprovalGateConfig,
+  image: string,
+  smokeTest: SmokeTestResult | undefined,
+  pipelineExecutionId: string,
+  gateOpenedAt: string,
+): { readonly subject: string; readonly body: string } {
+  const lines = [
+    `A new version released by pipeline ${gate.pipelineName} is ready for review on the test listener.`,
+    '',
+    `Image: ${image}`,
+    ...(gate.testUrl === undefined ? [] : [`Test URL: ${gate.testUrl}`]),
+    `Smoke test: passed${smokeTest === undefined ? '' : ` (${smokeTest.summary})`}`,
+    `Ready since: ${gateOpenedAt}`,
+    `Waiting for: approval action ${gate.actionName} in stage ${gate.stageName} of pipeline ${gate.pipelineName} (execution ${pipelineExecutionId})`,
+    '',
+    'Production traffic stays on the current version until the approval. Review the new version, then approve or reject the '
+    + `action. An approval given before ${gateOpenedAt} does not count: the release would roll back.`,
+  ];
+  return { subject: clip(`Ready for review: ${gate.pipelineName}`, SNS_SUBJECT_LIMIT), body: lines.join('\n') };
 }
 
 /** The image URI in the SSM parameter, or undefined when the parameter does not exist yet (no release so far). */
@@ -528,8 +685,29 @@ function counter(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : undefined;
 }
 
+/** A date from `hookDetails` (ISO 8601 string), normalized, else undefined. */
+function isoTime(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const t = Date.parse(value);
+  return Number.isNaN(t) ? undefined : new Date(t).toISOString();
+}
+
+function validDate(value: Date | undefined): Date | undefined {
+  return value instanceof Date && !Number.isNaN(value.getTime()) ? value : undefined;
+}
+
+/** `text` cut to at most `max` characters, marking the cut. */
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
 function time(value: Date | undefined): number {
   return value instanceof Date ? value.getTime() : Number.NEGATIVE_INFINITY;
+}
+
+/** `{ [key]: value }`, or nothing when the value is undefined (keeps absent settings out of the configuration). */
+function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

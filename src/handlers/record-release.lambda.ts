@@ -21,11 +21,22 @@
  *    - `ROLLBACK_*`, `STOP_REQUESTED`, `STOPPED`: the release did not reach production; the job fails, naming the
  *      status and ECS's `statusReason`. The parameter is unchanged.
  *    - `SUCCESSFUL`: `DescribeServiceRevisions` for the target revision. If container `CONTAINER_NAME` runs
- *      `imageUri`: `PutParameter` (String, overwrite), then `PutJobSuccessResult` with the output variable
- *      `imageUri`. Otherwise the job fails and the parameter is unchanged.
+ *      `imageUri`: tag the image as released (step 4), then `PutParameter` (String, overwrite), then
+ *      `PutJobSuccessResult` with the output variable `imageUri`. Otherwise the job fails and the parameter is
+ *      unchanged.
  *    - any other status: the job fails.
- * 4. A throttling or transient server error from ECS or SSM counts as "not finished" (one more poll, within
- *    `MAX_POLLS`); any other AWS error fails the job, naming the API and the error.
+ * 4. Released images get a second tag, `released-<tag>` (`RELEASED_TAG_PREFIX`), on the same digest, so that the
+ *    repository's lifecycle rule can keep them apart from images that were only built (and a stage rollback still
+ *    finds them). `imageUri` is `<registry>/<repository>:<tag>` (the repository may contain `/`; a digest reference
+ *    is refused); its repository must be `REPOSITORY_NAME`, otherwise the job fails with a `ConfigurationError`
+ *    before any call. `ecr:BatchGetImage` (the tag, accepting the Docker and OCI manifest and index media types, so
+ *    the manifest comes back unconverted and keeps its digest) gives the manifest and its media type; no image (a
+ *    `failures` entry or an empty list) fails the job. `ecr:PutImage` puts the same manifest under the new tag.
+ *    `ImageAlreadyExistsException` (a re-release, or a stage rollback to an older image) counts as done. The
+ *    repository's tags are immutable, which forbids moving a tag but allows a new tag on an existing digest.
+ * 5. A throttling or transient server error from ECS, ECR or SSM counts as "not finished" (one more poll, within
+ *    `MAX_POLLS`; the next invocation checks the deployment again, then tags and writes); any other AWS error fails
+ *    the job, naming the API and the error.
  *
  * Never throws, except when `PutJobSuccessResult` / `PutJobFailureResult` itself fails: that is logged and rethrown
  * (CodePipeline then times the job out). The event is never logged: it carries temporary artifact credentials.
@@ -41,8 +52,14 @@
  * - Amazon ECS API Reference: `ListServiceDeployments` (API_ListServiceDeployments.html),
  *   `DescribeServiceDeployments` (API_DescribeServiceDeployments.html, `ServiceDeployment.status` values),
  *   `DescribeServiceRevisions` (API_DescribeServiceRevisions.html, `ServiceRevision.containerImages`).
+ * - Amazon ECR User Guide, "Retagging an image" (image-retag.html): `BatchGetImage` then `PutImage` with the
+ *   manifest; Amazon ECR API Reference, `BatchGetImage` (`acceptedMediaTypes`) and `PutImage`
+ *   (`ImageAlreadyExistsException`).
  *
- * Configuration (environment): `CLUSTER_NAME`, `SERVICE_NAME`, `CONTAINER_NAME`, `IMAGE_PARAMETER_NAME`.
+ * Configuration (environment): `CLUSTER_NAME`, `SERVICE_NAME`, `CONTAINER_NAME`, `IMAGE_PARAMETER_NAME`,
+ * `REPOSITORY_NAME`. IAM: `ecs:ListServiceDeployments`, `ecs:DescribeServiceDeployments`,
+ * `ecs:DescribeServiceRevisions`, `ecr:BatchGetImage` and `ecr:PutImage` on the repository, `ssm:PutParameter`,
+ * `codepipeline:PutJobSuccessResult`, `codepipeline:PutJobFailureResult`.
  */
 import { CodePipelineClient, PutJobFailureResultCommand, PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
 import type { FailureType } from '@aws-sdk/client-codepipeline';
@@ -53,6 +70,7 @@ import {
   ListServiceDeploymentsCommand,
 } from '@aws-sdk/client-ecs';
 import type { ServiceDeploymentBrief } from '@aws-sdk/client-ecs';
+import { BatchGetImageCommand, ECRClient, PutImageCommand } from '@aws-sdk/client-ecr';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
 
@@ -66,6 +84,8 @@ const REQUEST_HANDLER = { connectionTimeout: 3_000, requestTimeout: 10_000 };
 
 /** Exported for tests. */
 export const ecs = new ECSClient({ maxAttempts: 2, requestHandler: REQUEST_HANDLER });
+/** Exported for tests. */
+export const ecr = new ECRClient({ maxAttempts: 2, requestHandler: REQUEST_HANDLER });
 /** Exported for tests. */
 export const ssm = new SSMClient({ maxAttempts: 2, requestHandler: REQUEST_HANDLER });
 /** Exported for tests. */
@@ -87,6 +107,16 @@ export const CODEPIPELINE_MESSAGE_LIMIT = 5_000;
 export const LIST_PAGE_SIZE = 100;
 /** Pages of `ListServiceDeployments` read at most per check. */
 export const MAX_LIST_PAGES = 5;
+
+/** Prefix of the second tag a released image gets: `released-<build tag>`. */
+export const RELEASED_TAG_PREFIX = 'released-';
+/** Manifest media types accepted from `ecr:BatchGetImage`: Docker and OCI, single-platform and multi-platform. */
+export const MANIFEST_MEDIA_TYPES: readonly string[] = [
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+];
 
 /** Deployment states that mean "wait". */
 const UNFINISHED_STATUSES: ReadonlySet<string> = new Set(['PENDING', 'IN_PROGRESS']);
@@ -115,6 +145,8 @@ export interface RecordReleaseConfig {
   readonly containerName: string;
   /** The SSM String parameter that receives the image URI. */
   readonly imageParameterName: string;
+  /** The ECR repository of the released images. */
+  readonly repositoryName: string;
 }
 
 const ENV_NAMES = {
@@ -122,6 +154,7 @@ const ENV_NAMES = {
   serviceName: 'SERVICE_NAME',
   containerName: 'CONTAINER_NAME',
   imageParameterName: 'IMAGE_PARAMETER_NAME',
+  repositoryName: 'REPOSITORY_NAME',
 } as const;
 
 /** Reads the configuration; every variable is required. Never throws. */
@@ -135,8 +168,33 @@ export function readConfig(env: Record<string, string | undefined>): Parsed<Reco
       serviceName: env[ENV_NAMES.serviceName]!.trim(),
       containerName: env[ENV_NAMES.containerName]!.trim(),
       imageParameterName: env[ENV_NAMES.imageParameterName]!.trim(),
+      repositoryName: env[ENV_NAMES.repositoryName]!.trim(),
     },
   };
+}
+
+/** The parts of an image URI `<registry>/<repository>:<tag>`. */
+export interface ImageReference {
+  readonly registry: string;
+  readonly repository: string;
+  readonly tag: string;
+}
+
+/**
+ * Splits `<registry>/<repository>:<tag>`; the repository may contain `/`. A reference by digest (`@sha256:...`) or
+ * without a tag is refused: the released tag is derived from the build's tag. Never throws.
+ */
+export function parseImageUri(imageUri: string): Parsed<ImageReference> {
+  const expected = `imageUri must be <registry>/<repository>:<tag>, got ${describeJson(imageUri)}`;
+  if (imageUri.includes('@')) return { ok: false, error: `${expected} (a digest reference has no tag to release)` };
+  const slash = imageUri.indexOf('/');
+  const colon = imageUri.lastIndexOf(':');
+  if (slash <= 0 || colon < slash) return { ok: false, error: expected };
+  const registry = imageUri.slice(0, slash);
+  const repository = imageUri.slice(slash + 1, colon);
+  const tag = imageUri.slice(colon + 1);
+  if (repository === '' || repository.startsWith('/') || repository.endsWith('/') || tag === '') return { ok: false, error: expected };
+  return { ok: true, value: { registry, repository, tag } };
 }
 
 /**
@@ -389,7 +447,10 @@ export async function checkRelease(config: RecordReleaseConfig, imageUri: string
   }
 }
 
-function fromAwsError(err: unknown, where: { serviceDeploymentArn?: string; status?: string }, unchanged: string): Verdict {
+/** A verdict other than "record": what is left when the release cannot be recorded now. */
+type NotRecorded = Exclude<Verdict, { readonly kind: 'record' }>;
+
+function fromAwsError(err: unknown, where: { serviceDeploymentArn?: string; status?: string }, unchanged: string): NotRecorded {
   const api = err instanceof AwsCallError ? err.api : 'the check (unexpected error)';
   const cause = err instanceof AwsCallError ? err.error : err;
   if (isThrottling(cause)) return { kind: 'wait', ...where, reason: `${api} failed with a transient error: ${describeError(cause)}` };
@@ -399,6 +460,57 @@ function fromAwsError(err: unknown, where: { serviceDeploymentArn?: string; stat
     ...where,
     message: `${api} failed: ${describeError(cause)}; ${unchanged}`,
   };
+}
+
+/** How the released tag was put: `alreadyTagged` when the image had it (re-release, stage rollback). */
+interface TagOutcome {
+  readonly alreadyTagged: boolean;
+}
+
+/**
+ * Adds `releasedTag` to the image `repositoryName:tag` (step 4 of the file comment): the outcome, or the verdict
+ * (`fail`, or `wait` after a transient error) that replaces "record". Never throws.
+ */
+async function tagReleased(
+  repositoryName: string,
+  tag: string,
+  releasedTag: string,
+  unchanged: string,
+): Promise<TagOutcome | NotRecorded> {
+  try {
+    const response = await call('ecr:BatchGetImage', () => ecr.send(new BatchGetImageCommand({
+      repositoryName,
+      imageIds: [{ imageTag: tag }],
+      acceptedMediaTypes: [...MANIFEST_MEDIA_TYPES],
+    })));
+    const image = response.images?.[0];
+    const failures = response.failures ?? [];
+    if (failures.length > 0 || image === undefined || !image.imageManifest) {
+      const why = failures.map((f) => [f.failureCode, f.failureReason].filter(Boolean).join(': ') || 'no reason given');
+      return {
+        kind: 'fail',
+        type: 'JobFailed',
+        message: `ecr:BatchGetImage found no image ${repositoryName}:${tag}${why.length > 0 ? ` (failures: ${why.join('; ')})` : ''}; ${unchanged}`,
+      };
+    }
+    const manifest = image.imageManifest;
+    try {
+      await call('ecr:PutImage', () => ecr.send(new PutImageCommand({
+        repositoryName,
+        imageManifest: manifest,
+        imageManifestMediaType: image.imageManifestMediaType,
+        imageTag: releasedTag,
+      })));
+      return { alreadyTagged: false };
+    } catch (err) {
+      if (err instanceof AwsCallError && (err.error as { name?: unknown } | undefined)?.name === 'ImageAlreadyExistsException') {
+        return { alreadyTagged: true };
+      }
+      throw err;
+    }
+  } catch (err) {
+    return fromAwsError(err, {}, unchanged);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -459,10 +571,23 @@ export async function recordRelease(event: unknown, deps: RecordReleaseDeps = {}
   const config = readConfig(deps.env ?? process.env);
   if (!config.ok) return fail(jobId, 'ConfigurationError', `invalid configuration: ${config.error}`, { polls });
   const { imageUri } = params.value;
-  const { clusterName: cluster, serviceName: service, imageParameterName: parameterName } = config.value;
+  const { clusterName: cluster, serviceName: service, imageParameterName: parameterName, repositoryName } = config.value;
+  const reference = parseImageUri(imageUri);
+  if (!reference.ok) return fail(jobId, 'ConfigurationError', `invalid configuration: ${reference.error}`, { polls });
+  if (reference.value.repository !== repositoryName) {
+    const message = `invalid configuration: imageUri ${imageUri} is in repository ${reference.value.repository}, not in REPOSITORY_NAME ${repositoryName}`;
+    return fail(jobId, 'ConfigurationError', message, { polls });
+  }
+  const releasedTag = `${RELEASED_TAG_PREFIX}${reference.value.tag}`;
   const fields = { jobId, cluster, service, imageUri, polls };
 
   let verdict = await checkRelease(config.value, imageUri);
+  let tagged: TagOutcome | undefined;
+  if (verdict.kind === 'record') {
+    const outcome = await tagReleased(repositoryName, reference.value.tag, releasedTag, `the parameter ${parameterName} is unchanged`);
+    if ('kind' in outcome) verdict = { ...outcome, serviceDeploymentArn: verdict.serviceDeploymentArn, status: verdict.status };
+    else tagged = outcome;
+  }
   if (verdict.kind === 'record') {
     try {
       await call('ssm:PutParameter', () => ssm.send(new PutParameterCommand({ Name: parameterName, Value: imageUri, Type: 'String', Overwrite: true })));
@@ -474,7 +599,7 @@ export async function recordRelease(event: unknown, deps: RecordReleaseDeps = {}
   const where = { serviceDeploymentArn: verdict.serviceDeploymentArn, status: verdict.status };
   switch (verdict.kind) {
     case 'record':
-      log('INFO', 'release recorded: production runs the image', { ...fields, ...where, parameterName });
+      log('INFO', 'release recorded: production runs the image', { ...fields, ...where, parameterName, repositoryName, releasedTag, ...tagged });
       await report(jobId, new PutJobSuccessResultCommand({ jobId, outputVariables: { imageUri } }), { ...fields, decision: 'recorded' });
       return { result: 'recorded', imageUri };
     case 'fail':

@@ -317,7 +317,7 @@ export class FargateBlueGreenPipeline extends Construct {
     if (props.expectedPhrase !== undefined) checkNotEmpty(this, 'expectedPhrase', props.expectedPhrase);
     props.testCommands?.forEach((command) => checkNotEmpty(this, 'testCommands', command));
     if (props.latencyThreshold && !props.latencyThreshold.isUnresolved()
-      && (props.latencyThreshold.toMilliseconds() < 10 || props.latencyThreshold.toSeconds({ integral: false }) > 60)) {
+      && (props.latencyThreshold.toMilliseconds({ integral: false }) < 10 || props.latencyThreshold.toSeconds({ integral: false }) > 60)) {
       throw invalidInput(this, 'latencyThreshold', props.latencyThreshold, 'must be between 10 milliseconds and 60 seconds');
     }
     if (props.environment && 'WHOAMI_PORT_NUMBER' in props.environment) {
@@ -445,12 +445,13 @@ export class FargateBlueGreenPipeline extends Construct {
       datapointsToAlarm: 3,
       description: 'Targets fail the load balancer health check (3 minutes in a row)',
     });
+    const latencyThreshold = props.latencyThreshold ?? Duration.seconds(2);
     const latency = this.monitoring.addAlarm('LatencyP99', {
       metric: this.loadBalancer.metrics.targetResponseTime({ period: Duration.minutes(1), statistic: cloudwatch.Stats.p(99) }),
-      threshold: (props.latencyThreshold ?? Duration.seconds(2)).toMilliseconds() / 1000,
+      threshold: latencyThreshold.toSeconds({ integral: false }),
       evaluationPeriods: 3,
       datapointsToAlarm: 3,
-      description: `p99 response time above ${(props.latencyThreshold ?? Duration.seconds(2)).toHumanString()} (3 minutes in a row)`,
+      description: `p99 response time above ${latencyThreshold.isUnresolved() ? 'the latency threshold' : latencyThreshold.toHumanString()} (3 minutes in a row)`,
     });
     this.monitoring.addAlarm('RunningTasks', {
       metric: bothGroups((group) => group.metrics.healthyHostCount({ statistic: cloudwatch.Stats.MINIMUM }), 'Healthy tasks'),

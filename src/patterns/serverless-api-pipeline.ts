@@ -647,6 +647,8 @@ class LambdaAliasRelease extends Release {
         userParameters: { prefix: `#{${DeliveryPipeline.BUILD_VARIABLES_NAMESPACE}.RELEASE_PREFIX}` },
       })],
       gatesProductionTraffic: false,
+      // The controller has already returned every alias to its previous version when a release fails.
+      rollbackOnFailure: false,
     };
   }
 

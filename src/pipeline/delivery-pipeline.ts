@@ -257,8 +257,9 @@ export class DeliveryPipeline extends Construct {
     this.releaseStage = this.pipeline.addStage({
       stageName: 'Release',
       actions: release.actions,
-      // A failed release redeploys the revision of the last successful execution (CodePipeline V2 stage rollback).
-      onFailure: { result: codepipeline.Result.ROLLBACK },
+      // A failed release redeploys the revision of the last successful execution (CodePipeline V2 stage rollback),
+      // unless the release engine has already put production back.
+      onFailure: release.rollbackOnFailure === false ? undefined : { result: codepipeline.Result.ROLLBACK },
     });
 
     Aspects.of(this).add(new PipelineGrantAcknowledger(store.bucket, store.encryptionKey));

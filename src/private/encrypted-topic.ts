@@ -56,7 +56,16 @@ export function createEncryptedTopic(scope: Construct, options: EncryptedTopicOp
       resources: [topic.topicArn],
       conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
     }));
-    key.grant(publisher, 'kms:Decrypt', 'kms:GenerateDataKey*');
+    // Only through SNS topics of this account: SNS encrypts each message with the topic's ARN as encryption context
+    // (the key may also protect other data, e.g. a pipeline's artifacts). Naming the topic itself would make the key
+    // and the topic reference each other.
+    key.addToResourcePolicy(new iam.PolicyStatement({
+      sid: `Allow${options.publisherService.replace(/^./, (c) => c.toUpperCase())}ToUseKeyForTopics`,
+      principals: [publisher],
+      actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+      resources: ['*'],
+      conditions: { ArnLike: { 'kms:EncryptionContext:aws:sns:topicArn': `arn:${Aws.PARTITION}:sns:${Aws.REGION}:${Aws.ACCOUNT_ID}:*` } },
+    }));
   }
 
   const deadLetterQueue = createDeadLetterQueue(scope, options.purpose);

@@ -44,7 +44,9 @@ export function createImageParameter(scope: Construct, initialImage: string): Im
     : { account: owner.account, region: owner.region };
   const stack = new Stack(stage, `${uniqueId}Image`, {
     env,
-    stackName: stackName ? `${stackName}-${scope.node.id.replace(/[^A-Za-z0-9-]/g, '')}-Image`.slice(0, 128) : undefined,
+    stackName: stackName
+      ? `${stackName.slice(0, 60)}-${Names.uniqueResourceName(scope, { maxLength: 60, separator: '-' })}-Image`
+      : undefined,
     description: `The image in production of ${scope.node.path} (written by its pipeline after each release)`,
   });
   owner.addStackDependency(stack, 'the image parameter must exist before the stack reads it');
@@ -79,6 +81,26 @@ export function createImageParameter(scope: Construct, initialImage: string): Im
   });
   acknowledgeCustomResourceProvider(stack, resource);
   pruneRedundantDependsOn(stack);
+
+  // When the service's stack is deleted alone, its repository (and the image in the parameter) goes with it: the
+  // parameter returns to the placeholder, so that creating the stack again starts from an image that exists.
+  const reset = new cr.AwsCustomResource(scope, 'ImageParameterReset', {
+    resourceType: 'Custom::ImageParameterReset',
+    installLatestAwsSdk: false,
+    onDelete: {
+      service: 'SSM',
+      action: 'putParameter',
+      parameters: { Name: parameterName, Value: initialImage, Type: 'String', Overwrite: true },
+      ignoreErrorCodesMatching: 'ParameterNotFound',
+    },
+    policy: cr.AwsCustomResourcePolicy.fromStatements([
+      new iam.PolicyStatement({
+        actions: ['ssm:PutParameter'],
+        resources: [owner.formatArn({ service: 'ssm', resource: 'parameter', resourceName: parameterName.slice(1) })],
+      }),
+    ]),
+  });
+  acknowledgeCustomResourceProvider(owner, reset);
   return { parameterName, stack };
 }
 

@@ -96,12 +96,16 @@ export class EcsBlueGreenRelease extends Release {
     const resources = new Construct(scope, 'EcsRelease');
     const gate = context.approval.placement === ApprovalPlacement.BEFORE_PRODUCTION_TRAFFIC;
     const window = this.approvalWindow();
+    if (gate && this.props.bakeTime.isUnresolved()) {
+      throw invalidInput(runtime.node.scope ?? runtime, 'bakeTime', this.props.bakeTime,
+        'must be a literal duration with Approval.beforeProductionTraffic(), which must fit the approval into the ECS deploy action\'s hour');
+    }
     if (gate) {
       const why = `CodePipeline's ECS deploy action waits at most ${ECS_DEPLOY_ACTION_LIMIT.toMinutes()} minutes for the whole ` +
         `deployment, of which the bake time takes ${this.props.bakeTime.toMinutes()} and starting the new tasks and the smoke test ` +
         `are given ${ECS_RELEASE_MARGIN.toMinutes()}`;
       if (window.toMinutes() < 5) {
-        throw invalidInput('FargateBlueGreenPipeline', 'bakeTime', this.props.bakeTime,
+        throw invalidInput(runtime.node.scope ?? runtime, 'bakeTime', this.props.bakeTime,
           `must leave the approval at least 5 minutes, so at most ${ECS_DEPLOY_ACTION_LIMIT.toMinutes() - ECS_RELEASE_MARGIN.toMinutes() - 5} minutes with Approval.beforeProductionTraffic(): ${why}`);
       }
       const given = context.approval.givenTimeout;
@@ -147,6 +151,8 @@ export class EcsBlueGreenRelease extends Release {
           APPROVAL_PIPELINE_NAME: this.props.pipelineName,
           APPROVAL_STAGE_NAME: RELEASE_STAGE_NAME,
           APPROVAL_ACTION_NAME: PRODUCTION_APPROVAL_ACTION_NAME,
+          NOTIFY_TOPIC_ARN: context.notifications.topic.topicArn,
+          TEST_URL: runtime.testUrl,
         } : {}),
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
       },
@@ -171,6 +177,8 @@ export class EcsBlueGreenRelease extends Release {
         actions: ['codepipeline:GetPipelineState', 'codepipeline:ListActionExecutions'],
         resources: [stack.formatArn({ service: 'codepipeline', resource: this.props.pipelineName })],
       }));
+      // The "ready for review" message goes to the pipeline's notification topic.
+      context.notifications.topic.grantPublish(hook.role);
     }
     Validations.of(hook.fn).acknowledge({
       id: 'Serverless-LambdaDLQ',
@@ -187,6 +195,8 @@ export class EcsBlueGreenRelease extends Release {
       lifecycleStages: [ecs.DeploymentLifecycleStage.POST_TEST_TRAFFIC_SHIFT],
       role: invokeRole,
     }));
+    // ECS may call the hook while CloudFormation creates the service: the invoke permission must exist by then.
+    runtime.service.node.addDependency(invokeRole);
     this.hookFunction = hook.fn;
 
     // The recorder: CodePipeline invokes it after the deploy action.
@@ -203,8 +213,14 @@ export class EcsBlueGreenRelease extends Release {
         SERVICE_NAME: serviceName,
         CONTAINER_NAME: runtime.container.containerName,
         IMAGE_PARAMETER_NAME: this.props.imageParameterName,
+        REPOSITORY_NAME: runtime.repository.repositoryName,
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
       },
+    }));
+    // Released images get a second tag, `released-<tag>`, which the repository's lifecycle rule keeps apart.
+    record.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['ecr:BatchGetImage', 'ecr:PutImage'],
+      resources: [runtime.repository.repositoryArn],
     }));
     record.role.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['ecs:ListServiceDeployments'],
@@ -261,7 +277,8 @@ export class EcsBlueGreenRelease extends Release {
       lambda: record.fn,
       userParameters: { imageUri: `#{${DeliveryPipeline.BUILD_VARIABLES_NAMESPACE}.IMAGE_URI}` },
     }));
-    return { actions: releaseActions, gatesProductionTraffic: true };
+    // ECS has already returned production to the previous tasks when a release fails.
+    return { actions: releaseActions, gatesProductionTraffic: true, rollbackOnFailure: false };
   }
 
   /**

@@ -52,6 +52,15 @@ export interface ReleaseConfig {
    * @default false
    */
   readonly gatesProductionTraffic?: boolean;
+
+  /**
+   * Whether a failed Release stage rolls back on its own to the last successful execution (CodePipeline V2 stage
+   * rollback). A release whose engine already returns production to the previous version on failure turns it off:
+   * re-running an older execution would only redeploy what production already runs.
+   *
+   * @default true
+   */
+  readonly rollbackOnFailure?: boolean;
 }
 
 /**

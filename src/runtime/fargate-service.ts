@@ -142,7 +142,24 @@ export class BlueGreenFargateService extends Construct {
     this.repository = props.repository ?? new ecr.Repository(this, 'Repository', {
       imageScanOnPush: true,
       imageTagMutability: ecr.TagMutability.IMMUTABLE,
-      lifecycleRules: [{ description: 'Keep the newest images only', maxImageCount: props.imagesToKeep ?? 20 }],
+      // Released images carry a second tag, `released-<tag>` (added by the pipeline after a successful release): the
+      // newest of them are kept apart, so builds that never reached production cannot push the image in production
+      // (or the ones a rollback needs) out of the repository.
+      lifecycleRules: [
+        {
+          rulePriority: 1,
+          description: 'Keep the newest released images',
+          tagStatus: ecr.TagStatus.TAGGED,
+          tagPrefixList: ['released-'],
+          maxImageCount: props.imagesToKeep ?? 20,
+        },
+        {
+          rulePriority: 2,
+          description: 'Keep the newest other images',
+          tagStatus: ecr.TagStatus.ANY,
+          maxImageCount: props.imagesToKeep ?? 20,
+        },
+      ],
       removalPolicy: RemovalPolicy.DESTROY,
       emptyOnDelete: true,
     });

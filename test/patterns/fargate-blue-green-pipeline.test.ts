@@ -194,7 +194,7 @@ describe('FargateBlueGreenPipeline: the image parameter (ADR 0006)', () => {
 });
 
 describe('FargateBlueGreenPipeline defaults: runtime', () => {
-  test('an ECR repository that scans on push, never overwrites a tag, keeps the newest 20 images and is emptied on delete', () => {
+  test('an ECR repository that scans on push, never overwrites a tag, keeps the newest 20 released and 20 other images, and is emptied on delete', () => {
     const repository = resourceOf(template, idOf(web.repository));
     expect(repository.Properties).toMatchObject({
       ImageScanningConfiguration: { ScanOnPush: true },
@@ -202,10 +202,22 @@ describe('FargateBlueGreenPipeline defaults: runtime', () => {
       EmptyOnDelete: true,
     });
     const rules = JSON.parse(repository.Properties.LifecyclePolicy.LifecyclePolicyText).rules;
-    expect(rules).toEqual([expect.objectContaining({
-      selection: expect.objectContaining({ countType: 'imageCountMoreThan', countNumber: 20 }),
-      action: { type: 'expire' },
-    })]);
+    // Released images (tagged released-<tag> by the recorder) are counted apart: unreleased builds cannot push the
+    // image in production, or the ones a rollback needs, out of the repository.
+    expect(rules).toEqual([
+      {
+        rulePriority: 1,
+        description: expect.any(String),
+        selection: { tagStatus: 'tagged', tagPrefixList: ['released-'], countType: 'imageCountMoreThan', countNumber: 20 },
+        action: { type: 'expire' },
+      },
+      {
+        rulePriority: 2,
+        description: expect.any(String),
+        selection: { tagStatus: 'any', countType: 'imageCountMoreThan', countNumber: 20 },
+        action: { type: 'expire' },
+      },
+    ]);
     expect(repository.DeletionPolicy).toBe('Delete');
   });
 
@@ -407,8 +419,14 @@ describe('FargateBlueGreenPipeline defaults: pipeline', () => {
     expect(JSON.parse(record.Configuration.UserParameters)).toEqual({ imageUri: '#{BuildVariables.IMAGE_URI}' });
   });
 
-  test('a failed Release stage rolls back (the stage rollback the rollback command relies on)', () => {
-    expect(stageOf(template, web, 'Release').OnFailure).toEqual({ Result: 'ROLLBACK' });
+  test('a failed Release stage does not roll back on its own: ECS has already put production back, and re-running an older execution would only redeploy it', () => {
+    expect(stageOf(template, web, 'Release').OnFailure).toBeUndefined();
+  });
+
+  test('the documented rollback (rollback-stage) has what it needs: a V2 pipeline whose Release stage the recorder ends, and released images kept', () => {
+    expect(pipelineOf(template, web).PipelineType).toBe('V2');
+    expect(stageOf(template, web, 'Release').Actions.map((a: any) => a.Name)).toEqual(expect.arrayContaining(['Deploy', 'RecordRelease']));
+    expect(web.rollbackCommand).toMatch(/^aws codepipeline rollback-stage --pipeline-name \S+ --stage-name Release --target-pipeline-execution-id /);
   });
 
   test('without an approval, the hook has no APPROVAL_* variables and no right to read the pipeline or the parameter', () => {
