@@ -23,8 +23,8 @@
  *    anything else that fails gives `FAILED`. Skipped when `hookDetails.smokeTest` is `passed` (set by an earlier
  *    `IN_PROGRESS` answer of this hook). Passed and no approval gate configured: `SUCCEEDED`.
  * 5. Approval gate (when `APPROVAL_PIPELINE_NAME`, `APPROVAL_STAGE_NAME` and `APPROVAL_ACTION_NAME` are set). The
- *    gate opens when the smoke test has passed: the first invocation that reaches it records the time (`clock` of
- *    `releaseHook`, ISO 8601) in `hookDetails.gateOpenedAt`, which every later `IN_PROGRESS` answer carries on. An
+ *    gate opens when the smoke test has passed: the first invocation that reaches it records the time (`deps.now`
+ *    of `releaseHook`, ISO 8601) in `hookDetails.gateOpenedAt`, which every later `IN_PROGRESS` answer carries on. An
  *    invocation that finds `smokeTest` passed but no `gateOpenedAt` (the deployment began under an older version of
  *    this hook) opens the gate at its own time.
  *    a. `ssm:GetParameter` `IMAGE_PARAMETER_NAME` (the image in production, written by the pipeline after each

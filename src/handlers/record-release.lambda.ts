@@ -63,6 +63,7 @@
  */
 import { CodePipelineClient, PutJobFailureResultCommand, PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
 import type { FailureType } from '@aws-sdk/client-codepipeline';
+import { BatchGetImageCommand, ECRClient, PutImageCommand } from '@aws-sdk/client-ecr';
 import {
   DescribeServiceDeploymentsCommand,
   DescribeServiceRevisionsCommand,
@@ -70,7 +71,6 @@ import {
   ListServiceDeploymentsCommand,
 } from '@aws-sdk/client-ecs';
 import type { ServiceDeploymentBrief } from '@aws-sdk/client-ecs';
-import { BatchGetImageCommand, ECRClient, PutImageCommand } from '@aws-sdk/client-ecr';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
 

@@ -476,12 +476,17 @@ export class ServerlessApiPipeline extends Construct {
     this.dashboard.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'Requests and errors',
-        left: [this.api.metricCount({ period, statistic: cloudwatch.Stats.SUM }), this.api.metricClientError({ period, statistic: cloudwatch.Stats.SUM })],
+        left: [
+          this.api.metricCount({ period, statistic: cloudwatch.Stats.SUM }),
+          this.api.metricClientError({ period, statistic: cloudwatch.Stats.SUM }),
+        ],
         width: 12,
       }),
       new cloudwatch.GraphWidget({
         title: 'Invocations by function (a release shows in the aliases\' versions)',
-        left: service.routeFunctions.slice(0, 20).map((rf) => rf.alias.metricInvocations({ period, statistic: cloudwatch.Stats.SUM, label: rf.route.route })),
+        left: service.routeFunctions.slice(0, 20).map((rf) => rf.alias.metricInvocations({
+          period, statistic: cloudwatch.Stats.SUM, label: rf.route.route,
+        })),
         width: 12,
       }),
     );
@@ -544,7 +549,9 @@ class LambdaAliasRelease extends Release {
       role: hookRole,
       logGroup: hookLogs,
       description: `Pre-traffic test of each new version of ${this.service.node.path}`,
-      timeout: Duration.minutes(2),
+      // Long enough to wait for the slowest route (it invokes each new version synchronously) and still report.
+      timeout: Duration.seconds(Math.min(900, Math.max(120,
+        ...this.routes.filter((r) => !r.timeout.isUnresolved()).map((r) => r.timeout.toSeconds() + 30)))),
       memorySize: 256,
       architecture: lambda.Architecture.ARM_64,
       tracing: lambda.Tracing.ACTIVE,
@@ -716,9 +723,9 @@ function bundleBuildSpec(routes: ParsedRoute[], runtime: lambda.Runtime, testCom
     `aws s3 cp "$RELEASE_DIR/${route.id}.zip" "s3://$ARTIFACT_BUCKET/$RELEASE_PREFIX/${route.id}.zip" --only-show-errors`,
   ]);
   return codebuild.BuildSpec.fromObject({
-    'version': '0.2',
-    'env': { 'shell': 'bash', 'exported-variables': ['RELEASE_PREFIX'] },
-    'phases': {
+    version: '0.2',
+    env: { 'shell': 'bash', 'exported-variables': ['RELEASE_PREFIX'] },
+    phases: {
       pre_build: {
         commands: [
           'cd "$CODEBUILD_SRC_DIR/$SOURCE_DIRECTORY"',
@@ -736,7 +743,7 @@ function bundleBuildSpec(routes: ParsedRoute[], runtime: lambda.Runtime, testCom
         ],
       },
     },
-    'artifacts': { files: ['release.json'] },
+    artifacts: { files: ['release.json'] },
   });
 }
 

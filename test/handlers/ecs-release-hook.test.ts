@@ -1,6 +1,7 @@
 import { CodePipelineClient, GetPipelineStateCommand, ListActionExecutionsCommand } from '@aws-sdk/client-codepipeline';
 import type { ActionExecutionDetail, GetPipelineStateCommandOutput } from '@aws-sdk/client-codepipeline';
 import { DescribeServiceRevisionsCommand, ECSClient } from '@aws-sdk/client-ecs';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
@@ -14,9 +15,12 @@ const {
   APPROVAL_CALLBACK_DELAY_SECONDS,
   AWS_ERROR_CALLBACK_DELAY_SECONDS,
   AWS_ERROR_MAX_RETRIES,
+  SNS_SUBJECT_LIMIT,
   handler,
   isRetryableAwsError,
   parseReleaseHookConfig,
+  readyForReviewMessage,
+  releaseHook,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
 }: typeof import('../../src/handlers/ecs-release-hook.lambda') = require('../../src/handlers/ecs-release-hook.lambda');
 const {
@@ -41,6 +45,17 @@ const STAGE = 'Release';
 const ACTION = 'Approve';
 const PARAMETER = '/app/production-image';
 const EXECUTION_ID = 'c5b1a8f0-1111-2222-3333-444455556666';
+const TOPIC = 'arn:aws:sns:us-west-2:123456789012:release-notifications';
+const TEST_URL = 'http://test-listener.example:8080/';
+
+/** The hook's clock during an invocation (see `invoke`). */
+const NOW = '2025-01-01T11:00:00.000Z';
+/** When an earlier invocation opened the gate. */
+const GATE_OPENED = '2025-01-01T10:30:00.000Z';
+/** When the approval action was approved, unless a test says otherwise: after GATE_OPENED, before NOW. */
+const APPROVED = new Date('2025-01-01T10:45:00.000Z');
+/** `hookDetails` of a later invocation: the smoke test passed and the gate opened earlier. */
+const LATER = { smokeTest: 'passed', gateOpenedAt: GATE_OPENED };
 
 /** The payload shape of "Lambda hooks for Amazon ECS service deployments" (Amazon ECS Developer Guide). */
 const ecsEvent = (overrides: Partial<EcsLifecycleHookEvent> = {}): EcsLifecycleHookEvent => ({
@@ -86,13 +101,14 @@ function pipelineState(stageStatus: string | undefined, stageName = STAGE): GetP
   };
 }
 
-function approval(status: string | undefined, startTime = new Date('2025-01-01T10:00:00Z')): ActionExecutionDetail {
+function approval(status: string | undefined, startTime = new Date('2025-01-01T10:00:00Z'), lastUpdateTime: Date | undefined = APPROVED): ActionExecutionDetail {
   return {
     pipelineExecutionId: EXECUTION_ID,
     actionExecutionId: `action-${status}-${startTime.getTime()}`,
     stageName: STAGE,
     actionName: ACTION,
     startTime,
+    lastUpdateTime,
     status: status as 'InProgress',
     output: status === 'Failed' ? { executionResult: { externalExecutionSummary: 'not on a Friday' } } : undefined,
     updatedBy: 'arn:aws:iam::123456789012:user/reviewer',
@@ -105,7 +121,7 @@ const deployAction: ActionExecutionDetail = { pipelineExecutionId: EXECUTION_ID,
  * Sets the approval gate's environment and the AWS answers of a release waiting at the approval, whose action is in
  * `approvalStatus` (`not started`: the action has no execution yet).
  */
-function withGate(approvalStatus = 'InProgress'): void {
+function withGate(approvalStatus = 'InProgress', approvedAt: Date | undefined = APPROVED): void {
   process.env.IMAGE_PARAMETER_NAME = PARAMETER;
   process.env.APPROVAL_PIPELINE_NAME = PIPELINE;
   process.env.APPROVAL_STAGE_NAME = STAGE;
@@ -113,8 +129,14 @@ function withGate(approvalStatus = 'InProgress'): void {
   ssmMock.on(GetParameterCommand).resolves({ Parameter: { Name: PARAMETER, Type: 'String', Value: PROD_IMAGE } });
   cpMock.on(GetPipelineStateCommand).resolves(pipelineState('InProgress'));
   cpMock.on(ListActionExecutionsCommand).resolves({
-    actionExecutionDetails: approvalStatus === 'not started' ? [deployAction] : [deployAction, approval(approvalStatus)],
+    actionExecutionDetails: approvalStatus === 'not started' ? [deployAction] : [deployAction, approval(approvalStatus, undefined, approvedAt)],
   });
+}
+
+/** The "ready for review" message goes to TOPIC and quotes TEST_URL. */
+function withNotification(): void {
+  process.env.NOTIFY_TOPIC_ARN = TOPIC;
+  process.env.TEST_URL = TEST_URL;
 }
 
 function awsError(name: string, httpStatusCode: number, extra: Record<string, unknown> = {}): Error {
@@ -169,11 +191,14 @@ const HOOK_ENV = [
   'APPROVAL_PIPELINE_NAME',
   'APPROVAL_STAGE_NAME',
   'APPROVAL_ACTION_NAME',
+  'NOTIFY_TOPIC_ARN',
+  'TEST_URL',
 ];
 
 let ecsMock: AwsClientStub<ECSClient>;
 let ssmMock: AwsClientStub<SSMClient>;
 let cpMock: AwsClientStub<CodePipelineClient>;
+let snsMock: AwsClientStub<SNSClient>;
 let logSpy: jest.SpyInstance;
 let fetchSpy: jest.SpyInstance;
 
@@ -191,6 +216,8 @@ beforeEach(() => {
   ecsMock = mockClient(ECSClient);
   ssmMock = mockClient(SSMClient);
   cpMock = mockClient(CodePipelineClient);
+  snsMock = mockClient(SNSClient);
+  snsMock.on(PublishCommand).resolves({ MessageId: 'message-1' });
   greenRuns(NEW_IMAGE);
 
   routes = { '/healthcheck': HEALTHY, '/': HOME };
@@ -203,6 +230,7 @@ afterEach(() => {
   ecsMock.restore();
   ssmMock.restore();
   cpMock.restore();
+  snsMock.restore();
   jest.restoreAllMocks();
   process.env = { ...savedEnv };
 });
@@ -214,9 +242,10 @@ function decisions(): Array<Record<string, any>> {
     .filter((entry) => entry.message === 'ecs release hook decision');
 }
 
-/** Runs the handler and checks that it logged exactly one decision, matching its answer. */
-async function invoke(event: unknown, ctx: typeof context | undefined = context): Promise<EcsLifecycleHookResponse> {
-  const answer = await handler(event, ctx);
+/** Runs the hook with its clock at `now` and checks that it logged exactly one decision, matching its answer. */
+async function invoke(event: unknown, ctx: typeof context | undefined = context, now = NOW): Promise<EcsLifecycleHookResponse> {
+  logSpy.mockClear();
+  const answer = await releaseHook(event, ctx, { now: () => Date.parse(now) });
   const logged = decisions();
   expect(logged).toHaveLength(1);
   expect(logged[0].hookStatus).toBe(answer.hookStatus);
@@ -227,6 +256,7 @@ async function invoke(event: unknown, ctx: typeof context | undefined = context)
 function expectNoPipelineCalls(): void {
   expect(ssmMock).not.toHaveReceivedAnyCommand();
   expect(cpMock).not.toHaveReceivedAnyCommand();
+  expect(snsMock).not.toHaveReceivedAnyCommand();
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -249,6 +279,28 @@ describe('parseReleaseHookConfig', () => {
         placeholderImage: PLACEHOLDER,
         gate: { imageParameterName: PARAMETER, pipelineName: PIPELINE, stageName: STAGE, actionName: ACTION },
       },
+    });
+  });
+
+  test('NOTIFY_TOPIC_ARN and TEST_URL join the gate, and are ignored without it', () => {
+    expect(parseReleaseHookConfig({ ...base, ...gate, NOTIFY_TOPIC_ARN: TOPIC, TEST_URL: TEST_URL })).toEqual({
+      ok: true,
+      value: {
+        containerName: 'app',
+        placeholderImage: PLACEHOLDER,
+        gate: {
+          imageParameterName: PARAMETER,
+          pipelineName: PIPELINE,
+          stageName: STAGE,
+          actionName: ACTION,
+          notifyTopicArn: TOPIC,
+          testUrl: TEST_URL,
+        },
+      },
+    });
+    expect(parseReleaseHookConfig({ ...base, NOTIFY_TOPIC_ARN: TOPIC, TEST_URL: TEST_URL })).toEqual({
+      ok: true,
+      value: { containerName: 'app', placeholderImage: PLACEHOLDER },
     });
   });
 
@@ -526,15 +578,20 @@ describe('handler: smoke test', () => {
 // ---------------------------------------------------------------------------------------------------------------
 
 describe('handler: approval gate', () => {
-  test('answers SUCCEEDED without pipeline calls when the green image is already in production', async () => {
-    withGate();
+  test('answers SUCCEEDED without an approval when the green image is already in production and no release runs', async () => {
+    withGate('Failed');
+    withNotification();
     greenRuns(PROD_IMAGE);
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState('Succeeded'));
     await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
     expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
     expect(ssmMock).toHaveReceivedCommandTimes(GetParameterCommand, 1);
     expect(ssmMock).toHaveReceivedCommandWith(GetParameterCommand, { Name: PARAMETER });
-    expect(cpMock).not.toHaveReceivedAnyCommand();
-    expect(decisions()[0].reason).toMatch(/already in production/);
+    expect(cpMock).toHaveReceivedCommandTimes(GetPipelineStateCommand, 1);
+    expect(cpMock).toHaveReceivedCommandWith(GetPipelineStateCommand, { name: PIPELINE });
+    expect(cpMock).not.toHaveReceivedCommand(ListActionExecutionsCommand);
+    expect(snsMock).not.toHaveReceivedAnyCommand();
+    expect(decisions()[0]).toMatchObject({ stageStatus: 'Succeeded', reason: expect.stringMatching(/already in production/) });
   });
 
   test('answers IN_PROGRESS every 60 seconds with smokeTest passed while the approval is pending', async () => {
@@ -542,9 +599,10 @@ describe('handler: approval gate', () => {
     await expect(invoke(ecsEvent())).resolves.toEqual({
       hookStatus: 'IN_PROGRESS',
       callBackDelay: 60,
-      hookDetails: { smokeTest: 'passed' },
+      hookDetails: { smokeTest: 'passed', gateOpenedAt: NOW },
     });
     expect(APPROVAL_CALLBACK_DELAY_SECONDS).toBe(60);
+    expect(snsMock).not.toHaveReceivedAnyCommand();
     expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
     expect(cpMock).toHaveReceivedCommandWith(GetPipelineStateCommand, { name: PIPELINE });
     expect(cpMock).toHaveReceivedCommandTimes(ListActionExecutionsCommand, 1);
@@ -554,17 +612,17 @@ describe('handler: approval gate', () => {
 
   test('answers IN_PROGRESS when the approval action has not started yet', async () => {
     withGate('not started');
-    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({
       hookStatus: 'IN_PROGRESS',
       callBackDelay: 60,
-      hookDetails: { smokeTest: 'passed' },
+      hookDetails: LATER,
     });
     expect(decisions()[0].approvalStatus).toBe('not started');
   });
 
   test('on a later call with smokeTest passed, skips the requests and answers SUCCEEDED once approved', async () => {
     withGate('Succeeded');
-    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
     expect(fetchSpy).not.toHaveBeenCalled();
     expect(ecsMock).toHaveReceivedCommandTimes(DescribeServiceRevisionsCommand, 1);
     expect(cpMock).toHaveReceivedCommandTimes(ListActionExecutionsCommand, 1);
@@ -610,7 +668,7 @@ describe('handler: approval gate', () => {
   test('treats a missing production image parameter as a different image', async () => {
     withGate('Succeeded');
     ssmMock.on(GetParameterCommand).rejects(awsError('ParameterNotFound', 400));
-    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
     expect(cpMock).toHaveReceivedCommandTimes(GetPipelineStateCommand, 1);
     expect(decisions()[0]).toMatchObject({ productionImage: null, approvalStatus: 'Succeeded' });
   });
@@ -621,7 +679,7 @@ describe('handler: approval gate', () => {
       .resolves({ actionExecutionDetails: [deployAction], nextToken: 'page-2' })
       .on(ListActionExecutionsCommand, { nextToken: 'page-2' })
       .resolves({ actionExecutionDetails: [approval('Succeeded')] });
-    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
     expect(cpMock).toHaveReceivedCommandTimes(ListActionExecutionsCommand, 2);
     expect(cpMock).toHaveReceivedNthSpecificCommandWith(1, ListActionExecutionsCommand, { pipelineName: PIPELINE, nextToken: undefined });
     expect(cpMock).toHaveReceivedNthSpecificCommandWith(2, ListActionExecutionsCommand, {
@@ -636,10 +694,10 @@ describe('handler: approval gate', () => {
     cpMock.on(ListActionExecutionsCommand).resolves({
       actionExecutionDetails: [approval('Failed', new Date('2025-01-01T09:00:00Z')), approval('InProgress', new Date('2025-01-01T11:00:00Z'))],
     });
-    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({
       hookStatus: 'IN_PROGRESS',
       callBackDelay: 60,
-      hookDetails: { smokeTest: 'passed' },
+      hookDetails: LATER,
     });
   });
 
@@ -649,7 +707,7 @@ describe('handler: approval gate', () => {
     await expect(invoke(ecsEvent())).resolves.toEqual({
       hookStatus: 'IN_PROGRESS',
       callBackDelay: 30,
-      hookDetails: { smokeTest: 'passed', awsErrorRetries: 1 },
+      hookDetails: { smokeTest: 'passed', gateOpenedAt: NOW, awsErrorRetries: 1 },
     });
     expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
     expect(decisions()[0]).toMatchObject({ action: 'codepipeline:GetPipelineState', smokeTest: { passed: true } });
@@ -666,10 +724,10 @@ describe('handler: approval gate', () => {
 
   test('resets the AWS error count once the approval answers again', async () => {
     withGate();
-    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed', awsErrorRetries: 3 } }))).resolves.toEqual({
+    await expect(invoke(ecsEvent({ hookDetails: { ...LATER, awsErrorRetries: 3 } }))).resolves.toEqual({
       hookStatus: 'IN_PROGRESS',
       callBackDelay: 60,
-      hookDetails: { smokeTest: 'passed', awsErrorRetries: 0 },
+      hookDetails: { ...LATER, awsErrorRetries: 0 },
     });
   });
 
@@ -685,5 +743,242 @@ describe('handler: approval gate', () => {
     cpMock.on(ListActionExecutionsCommand).callsFake(() => Promise.reject(42));
     await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'FAILED' });
     expect(decisions()[0]).toMatchObject({ action: 'codepipeline:ListActionExecutions', error: { value: '42' } });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handler: approvals given before the gate opened
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('handler: early approvals do not count', () => {
+  const early = (approvedAt: string, readyAt: string) =>
+    `approved before the new version was ready for review (approval at ${approvedAt}, ready at ${readyAt}); `
+    + 'the release rolls back — run it again and approve after the ready-for-review notification';
+
+  test('answers FAILED when the approval was given before the smoke test passed (same invocation)', async () => {
+    withGate('Succeeded', APPROVED);
+    withNotification();
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
+    expect(decisions()[0]).toMatchObject({
+      level: 'ERROR',
+      reason: early(APPROVED.toISOString(), NOW),
+      approvalStatus: 'Succeeded',
+      approvalUpdatedAt: APPROVED.toISOString(),
+      gateOpenedAt: NOW,
+    });
+    // Nothing to review any more: no "ready for review" message.
+    expect(snsMock).not.toHaveReceivedAnyCommand();
+  });
+
+  test('answers FAILED on a later call when the approval predates gateOpenedAt', async () => {
+    withGate('Succeeded', new Date('2025-01-01T10:29:59.999Z'));
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(fetchSpy).not.toHaveBeenCalled();
+    expect(decisions()[0].reason).toBe(early('2025-01-01T10:29:59.999Z', GATE_OPENED));
+  });
+
+  test('answers SUCCEEDED for an approval given after the gate opened in the same invocation', async () => {
+    withGate('Succeeded', new Date('2025-01-01T11:00:00.500Z'));
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
+    expect(decisions()[0]).toMatchObject({ reason: `approval ${ACTION} granted`, gateOpenedAt: NOW });
+  });
+
+  test('answers SUCCEEDED on a later call for an approval after gateOpenedAt, and at the very same time', async () => {
+    withGate('Succeeded', APPROVED);
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    withGate('Succeeded', new Date(GATE_OPENED));
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+  });
+
+  test('answers FAILED when the approval succeeded at an unknown time', async () => {
+    withGate();
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [{ ...approval('Succeeded'), lastUpdateTime: undefined }] });
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe(early('an unknown time', GATE_OPENED));
+  });
+
+  test('without gateOpenedAt (an older hook passed the smoke test), the gate opens at this invocation', async () => {
+    withGate('Succeeded', APPROVED);
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe(early(APPROVED.toISOString(), NOW));
+
+    withGate('InProgress');
+    await expect(invoke(ecsEvent({ hookDetails: { smokeTest: 'passed', gateOpenedAt: 'not a date' } }))).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: 60,
+      hookDetails: { smokeTest: 'passed', gateOpenedAt: NOW },
+    });
+  });
+
+  test('keeps the first gateOpenedAt through later invocations', async () => {
+    withGate('InProgress');
+    const first = await invoke(ecsEvent());
+    expect(first.hookDetails).toEqual({ smokeTest: 'passed', gateOpenedAt: NOW });
+    const second = await invoke(ecsEvent({ hookDetails: first.hookDetails }), context, '2025-01-01T11:01:00.000Z');
+    expect(second).toEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 60, hookDetails: { smokeTest: 'passed', gateOpenedAt: NOW } });
+    withGate('Succeeded', new Date('2025-01-01T11:01:30.000Z'));
+    await expect(invoke(ecsEvent({ hookDetails: second.hookDetails }), context, '2025-01-01T11:02:00.000Z')).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(fetchSpy).toHaveBeenCalledTimes(2);
+  });
+
+  test('the Lambda entry point dates the gate with the real clock', async () => {
+    withGate('InProgress');
+    const before = Date.now();
+    const answer = await handler(ecsEvent(), context);
+    const openedAt = Date.parse(String(answer.hookDetails?.gateOpenedAt));
+    expect(openedAt).toBeGreaterThanOrEqual(before);
+    expect(openedAt).toBeLessThanOrEqual(Date.now());
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handler: the "ready for review" notification
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('handler: ready-for-review notification', () => {
+  test('publishes once when the gate opens, with the topic, image, test URL and the waiting approval', async () => {
+    withGate('InProgress');
+    withNotification();
+    const first = await invoke(ecsEvent());
+    expect(first).toEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 60, hookDetails: { smokeTest: 'passed', gateOpenedAt: NOW, notified: true } });
+    expect(snsMock).toHaveReceivedCommandTimes(PublishCommand, 1);
+    const input = snsMock.commandCalls(PublishCommand)[0].args[0].input;
+    expect(input.TopicArn).toBe(TOPIC);
+    expect(input.Subject).toBe(`Ready for review: ${PIPELINE}`);
+    expect(input.Message).toContain(`Image: ${NEW_IMAGE}`);
+    expect(input.Message).toContain(`Test URL: ${TEST_URL}`);
+    expect(input.Message).toContain('Smoke test: passed (smoke test passed: GET /healthcheck 200 (version 2.0.0); GET / contains "Welcome")');
+    expect(input.Message).toContain(`approval action ${ACTION} in stage ${STAGE} of pipeline ${PIPELINE} (execution ${EXECUTION_ID})`);
+    expect(input.Message).toContain(`An approval given before ${NOW} does not count`);
+    expect(decisions()[0].notification).toEqual({ published: true, topicArn: TOPIC, messageId: 'message-1' });
+
+    // Later invocations do not publish again.
+    const second = await invoke(ecsEvent({ hookDetails: first.hookDetails }), context, '2025-01-01T11:01:00.000Z');
+    expect(second).toEqual(first);
+    expect(snsMock).toHaveReceivedCommandTimes(PublishCommand, 1);
+    expect(decisions()[0].notification).toBeUndefined();
+    expect(fetchSpy).toHaveBeenCalledTimes(2);
+  });
+
+  test('publishes on a later invocation when the gate opened under a throttled call, without re-running the smoke test', async () => {
+    withGate('InProgress');
+    withNotification();
+    cpMock.on(GetPipelineStateCommand).rejectsOnce(awsError('ThrottlingException', 400)).resolves(pipelineState('InProgress'));
+    const first = await invoke(ecsEvent());
+    expect(first).toEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { smokeTest: 'passed', gateOpenedAt: NOW, awsErrorRetries: 1 } });
+    expect(snsMock).not.toHaveReceivedAnyCommand();
+    const second = await invoke(ecsEvent({ hookDetails: first.hookDetails }), context, '2025-01-01T11:00:30.000Z');
+    expect(second).toEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 60, hookDetails: { smokeTest: 'passed', gateOpenedAt: NOW, notified: true, awsErrorRetries: 0 } });
+    expect(snsMock).toHaveReceivedCommandTimes(PublishCommand, 1);
+    // Without a smoke test in this invocation, the message does not quote its summary.
+    expect(snsMock.commandCalls(PublishCommand)[0].args[0].input.Message).toContain('Smoke test: passed\n');
+    expect(fetchSpy).toHaveBeenCalledTimes(2);
+  });
+
+  test('a publish that is denied is logged, answers IN_PROGRESS all the same, and is not tried again', async () => {
+    withGate('InProgress');
+    withNotification();
+    snsMock.on(PublishCommand).rejects(awsError('AuthorizationErrorException', 403));
+    const first = await invoke(ecsEvent());
+    expect(first).toEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 60, hookDetails: { smokeTest: 'passed', gateOpenedAt: NOW, notified: false } });
+    expect(decisions()[0]).toMatchObject({
+      level: 'INFO',
+      notification: { published: false, topicArn: TOPIC, action: 'sns:Publish', retry: false, error: { name: 'AuthorizationErrorException' } },
+    });
+    await invoke(ecsEvent({ hookDetails: first.hookDetails }));
+    expect(snsMock).toHaveReceivedCommandTimes(PublishCommand, 1);
+  });
+
+  test('a publish that is throttled answers IN_PROGRESS and is tried again at the next invocation', async () => {
+    withGate('InProgress');
+    withNotification();
+    snsMock.on(PublishCommand).rejectsOnce(awsError('Throttled', 429, { $retryable: { throttling: true } })).resolves({ MessageId: 'message-2' });
+    const first = await invoke(ecsEvent());
+    expect(first).toEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 60, hookDetails: { smokeTest: 'passed', gateOpenedAt: NOW } });
+    expect(decisions()[0].notification).toMatchObject({ published: false, retry: true });
+    const second = await invoke(ecsEvent({ hookDetails: first.hookDetails }));
+    expect(second.hookDetails).toEqual({ smokeTest: 'passed', gateOpenedAt: NOW, notified: true });
+    expect(snsMock).toHaveReceivedCommandTimes(PublishCommand, 2);
+  });
+
+  test('does not publish without NOTIFY_TOPIC_ARN, nor when the approval is already decided', async () => {
+    withGate('InProgress');
+    process.env.TEST_URL = TEST_URL;
+    await invoke(ecsEvent());
+    expect(snsMock).not.toHaveReceivedAnyCommand();
+
+    withNotification();
+    withGate('Failed');
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    withGate('Succeeded');
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(snsMock).not.toHaveReceivedAnyCommand();
+  });
+
+  test('the message leaves out the test URL when TEST_URL is not set, and the subject stays within 100 characters', () => {
+    const gate = { imageParameterName: PARAMETER, pipelineName: 'p'.repeat(100), stageName: STAGE, actionName: ACTION };
+    const message = readyForReviewMessage(gate, NEW_IMAGE, undefined, EXECUTION_ID, NOW);
+    expect(message.subject).toHaveLength(SNS_SUBJECT_LIMIT);
+    expect(message.subject.startsWith('Ready for review: ppp')).toBe(true);
+    expect(message.body).not.toContain('Test URL');
+    expect(message.body).toContain(`Image: ${NEW_IMAGE}`);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handler: `cdk deploy` during a release
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('handler: redeployment of the production image', () => {
+  test('answers FAILED while the release stage is running, without looking at the approval', async () => {
+    withGate('Succeeded');
+    withNotification();
+    greenRuns(PROD_IMAGE);
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(cpMock).toHaveReceivedCommandTimes(GetPipelineStateCommand, 1);
+    expect(cpMock).not.toHaveReceivedCommand(ListActionExecutionsCommand);
+    expect(snsMock).not.toHaveReceivedAnyCommand();
+    expect(decisions()[0]).toMatchObject({
+      level: 'ERROR',
+      reason: `a release is in progress in ${PIPELINE}; run cdk deploy again after it finished`,
+      productionImage: PROD_IMAGE,
+      stageStatus: 'InProgress',
+      pipelineExecutionId: EXECUTION_ID,
+    });
+  });
+
+  test.each([
+    ['Succeeded', 'Succeeded'],
+    ['Failed', 'Failed'],
+    ['Stopped', 'Stopped'],
+    ['never run', undefined],
+  ])('answers SUCCEEDED when the release stage is %s', async (_label, status) => {
+    withGate();
+    greenRuns(PROD_IMAGE);
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState(status));
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(cpMock).not.toHaveReceivedCommand(ListActionExecutionsCommand);
+  });
+
+  test('answers IN_PROGRESS when GetPipelineState is throttled', async () => {
+    withGate();
+    greenRuns(PROD_IMAGE);
+    cpMock.on(GetPipelineStateCommand).rejects(awsError('ThrottlingException', 400));
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: AWS_ERROR_CALLBACK_DELAY_SECONDS,
+      hookDetails: { ...LATER, awsErrorRetries: 1 },
+    });
+    expect(decisions()[0]).toMatchObject({ action: 'codepipeline:GetPipelineState', image: PROD_IMAGE });
+  });
+
+  test('answers FAILED when the pipeline has no such stage', async () => {
+    withGate();
+    greenRuns(PROD_IMAGE);
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState('Succeeded', 'Deploy'));
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe(`misconfiguration: pipeline ${PIPELINE} has no stage named ${STAGE}`);
   });
 });

@@ -1,5 +1,14 @@
 import { CodePipelineClient, PutJobFailureResultCommand, PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
 import {
+  BatchGetImageCommand,
+  ECRClient,
+  ECRServiceException,
+  ImageAlreadyExistsException,
+  ImageTagAlreadyExistsException,
+  PutImageCommand,
+  RepositoryNotFoundException,
+} from '@aws-sdk/client-ecr';
+import {
   AccessDeniedException,
   ClusterNotFoundException,
   DescribeServiceDeploymentsCommand,
@@ -24,12 +33,15 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const {
   CODEPIPELINE_MESSAGE_LIMIT,
   LIST_PAGE_SIZE,
+  MANIFEST_MEDIA_TYPES,
   MAX_POLLS,
   POLL_DELAY_MS,
+  RELEASED_TAG_PREFIX,
   REPORTING_MARGIN_MS,
   handler,
   isThrottling,
   parseContinuationToken,
+  parseImageUri,
   parseUserParameters,
   pickNewest,
   readConfig,
@@ -45,10 +57,14 @@ const CLUSTER = 'release-cluster';
 const SERVICE = 'web';
 const CONTAINER = 'app';
 const PARAMETER = '/delivery/web/image-uri';
-const ENV = { CLUSTER_NAME: CLUSTER, SERVICE_NAME: SERVICE, CONTAINER_NAME: CONTAINER, IMAGE_PARAMETER_NAME: PARAMETER };
+const REPOSITORY = 'web';
+const ENV = { CLUSTER_NAME: CLUSTER, SERVICE_NAME: SERVICE, CONTAINER_NAME: CONTAINER, IMAGE_PARAMETER_NAME: PARAMETER, REPOSITORY_NAME: REPOSITORY };
 
 const IMAGE = '123456789012.dkr.ecr.us-east-1.amazonaws.com/web:abc1234';
 const OLD_IMAGE = '123456789012.dkr.ecr.us-east-1.amazonaws.com/web:0ff1ce0';
+const TAG = 'abc1234';
+const MANIFEST = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', layers: [] });
+const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
 const JOB_ID = '11111111-abcd-1111-abcd-111111111111';
 const SECRET = 'artifact-secret-that-must-never-be-logged';
 
@@ -93,6 +109,7 @@ function jobEvent(options: { userParameters?: string | null; continuationToken?:
 
 let ecsMock: AwsClientStub<ECSClient>;
 let ssmMock: AwsClientStub<SSMClient>;
+let ecrMock: AwsClientStub<ECRClient>;
 let cpMock: AwsClientStub<CodePipelineClient>;
 let logSpy: jest.SpyInstance;
 let errorSpy: jest.SpyInstance;
@@ -129,7 +146,13 @@ beforeEach(() => {
   process.env = { ...savedEnv, ...ENV };
   ecsMock = mockClient(ECSClient);
   ssmMock = mockClient(SSMClient);
+  ecrMock = mockClient(ECRClient);
   cpMock = mockClient(CodePipelineClient);
+  ecrMock.on(BatchGetImageCommand).resolves({
+    images: [{ repositoryName: REPOSITORY, imageId: { imageTag: TAG, imageDigest: 'sha256:5e1f0c8e' }, imageManifest: MANIFEST, imageManifestMediaType: MANIFEST_TYPE }],
+    failures: [],
+  });
+  ecrMock.on(PutImageCommand).resolves({ image: { repositoryName: REPOSITORY, imageId: { imageTag: `released-${TAG}`, imageDigest: 'sha256:5e1f0c8e' } } });
   ssmMock.onAnyCommand().resolves({ Version: 7, Tier: 'Standard' });
   cpMock.onAnyCommand().resolves({});
   ecsAnswers('SUCCESSFUL');
@@ -140,15 +163,16 @@ beforeEach(() => {
 afterEach(() => {
   ecsMock.restore();
   ssmMock.restore();
+  ecrMock.restore();
   cpMock.restore();
   jest.restoreAllMocks();
   jest.useRealTimers();
   process.env = savedEnv;
 });
 
-/** Every command sent to ECS, SSM and CodePipeline, in the order sent, as `[command name, input]`. */
+/** Every command sent to ECS, ECR, SSM and CodePipeline, in the order sent, as `[command name, input]`. */
 function sent(): Array<[string, unknown]> {
-  const calls = [...ecsMock.calls(), ...ssmMock.calls(), ...cpMock.calls()].sort((a, b) => (a.calledBefore(b) ? -1 : 1));
+  const calls = [...ecsMock.calls(), ...ecrMock.calls(), ...ssmMock.calls(), ...cpMock.calls()].sort((a, b) => (a.calledBefore(b) ? -1 : 1));
   return calls.map((c) => {
     const command = c.args[0] as { constructor: { name: string }; input: unknown };
     return [command.constructor.name, command.input];
@@ -158,6 +182,22 @@ function sent(): Array<[string, unknown]> {
 const LIST: [string, unknown] = ['ListServiceDeploymentsCommand', { cluster: CLUSTER, service: SERVICE, maxResults: LIST_PAGE_SIZE }];
 const DESCRIBE_NEW: [string, unknown] = ['DescribeServiceDeploymentsCommand', { serviceDeploymentArns: [NEW_DEPLOYMENT] }];
 const DESCRIBE_GREEN: [string, unknown] = ['DescribeServiceRevisionsCommand', { serviceRevisionArns: [GREEN] }];
+const BATCH_GET: [string, unknown] = ['BatchGetImageCommand', {
+  repositoryName: REPOSITORY,
+  imageIds: [{ imageTag: TAG }],
+  acceptedMediaTypes: [
+    'application/vnd.docker.distribution.manifest.v2+json',
+    'application/vnd.docker.distribution.manifest.list.v2+json',
+    'application/vnd.oci.image.manifest.v1+json',
+    'application/vnd.oci.image.index.v1+json',
+  ],
+}];
+const PUT_IMAGE: [string, unknown] = ['PutImageCommand', {
+  repositoryName: REPOSITORY,
+  imageManifest: MANIFEST,
+  imageManifestMediaType: MANIFEST_TYPE,
+  imageTag: `released-${TAG}`,
+}];
 const PUT_PARAMETER: [string, unknown] = ['PutParameterCommand', { Name: PARAMETER, Value: IMAGE, Type: 'String', Overwrite: true }];
 const JOB_SUCCESS: [string, unknown] = ['PutJobSuccessResultCommand', { jobId: JOB_ID, outputVariables: { imageUri: IMAGE } }];
 const continueWith = (polls: number): [string, unknown] => ['PutJobSuccessResultCommand', { jobId: JOB_ID, continuationToken: JSON.stringify({ polls }) }];
@@ -285,18 +325,46 @@ describe('pickNewest', () => {
   });
 });
 
+describe('parseImageUri', () => {
+  test.each([
+    [IMAGE, { registry: '123456789012.dkr.ecr.us-east-1.amazonaws.com', repository: 'web', tag: TAG }],
+    ['123456789012.dkr.ecr.us-east-1.amazonaws.com/team/web/api:1a2b3c4-17', { registry: '123456789012.dkr.ecr.us-east-1.amazonaws.com', repository: 'team/web/api', tag: '1a2b3c4-17' }],
+    ['registry.example:5000/web:v1', { registry: 'registry.example:5000', repository: 'web', tag: 'v1' }],
+  ])('splits %s', (uri, parts) => {
+    expect(parseImageUri(uri)).toEqual({ ok: true, value: parts });
+  });
+
+  test.each([
+    ['web:1'],
+    ['123456789012.dkr.ecr.us-east-1.amazonaws.com/web'],
+    ['123456789012.dkr.ecr.us-east-1.amazonaws.com/web:'],
+    ['123456789012.dkr.ecr.us-east-1.amazonaws.com/:abc'],
+    ['registry.example:5000/web'],
+  ])('refuses %s', (uri) => {
+    expect(parseImageUri(uri)).toEqual({ ok: false, error: `imageUri must be <registry>/<repository>:<tag>, got ${JSON.stringify(uri)}` });
+  });
+
+  test('refuses a digest reference', () => {
+    const uri = '123456789012.dkr.ecr.us-east-1.amazonaws.com/web@sha256:5e1f0c8e';
+    expect(parseImageUri(uri)).toEqual({
+      ok: false,
+      error: `imageUri must be <registry>/<repository>:<tag>, got ${JSON.stringify(uri)} (a digest reference has no tag to release)`,
+    });
+  });
+});
+
 describe('readConfig', () => {
-  test('reads the four variables', () => {
+  test('reads the five variables', () => {
     expect(readConfig(ENV)).toEqual({
       ok: true,
-      value: { clusterName: CLUSTER, serviceName: SERVICE, containerName: CONTAINER, imageParameterName: PARAMETER },
+      value: { clusterName: CLUSTER, serviceName: SERVICE, containerName: CONTAINER, imageParameterName: PARAMETER, repositoryName: REPOSITORY },
     });
   });
 
   test('names every missing variable', () => {
     expect(readConfig({ CLUSTER_NAME: CLUSTER, CONTAINER_NAME: ' ' })).toEqual({
       ok: false,
-      error: 'environment variable(s) not set: SERVICE_NAME, CONTAINER_NAME, IMAGE_PARAMETER_NAME',
+      error: 'environment variable(s) not set: SERVICE_NAME, CONTAINER_NAME, IMAGE_PARAMETER_NAME, REPOSITORY_NAME',
     });
   });
 });
@@ -309,7 +377,7 @@ describe('successful release', () => {
   test('records the image, then reports success with the output variable', async () => {
     const { outcome, sleeps } = await run(jobEvent());
     expect(outcome).toEqual({ result: 'recorded', imageUri: IMAGE });
-    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, PUT_PARAMETER, JOB_SUCCESS]);
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, PUT_IMAGE, PUT_PARAMETER, JOB_SUCCESS]);
     expect(ssmMock).toHaveReceivedCommandWith(PutParameterCommand, { Name: PARAMETER, Value: IMAGE, Type: 'String', Overwrite: true });
     expect(cpMock).not.toHaveReceivedCommand(PutJobFailureResultCommand);
     expect(sleeps).toEqual([]);
@@ -319,9 +387,45 @@ describe('successful release', () => {
     expect(putParameter.calledBefore(jobSuccess)).toBe(true);
   });
 
+  test('tags the image released-<tag> with its own manifest before writing the parameter', async () => {
+    expect(RELEASED_TAG_PREFIX).toBe('released-');
+    expect(MANIFEST_MEDIA_TYPES).toEqual((BATCH_GET[1] as { acceptedMediaTypes: string[] }).acceptedMediaTypes);
+    await run(jobEvent());
+    expect(ecrMock).toHaveReceivedCommandTimes(BatchGetImageCommand, 1);
+    expect(ecrMock).toHaveReceivedCommandTimes(PutImageCommand, 1);
+    expect(ecrMock.commandCalls(BatchGetImageCommand)[0].args[0].input).toEqual(BATCH_GET[1]);
+    expect(ecrMock.commandCalls(PutImageCommand)[0].args[0].input).toEqual(PUT_IMAGE[1]);
+    const putImage = ecrMock.commandCalls(PutImageCommand)[0];
+    const putParameter = ssmMock.commandCalls(PutParameterCommand)[0];
+    expect(ecrMock.commandCalls(BatchGetImageCommand)[0].calledBefore(putImage)).toBe(true);
+    expect(putImage.calledBefore(putParameter)).toBe(true);
+    expect(logLines()).toEqual([expect.objectContaining({ repositoryName: REPOSITORY, releasedTag: `released-${TAG}`, alreadyTagged: false })]);
+  });
+
+  test('an image that already has the released tag (re-release, stage rollback) is still recorded', async () => {
+    ecrMock.on(PutImageCommand).rejects(awsError(new ImageAlreadyExistsException({
+      message: `Image with digest 'sha256:5e1f0c8e' and tag 'released-${TAG}' already exists in the repository`,
+      $metadata: {},
+    })));
+    const { outcome } = await run(jobEvent());
+    expect(outcome).toEqual({ result: 'recorded', imageUri: IMAGE });
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, PUT_IMAGE, PUT_PARAMETER, JOB_SUCCESS]);
+    expect(logLines()).toEqual([expect.objectContaining({ message: 'release recorded: production runs the image', alreadyTagged: true })]);
+  });
+
+  test('a repository path with slashes is the repository name', async () => {
+    const image = '123456789012.dkr.ecr.us-east-1.amazonaws.com/team/web:1a2b3c4-17';
+    process.env.REPOSITORY_NAME = 'team/web';
+    ecsAnswers('SUCCESSFUL', { image });
+    await run(jobEvent({ userParameters: JSON.stringify({ imageUri: image }) }));
+    expect(ecrMock).toHaveReceivedCommandWith(BatchGetImageCommand, { repositoryName: 'team/web', imageIds: [{ imageTag: '1a2b3c4-17' }] });
+    expect(ecrMock).toHaveReceivedCommandWith(PutImageCommand, { repositoryName: 'team/web', imageTag: 'released-1a2b3c4-17' });
+    expect(ssmMock).toHaveReceivedCommandWith(PutParameterCommand, { Name: PARAMETER, Value: image });
+  });
+
   test('through the Lambda entry point, with a context', async () => {
     await expect(handler(jobEvent(), { getRemainingTimeInMillis: () => 60_000 })).resolves.toEqual({ result: 'recorded', imageUri: IMAGE });
-    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, PUT_PARAMETER, JOB_SUCCESS]);
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, PUT_IMAGE, PUT_PARAMETER, JOB_SUCCESS]);
   });
 
   test('logs one JSON line for the decision, and never the event (it carries artifact credentials)', async () => {
@@ -342,7 +446,7 @@ describe('successful release', () => {
 
   test('records even when the last allowed poll finds the deployment finished', async () => {
     await run(jobEvent({ continuationToken: JSON.stringify({ polls: MAX_POLLS }) }));
-    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, PUT_PARAMETER, JOB_SUCCESS]);
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, PUT_IMAGE, PUT_PARAMETER, JOB_SUCCESS]);
   });
 });
 
@@ -521,7 +625,7 @@ describe('finding the deployment', () => {
       serviceDeployments: [brief(OLD_DEPLOYMENT, T_OLD), brief(OLDER_DEPLOYMENT, T_OLDER), brief(NEW_DEPLOYMENT, T_NEW)],
     });
     await run(jobEvent());
-    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, PUT_PARAMETER, JOB_SUCCESS]);
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, PUT_IMAGE, PUT_PARAMETER, JOB_SUCCESS]);
   });
 
   test('reads further pages when there are more', async () => {
@@ -534,6 +638,8 @@ describe('finding the deployment', () => {
       ['ListServiceDeploymentsCommand', { cluster: CLUSTER, service: SERVICE, maxResults: LIST_PAGE_SIZE, nextToken: 'page-2' }],
       DESCRIBE_NEW,
       DESCRIBE_GREEN,
+      BATCH_GET,
+      PUT_IMAGE,
       PUT_PARAMETER,
       JOB_SUCCESS,
     ]);
@@ -544,6 +650,92 @@ describe('finding the deployment', () => {
     await run(jobEvent());
     const message = `ecs:DescribeServiceDeployments did not describe ${NEW_DEPLOYMENT} (failures: MISSING: gone); the parameter ${PARAMETER} is unchanged`;
     expect(sent()).toEqual([LIST, DESCRIBE_NEW, failureWith(message)]);
+  });
+});
+
+describe('tagging the released image', () => {
+  const unchanged = `the parameter ${PARAMETER} is unchanged`;
+
+  test('BatchGetImage reports the image missing: fails, no PutImage, no PutParameter', async () => {
+    ecrMock.on(BatchGetImageCommand).resolves({
+      images: [],
+      failures: [{ imageId: { imageTag: TAG }, failureCode: 'ImageNotFound', failureReason: 'Requested image not found' }],
+    });
+    const { outcome } = await run(jobEvent());
+    const message = `ecr:BatchGetImage found no image ${REPOSITORY}:${TAG} (failures: ImageNotFound: Requested image not found); ${unchanged}`;
+    expect(outcome).toEqual({ result: 'failed', message });
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, failureWith(message)]);
+    expect(ecrMock).not.toHaveReceivedCommand(PutImageCommand);
+    expect(ssmMock).not.toHaveReceivedAnyCommand();
+    expect(cpMock).not.toHaveReceivedCommand(PutJobSuccessResultCommand);
+  });
+
+  test('BatchGetImage returns no image and no failure: fails', async () => {
+    ecrMock.on(BatchGetImageCommand).resolves({});
+    await run(jobEvent());
+    const message = `ecr:BatchGetImage found no image ${REPOSITORY}:${TAG}; ${unchanged}`;
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, failureWith(message)]);
+  });
+
+  test('the image is in another repository than REPOSITORY_NAME: a configuration error, before any call', async () => {
+    process.env.REPOSITORY_NAME = 'api';
+    const { outcome } = await run(jobEvent());
+    const message = `invalid configuration: imageUri ${IMAGE} is in repository web, not in REPOSITORY_NAME api`;
+    expect(outcome).toEqual({ result: 'failed', message });
+    expect(sent()).toEqual([failureWith(message, 'ConfigurationError')]);
+  });
+
+  test('a digest reference: a configuration error, before any call', async () => {
+    const uri = '123456789012.dkr.ecr.us-east-1.amazonaws.com/web@sha256:5e1f0c8e';
+    await run(jobEvent({ userParameters: JSON.stringify({ imageUri: uri }) }));
+    expect(sent()).toEqual([failureWith(expect.stringMatching(/^invalid configuration: imageUri must be <registry>\/<repository>:<tag>/), 'ConfigurationError')]);
+  });
+
+  test('throttled PutImage: checks (and tags and writes) again later', async () => {
+    ecrMock.on(PutImageCommand).rejects(awsError(new ECRServiceException({ name: 'ThrottlingException', $fault: 'client', message: 'Rate exceeded', $metadata: {} })));
+    const { outcome, sleeps } = await run(jobEvent({ continuationToken: '{"polls":2}' }));
+    expect(outcome).toEqual({ result: 'continue', polls: 3 });
+    expect(sleeps).toEqual([POLL_DELAY_MS]);
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, PUT_IMAGE, continueWith(3)]);
+    expect(ssmMock).not.toHaveReceivedAnyCommand();
+    expect(logLines()[0]).toMatchObject({
+      serviceDeploymentArn: NEW_DEPLOYMENT,
+      status: 'SUCCESSFUL',
+      reason: 'ecr:PutImage failed with a transient error: ThrottlingException: Rate exceeded',
+    });
+  });
+
+  test('ECR server error on BatchGetImage: checks again later', async () => {
+    ecrMock.on(BatchGetImageCommand).rejects(awsError(new ECRServiceException({ name: 'ServerException', $fault: 'server', message: 'Internal error', $metadata: {} }), 500));
+    await run(jobEvent());
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, continueWith(1)]);
+  });
+
+  test('RepositoryNotFound on BatchGetImage: fails naming the API', async () => {
+    ecrMock.on(BatchGetImageCommand).rejects(awsError(new RepositoryNotFoundException({ message: 'The repository with name \'web\' does not exist', $metadata: {} })));
+    await run(jobEvent());
+    const message = `ecr:BatchGetImage failed: RepositoryNotFoundException: The repository with name 'web' does not exist; ${unchanged}`;
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, failureWith(message)]);
+  });
+
+  test('AccessDenied on PutImage: a permission error, parameter unchanged', async () => {
+    ecrMock.on(PutImageCommand).rejects(awsError(new ECRServiceException({
+      name: 'AccessDeniedException',
+      $fault: 'client',
+      message: 'User: arn:aws:sts::123456789012:assumed-role/record-release/fn is not authorized to perform: ecr:PutImage',
+      $metadata: {},
+    })));
+    await run(jobEvent());
+    const message = 'ecr:PutImage failed: AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/record-release/fn '
+      + `is not authorized to perform: ecr:PutImage; ${unchanged}`;
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, PUT_IMAGE, failureWith(message, 'PermissionError')]);
+  });
+
+  test('the released tag on another digest (ImageTagAlreadyExists): fails', async () => {
+    ecrMock.on(PutImageCommand).rejects(awsError(new ImageTagAlreadyExistsException({ message: `The image tag 'released-${TAG}' already exists`, $metadata: {} })));
+    await run(jobEvent());
+    const message = `ecr:PutImage failed: ImageTagAlreadyExistsException: The image tag 'released-${TAG}' already exists; ${unchanged}`;
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, PUT_IMAGE, failureWith(message)]);
   });
 });
 
@@ -624,7 +816,7 @@ describe('AWS errors', () => {
     const message = 'ssm:PutParameter failed: AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/record-release/fn '
       + `is not authorized to perform: ssm:PutParameter; the parameter ${PARAMETER} is unchanged`;
     expect(outcome).toEqual({ result: 'failed', message });
-    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, PUT_PARAMETER, failureWith(message, 'PermissionError')]);
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, PUT_IMAGE, PUT_PARAMETER, failureWith(message, 'PermissionError')]);
     expect(cpMock).not.toHaveReceivedCommand(PutJobSuccessResultCommand);
   });
 
@@ -632,13 +824,13 @@ describe('AWS errors', () => {
     ssmMock.on(PutParameterCommand).rejects(awsError(new ParameterLimitExceeded({ message: 'You have exceeded the number of parameters', $metadata: {} })));
     await run(jobEvent());
     const message = `ssm:PutParameter failed: ParameterLimitExceeded: You have exceeded the number of parameters; the parameter ${PARAMETER} is unchanged`;
-    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, PUT_PARAMETER, failureWith(message)]);
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, PUT_IMAGE, PUT_PARAMETER, failureWith(message)]);
   });
 
   test('throttled PutParameter: checks (and writes) again later', async () => {
     ssmMock.on(PutParameterCommand).rejects(new SSMServiceException({ name: 'ThrottlingException', $fault: 'client', message: 'Rate exceeded', $metadata: {} }));
     await run(jobEvent());
-    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, PUT_PARAMETER, continueWith(1)]);
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, PUT_IMAGE, PUT_PARAMETER, continueWith(1)]);
   });
 });
 
@@ -647,7 +839,7 @@ describe('reporting to CodePipeline fails', () => {
     const denied = accessDenied('codepipeline:PutJobSuccessResult');
     cpMock.on(PutJobSuccessResultCommand).rejects(denied);
     await expect(handler(jobEvent(), { getRemainingTimeInMillis: () => 60_000 })).rejects.toBe(denied);
-    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, PUT_PARAMETER, JOB_SUCCESS]);
+    expect(sent()).toEqual([LIST, DESCRIBE_NEW, DESCRIBE_GREEN, BATCH_GET, PUT_IMAGE, PUT_PARAMETER, JOB_SUCCESS]);
     expect(errorSpy).toHaveBeenCalledTimes(1);
     expect(JSON.parse(String(errorSpy.mock.calls[0][0]))).toMatchObject({
       level: 'ERROR',
