@@ -382,7 +382,7 @@ export class ServerlessApiPipeline extends Construct {
       const parsed = parseRoute(`ServerlessApiPipeline '${this.node.path}'`, r.route);
       // API Gateway: one method per path; sibling parameters must share a name (`/a/{x}` and `/a/{y}` conflict).
       const shape = `${parsed.method} ${parsed.path.replace(/\{[^}]+\}/g, '{}')}`;
-      const previous = seen.get(shape) ?? (parsed.method === 'ANY' ? undefined : seen.get(`ANY ${parsed.path.replace(/\{[^}]+\}/g, '{}')}`));
+      const previous = seen.get(shape);
       if (previous !== undefined) {
         throw invalidInput(this, 'routes', r.route, `duplicates the route '${previous}'`);
       }
@@ -402,7 +402,7 @@ export class ServerlessApiPipeline extends Construct {
       if (r.smokeTestPath !== undefined && !Token.isUnresolved(r.smokeTestPath)) {
         const pattern = new RegExp('^' + parsed.path.split('/').map((segment) =>
           /^\{[^}]+\+\}$/.test(segment) ? '.+' : /^\{[^}]+\}$/.test(segment) ? '[^/]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('/') + '$');
-        if (!pattern.test(r.smokeTestPath)) {
+        if (!pattern.test(r.smokeTestPath.split('?')[0])) {
           throw invalidInput(this, 'routes[].smokeTestPath', r.smokeTestPath, `must be a concrete path of the route '${r.route}'`);
         }
       }

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
+import { Duration, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -115,6 +115,8 @@ export class ServerlessApi extends Construct {
       removalPolicy: RemovalPolicy.DESTROY,
     });
     this.api = new apigateway.RestApi(this, 'Api', {
+      // The API's metrics are keyed by its name: unique per stack and construct path.
+      restApiName: apiName(this),
       description: `Routes of ${this.node.path}`,
       cloudWatchRole: false,
       endpointTypes: [apigateway.EndpointType.REGIONAL],
@@ -268,4 +270,11 @@ export function checkEntry(where: Construct | string, entry: string): void {
   if (!Token.isUnresolved(entry) && (entry.startsWith('/') || entry.split('/').includes('..') || !/^[A-Za-z0-9._\-/]+\.(ts|tsx|js|mjs|cjs)$/.test(entry))) {
     throw invalidInput(where, 'routes[].entry', entry, 'must be a .ts or .js file inside the repository (relative path, no ..)');
   }
+}
+
+/** `<stack name>-<construct path and hash>`: two copies of one app under different stack names get different names. */
+function apiName(scope: Construct): string {
+  const stackName = Stack.of(scope).stackName;
+  const unique = Names.uniqueResourceName(scope, { maxLength: 150, separator: '-' });
+  return Token.isUnresolved(stackName) || unique.startsWith(`${stackName}-`) ? unique : `${stackName.slice(0, 100)}-${unique}`;
 }
