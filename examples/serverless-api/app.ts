@@ -7,7 +7,7 @@
  *   cdk deploy -c connectionArn=arn:aws:codeconnections:<region>:<account>:connection/<id> -c repo=owner/repo
  *   cdk destroy
  */
-import { App, AppProps, CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
+import { App, AppProps, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { PipelineSource, ServerlessApiPipeline } from '../../src';
@@ -45,6 +45,8 @@ export class ServerlessApiStack extends Stack {
         route,
         entry: 'src/lambda.ts',
         smokeTestPath: route === 'GET /sleep/{secs}' ? '/sleep/0' : undefined,
+        // /sleep/{secs} waits up to 30 seconds: a shorter timeout would let any caller fail the new version.
+        timeout: route === 'GET /sleep/{secs}' ? Duration.seconds(35) : undefined,
         environment: route === 'GET /secret' ? { SECRET_PARAMETER_NAME: secret.parameterName } : undefined,
       })),
       expectedPhrase: DEFAULT_WELCOME_PHRASE,

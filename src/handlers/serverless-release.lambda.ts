@@ -150,6 +150,8 @@ export interface ServerlessReleaseConfig {
   readonly preTrafficHook: string;
   readonly alarmPrefix: string;
   readonly alarmTopicArn?: string;
+  /** How many "not finished" answers before the release gives up (from `MAX_WAIT_MINUTES`, else `MAX_POLLS`). */
+  readonly maxPolls: number;
 }
 
 /** A function of the release with the version its alias serves and the version it is to serve. */
@@ -223,9 +225,19 @@ export function readConfig(env: Record<string, string | undefined>): Parsed<Serv
   if (alarmTopicArn !== '' && !alarmTopicArn.startsWith('arn:')) {
     return { ok: false, error: `ALARM_TOPIC_ARN must be an SNS topic ARN, got ${describeJson(alarmTopicArn)}` };
   }
+  const maxWait = (env.MAX_WAIT_MINUTES ?? '').trim();
+  let maxPolls = MAX_POLLS;
+  if (maxWait !== '') {
+    const minutes = Number(maxWait);
+    if (!Number.isInteger(minutes) || minutes < 1 || minutes > 1440) {
+      return { ok: false, error: `MAX_WAIT_MINUTES must be a whole number of minutes from 1 to 1440, got ${describeJson(maxWait)}` };
+    }
+    maxPolls = Math.ceil((minutes * 60_000) / POLL_DELAY_MS);
+  }
   return {
     ok: true,
     value: {
+      maxPolls,
       functions: functions.value,
       applicationName: env.CODEDEPLOY_APPLICATION!.trim(),
       artifactBucket: env.ARTIFACT_BUCKET!.trim(),
@@ -867,13 +879,13 @@ async function followRelease(job: Job, state: WaitState): Promise<JobOutcome> {
 
   const waiting = looked.filter((l) => l.info !== undefined && RUNNING_STATUSES.has(statusOf(l))).map((l) => `${deploymentLabel(l)} is ${statusOf(l)}`);
   const reason = [...waiting, ...throttled.map((l) => `${explain(l.error).message} (transient)`)].join('; ');
-  if (state.polls >= MAX_POLLS) {
+  if (state.polls >= job.config.maxPolls) {
     return rollBackTogether(job, fields, looked, new Set(), alarmNames, 'JobFailed',
       `the release did not finish in time: still not finished after ${state.polls + 1} checks (${reason})`);
   }
   const next = state.polls + 1;
   const delayMs = pauseMs(job);
-  log('INFO', 'release not finished: checking again later', { ...fields, reason, nextPolls: next, maxPolls: MAX_POLLS, delayMs });
+  log('INFO', 'release not finished: checking again later', { ...fields, reason, nextPolls: next, maxPolls: job.config.maxPolls, delayMs });
   await job.sleep(delayMs);
   const token = encodeState({ ...state, polls: next });
   await report(job.jobId, new PutJobSuccessResultCommand({ jobId: job.jobId, continuationToken: token }), { ...fields, decision: 'continue' });

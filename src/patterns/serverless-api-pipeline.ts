@@ -28,6 +28,22 @@ import { PipelineSource } from '../source/pipeline-source';
 /** The esbuild the build runs to bundle each route (fetched by npx from the npm registry). */
 const ESBUILD = 'esbuild@0.28.2';
 
+/** Routes per pattern: the controller's environment lists each function (about 210 bytes each of Lambda's 4 KB). */
+const MAX_ROUTES = 15;
+
+/** How long each predefined configuration shifts traffic, in minutes. */
+const SHIFT_MINUTES: { [name: string]: number } = {
+  'CodeDeployDefault.LambdaAllAtOnce': 0,
+  'CodeDeployDefault.LambdaCanary10Percent5Minutes': 5,
+  'CodeDeployDefault.LambdaCanary10Percent10Minutes': 10,
+  'CodeDeployDefault.LambdaCanary10Percent15Minutes': 15,
+  'CodeDeployDefault.LambdaCanary10Percent30Minutes': 30,
+  'CodeDeployDefault.LambdaLinear10PercentEvery1Minute': 10,
+  'CodeDeployDefault.LambdaLinear10PercentEvery2Minutes': 20,
+  'CodeDeployDefault.LambdaLinear10PercentEvery3Minutes': 30,
+  'CodeDeployDefault.LambdaLinear10PercentEvery10Minutes': 100,
+};
+
 /** CodeDeploy's predefined Lambda deployment configurations. */
 const LAMBDA_DEPLOYMENT_CONFIGS = [
   'CodeDeployDefault.LambdaAllAtOnce',
@@ -373,13 +389,31 @@ export class ServerlessApiPipeline extends Construct {
     if (props.routes.length === 0) {
       throw invalidInput(this, 'routes', [], 'must list at least one route');
     }
-    if (props.routes.length > 100) {
-      throw invalidInput(this, 'routes', props.routes.length, 'must list at most 100 routes');
+    if (props.routes.length > MAX_ROUTES) {
+      throw invalidInput(this, 'routes', props.routes.length,
+        `must list at most ${MAX_ROUTES} routes: the release controller's environment (4 KB in all) names every function and deployment group`);
     }
     const seen = new Map<string, string>();
     const ids = new Map<string, string>();
+    // API Gateway allows one variable child per resource: `/a/{x}` and `/a/{y}` (or `/a/{x+}`) cannot both exist,
+    // whatever their methods.
+    const variableChild = new Map<string, { segment: string; route: string }>();
     return props.routes.map((r) => {
       const parsed = parseRoute(`ServerlessApiPipeline '${this.node.path}'`, r.route);
+      const segments = parsed.path === '/' ? [] : parsed.path.slice(1).split('/');
+      segments.forEach((segment, index) => {
+        if (!segment.startsWith('{')) return;
+        const parent = '/' + segments.slice(0, index).join('/');
+        const existing = variableChild.get(parent);
+        if (existing && existing.segment !== segment) {
+          throw invalidInput(this, 'routes', r.route,
+            `conflicts with '${existing.route}': API Gateway allows one path parameter under '${parent}', here ${existing.segment} and ${segment}`);
+        }
+        variableChild.set(parent, { segment, route: r.route });
+      });
+      if (parsed.id.length > 100) {
+        throw invalidInput(this, 'routes', r.route, 'is too long: its name (method and path without punctuation) must be at most 100 characters');
+      }
       // API Gateway: one method per path; sibling parameters must share a name (`/a/{x}` and `/a/{y}` conflict).
       const shape = `${parsed.method} ${parsed.path.replace(/\{[^}]+\}/g, '{}')}`;
       const previous = seen.get(shape);
@@ -400,8 +434,12 @@ export class ServerlessApiPipeline extends Construct {
       const routeTimeout = r.timeout ?? timeout;
       checkFunctionLimits(this, 'routes[].', routeMemory, routeTimeout);
       if (r.smokeTestPath !== undefined && !Token.isUnresolved(r.smokeTestPath)) {
+        if (!['GET', 'HEAD', 'ANY'].includes(parsed.method)) {
+          throw invalidInput(this, 'routes[].smokeTestPath', r.smokeTestPath,
+            `is only for GET, HEAD and ANY routes: the pre-traffic test does not call '${r.route}', whose method may change data`);
+        }
         const pattern = new RegExp('^' + parsed.path.split('/').map((segment) =>
-          /^\{[^}]+\+\}$/.test(segment) ? '.+' : /^\{[^}]+\}$/.test(segment) ? '[^/]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('/') + '$');
+          /^\{[^}]+\+\}$/.test(segment) ? '[^/{}?]+(/[^/{}?]+)*' : /^\{[^}]+\}$/.test(segment) ? '[^/{}?]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('/') + '$');
         if (!pattern.test(r.smokeTestPath.split('?')[0])) {
           throw invalidInput(this, 'routes[].smokeTestPath', r.smokeTestPath, `must be a concrete path of the route '${r.route}'`);
         }
@@ -604,6 +642,9 @@ class LambdaAliasRelease extends Release {
         PRE_TRAFFIC_HOOK: this.hook.functionName,
         ALARM_PREFIX: alarmPrefix,
         ALARM_TOPIC_ARN: Lazy.string({ produce: () => this.alarmTopic?.topicArn ?? '' }),
+        // How long a release may take: the configuration's shift plus 30 minutes for tests and bake; a configuration
+        // whose length is unknown here (created or imported) gets the action's day.
+        MAX_WAIT_MINUTES: String(maxWaitMinutes(this.deploymentConfig)),
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
       },
     });
@@ -719,7 +760,8 @@ function bundleBuildSpec(routes: ParsedRoute[], runtime: lambda.Runtime, testCom
   const bundle = routes.flatMap((route) => [
     `npx --yes ${ESBUILD} ${shellQuote(route.entry)} --bundle --platform=node --target=node${nodeMajor} --format=cjs ` +
       `--sourcemap --outfile="$RELEASE_DIR/${route.id}/index.js"`,
-    `(cd "$RELEASE_DIR/${route.id}" && zip -q -r "../${route.id}.zip" .)`,
+    // Same bundle, same zip: fixed timestamps and order, no extra attributes, so Lambda sees unchanged code as unchanged.
+    `(cd "$RELEASE_DIR/${route.id}" && find . -exec touch -h -d @315532800 {} + && find . -type f | LC_ALL=C sort | zip -q -X -D "../${route.id}.zip" -@)`,
     `aws s3 cp "$RELEASE_DIR/${route.id}.zip" "s3://$ARTIFACT_BUCKET/$RELEASE_PREFIX/${route.id}.zip" --only-show-errors`,
   ]);
   return codebuild.BuildSpec.fromObject({
@@ -777,4 +819,10 @@ function normalizeDirectory(scope: Construct, directory: string | undefined): st
     throw invalidInput(scope, 'sourceDirectory', directory, 'must be a path inside the repository (letters, digits, . _ - /; no .. or leading /)');
   }
   return trimmed;
+}
+
+function maxWaitMinutes(config: codedeploy.ILambdaDeploymentConfig): number {
+  const name = config.deploymentConfigName;
+  const shift = Token.isUnresolved(name) ? undefined : SHIFT_MINUTES[name];
+  return shift === undefined ? 1440 : shift + 30;
 }

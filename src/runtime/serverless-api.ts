@@ -219,8 +219,8 @@ export class ServerlessApi extends Construct {
       logGroup,
       tracing: lambda.Tracing.ACTIVE,
       environment: {
-        ...route.environment,
         NODE_OPTIONS: '--enable-source-maps',
+        ...route.environment,
       },
     });
     Validations.of(fn).acknowledge({

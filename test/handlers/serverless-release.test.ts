@@ -352,13 +352,34 @@ describe('readConfig', () => {
     expect(readConfig(envFor([A]))).toEqual({
       ok: true,
       value: {
-        functions: [A], applicationName: APPLICATION, artifactBucket: BUCKET, preTrafficHook: HOOK, alarmPrefix: ALARM_PREFIX, alarmTopicArn: TOPIC,
+        functions: [A],
+        applicationName: APPLICATION,
+        artifactBucket: BUCKET,
+        preTrafficHook: HOOK,
+        alarmPrefix: ALARM_PREFIX,
+        alarmTopicArn: TOPIC,
+        maxPolls: MAX_POLLS,
       },
     });
     expect(readConfig(envFor([A], { ALARM_TOPIC_ARN: '' }))).toEqual({
       ok: true,
-      value: { functions: [A], applicationName: APPLICATION, artifactBucket: BUCKET, preTrafficHook: HOOK, alarmPrefix: ALARM_PREFIX },
+      value: {
+        functions: [A],
+        applicationName: APPLICATION,
+        artifactBucket: BUCKET,
+        preTrafficHook: HOOK,
+        alarmPrefix: ALARM_PREFIX,
+        maxPolls: MAX_POLLS,
+      },
     });
+  });
+
+  test('MAX_WAIT_MINUTES sets how long the release may take (a slow linear configuration needs more than the default)', () => {
+    const config = readConfig(envFor([A], { MAX_WAIT_MINUTES: '150' }));
+    expect(config).toMatchObject({ ok: true, value: { maxPolls: Math.ceil((150 * 60_000) / POLL_DELAY_MS) } });
+    expect(readConfig(envFor([A], { MAX_WAIT_MINUTES: '0' }))).toMatchObject({ ok: false, error: expect.stringMatching(/^MAX_WAIT_MINUTES must be/) });
+    expect(readConfig(envFor([A], { MAX_WAIT_MINUTES: '2000' }))).toMatchObject({ ok: false });
+    expect(readConfig(envFor([A], { MAX_WAIT_MINUTES: 'soon' }))).toMatchObject({ ok: false });
   });
 
   test('names every missing variable', () => {

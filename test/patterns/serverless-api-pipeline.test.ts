@@ -390,7 +390,9 @@ describe('ServerlessApiPipeline defaults: pipeline and build', () => {
       expect(build[bundle]).toMatch(new RegExp(
         `^npx --yes esbuild@\\d+\\.\\d+\\.\\d+ '${entry.replace('.', '\\.')}' --bundle --platform=node --target=node24 .*` +
         `--outfile="\\$RELEASE_DIR/${id}/index\\.js"$`));
-      expect(build[bundle + 1]).toBe(`(cd "$RELEASE_DIR/${id}" && zip -q -r "../${id}.zip" .)`);
+      // A reproducible zip (fixed timestamps and order, no extra attributes): unchanged code publishes no new version.
+      expect(build[bundle + 1]).toBe(`(cd "$RELEASE_DIR/${id}" && find . -exec touch -h -d @315532800 {} + && `
+        + `find . -type f | LC_ALL=C sort | zip -q -X -D "../${id}.zip" -@)`);
       expect(build[bundle + 2]).toMatch(new RegExp(
         `^aws s3 cp "\\$RELEASE_DIR/${id}\\.zip" "s3://\\$ARTIFACT_BUCKET/\\$RELEASE_PREFIX/${id}\\.zip"`));
     }
@@ -686,6 +688,11 @@ describe('ServerlessApiPipeline overrides: API and functions', () => {
 });
 
 describe('ServerlessApiPipeline overrides: release', () => {
+  test('the release may take as long as the configuration shifts plus 30 minutes: 35 for the default canary, 40 for linear every minute', () => {
+    expect(controllerEnvOf(template, api).MAX_WAIT_MINUTES).toBe('35');
+    expect(controllerEnvOf(overTemplate, custom).MAX_WAIT_MINUTES).toBe('40');
+  });
+
   test('deploymentConfig LINEAR_10PERCENT_EVERY_1MINUTE reaches every deployment group', () => {
     const groups = Object.values(overTemplate.findResources('AWS::CodeDeploy::DeploymentGroup')) as any[];
     expect(groups).toHaveLength(2);
@@ -806,7 +813,41 @@ describe('ServerlessApiPipeline bad input', () => {
 
   test('sibling parameters with different names on one path are refused (API Gateway allows one parameter resource per level)', () => {
     expect(withRoutes({ route: 'GET /a/{x}', entry: 'src/a.ts' }, { route: 'GET /a/{y}', entry: 'src/b.ts' }))
-      .toThrow(/'routes' duplicates the route 'GET \/a\/\{x\}', got 'GET \/a\/\{y\}'/);
+      .toThrow(/'routes' conflicts with 'GET \/a\/\{x\}': API Gateway allows one path parameter under '\/a', here \{x\} and \{y\}, got 'GET \/a\/\{y\}'/);
+  });
+
+  test.each([
+    ['DELETE /a/{y}'], ['POST /a/{y+}'], ['GET /a/{y}/b'],
+  ])('a sibling parameter conflicts whatever the method or depth: GET /a/{x} with %s', (other) => {
+    expect(withRoutes({ route: 'GET /a/{x}', entry: 'src/a.ts' }, { route: other, entry: 'src/b.ts' }))
+      .toThrow(/'routes' conflicts with 'GET \/a\/\{x\}'/);
+  });
+
+  test('the same parameter under one path with other methods or deeper paths is fine', () => {
+    expect(withRoutes(
+      { route: 'GET /a/{x}', entry: 'src/a.ts' },
+      { route: 'DELETE /a/{x}', entry: 'src/b.ts' },
+      { route: 'GET /a/{x}/b', entry: 'src/c.ts' },
+    )).not.toThrow();
+  });
+
+  test('more than 15 routes are refused: the controller\'s 4 KB environment names each function', () => {
+    const many = Array.from({ length: 16 }, (_, i) => ({ route: `GET /r${i}`, entry: 'src/a.ts' }));
+    expect(withRoutes(...many)).toThrow(/'routes' must list at most 15 routes.*got 16/);
+  });
+
+  test('a route whose name would exceed 100 characters is refused', () => {
+    expect(withRoutes({ route: `GET /${'b'.repeat(110)}`, entry: 'src/a.ts' })).toThrow(/is too long: its name/);
+  });
+
+  test.each([
+    ['/sleep/{secs}'], ['/files//b'],
+  ])('a smokeTestPath that is not concrete (%s) is refused', (smokeTestPath) => {
+    expect(withRoutes({ route: 'GET /sleep/{secs}', entry: 'src/a.ts', smokeTestPath })).toThrow(/'routes\[\]\.smokeTestPath' must be a concrete path/);
+  });
+
+  test('a smokeTestPath on a route the test does not call (POST) is refused', () => {
+    expect(withRoutes({ route: 'POST /orders', entry: 'src/a.ts', smokeTestPath: '/orders' })).toThrow(/is only for GET, HEAD and ANY routes/);
   });
 
   test('two routes that would get the same id (GET / and GET /root are both GetRoot) are refused', () => {
