@@ -38,6 +38,7 @@ import type { LifecycleEventStatus } from '@aws-sdk/client-codedeploy';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { InvokeCommandOutput } from '@aws-sdk/client-lambda';
 import type { Context } from 'aws-lambda';
+import { clip, defaultSleep, describeError, describeJson, errorMessage, isObject, log, logError } from './shared/common';
 
 // ---------------------------------------------------------------------------------------------------------------
 // AWS clients: module scope, so that warm invocations reuse connections. CodeDeploy calls keep the SDK's standard
@@ -603,42 +604,4 @@ export async function handler(event: unknown, context?: Pick<Context, 'getRemain
 // Small helpers
 // ---------------------------------------------------------------------------------------------------------------
 
-function defaultSleep(ms: number): Promise<void> {
-  return new Promise<void>((resolve) => setTimeout(resolve, ms));
-}
 
-function log(level: 'INFO' | 'WARN', message: string, fields: Record<string, unknown>): void {
-  console.log(JSON.stringify({ level, message, ...fields }));
-}
-
-function logError(message: string, err: unknown, fields: Record<string, unknown>): void {
-  const error = err === undefined ? undefined : { name: (err as { name?: unknown } | undefined)?.name, message: errorMessage(err) };
-  console.error(JSON.stringify({ level: 'ERROR', message, error, ...fields }));
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** `Name: message` of an AWS error, e.g. `AccessDeniedException: User ... is not authorized to perform ...`. */
-function describeError(err: unknown): string {
-  const name = (err as { name?: unknown } | undefined)?.name;
-  const message = errorMessage(err);
-  return typeof name === 'string' && name !== '' && name !== 'Error' && !message.startsWith(name) ? `${name}: ${message}` : message;
-}
-
-/** `text` cut to at most `max` characters, marking the cut. */
-function clip(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-}
-
-function describeJson(value: unknown): string {
-  if (value === undefined) return 'missing';
-  return clip(JSON.stringify(value) ?? String(value), 100);
-}
-
-function errorMessage(err: unknown): string {
-  return typeof err === 'object' && err !== null && typeof (err as { message?: unknown }).message === 'string'
-    ? (err as { message: string }).message
-    : String(err);
-}

@@ -73,6 +73,8 @@ import {
 import type { ServiceDeploymentBrief } from '@aws-sdk/client-ecs';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
+import { clip, defaultSleep, describeError, describeJson, errorMessage, isObject, log, logError } from './shared/common';
+import { isThrottling } from './shared/retryable';
 
 // ---------------------------------------------------------------------------------------------------------------
 // AWS clients: module scope, so that warm invocations reuse connections. ECS and SSM get few attempts: a throttled
@@ -257,48 +259,7 @@ export function continuationToken(polls: number): string {
 // AWS errors
 // ---------------------------------------------------------------------------------------------------------------
 
-const TRANSIENT_ERROR_NAMES: ReadonlySet<string> = new Set([
-  'ThrottlingException',
-  'Throttling',
-  'ThrottledException',
-  'TooManyRequestsException',
-  'RequestLimitExceeded',
-  'RequestThrottled',
-  'RequestThrottledException',
-  'SlowDown',
-  'ServiceUnavailable',
-  'ServiceUnavailableException',
-  'InternalServerError',
-  'InternalServerException',
-  'InternalFailure',
-  'ServerException', // ECS: "These errors are usually caused by a server issue."
-  'TooManyUpdates', // SSM: concurrent updates of one parameter.
-  'TimeoutError',
-  'RequestTimeout',
-  'RequestTimeoutException',
-]);
-
-const TRANSIENT_NETWORK_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ECONNREFUSED']);
-
-/**
- * True for an AWS error worth trying again later: throttling, a 5xx / server fault, an error the SDK marks
- * `$retryable`, or a network timeout or reset. Everything else (access denied, not found, invalid parameter,
- * limits) is final. Duck-typed: SDK errors, plain objects and errors from another realm all qualify.
- */
-export function isThrottling(err: unknown): boolean {
-  if (typeof err !== 'object' || err === null) return false;
-  const e = err as {
-    name?: unknown; code?: unknown; Code?: unknown; $retryable?: unknown; $fault?: unknown; $metadata?: { httpStatusCode?: unknown };
-  };
-  const names = [e.name, e.code, e.Code].filter((value): value is string => typeof value === 'string');
-  if (names.some((name) => TRANSIENT_ERROR_NAMES.has(name) || name.startsWith('ServiceUnavailable') || TRANSIENT_NETWORK_CODES.has(name))) {
-    return true;
-  }
-  if (e.$retryable !== undefined && e.$retryable !== null && e.$retryable !== false) return true;
-  if (e.$fault === 'server') return true;
-  const status = e.$metadata?.httpStatusCode;
-  return typeof status === 'number' && status >= 500;
-}
+export { isThrottling } from './shared/retryable';
 
 /** An AWS call that failed, with the API it was. */
 class AwsCallError extends Error {
@@ -658,47 +619,10 @@ export async function handler(event: unknown, context?: Pick<Context, 'getRemain
 // Small helpers
 // ---------------------------------------------------------------------------------------------------------------
 
-function defaultSleep(ms: number): Promise<void> {
-  return new Promise<void>((resolve) => setTimeout(resolve, ms));
-}
-
-function log(level: 'INFO' | 'WARN', message: string, fields: Record<string, unknown>): void {
-  console.log(JSON.stringify({ level, message, ...fields }));
-}
-
-function logError(message: string, err: unknown, fields: Record<string, unknown>): void {
-  const error = err === undefined ? undefined : { name: (err as { name?: unknown } | undefined)?.name, message: errorMessage(err) };
-  console.error(JSON.stringify({ level: 'ERROR', message, error, ...fields }));
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function describeFailures(failures: ReadonlyArray<{ arn?: string; reason?: string; detail?: string }> | undefined): string {
   if (!failures || failures.length === 0) return '';
   return ` (failures: ${failures.map((f) => [f.reason, f.detail].filter(Boolean).join(': ') || 'no reason given').join('; ')})`;
 }
 
-/** `Name: message` of an AWS error, e.g. `AccessDeniedException: User ... is not authorized to perform ...`. */
-function describeError(err: unknown): string {
-  const name = (err as { name?: unknown } | undefined)?.name;
-  const message = errorMessage(err);
-  return typeof name === 'string' && name !== '' && name !== 'Error' && !message.startsWith(name) ? `${name}: ${message}` : message;
-}
 
-/** `text` cut to at most `max` characters, marking the cut. */
-function clip(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-}
-
-function describeJson(value: unknown): string {
-  if (value === undefined) return 'missing';
-  return clip(JSON.stringify(value) ?? String(value), 100);
-}
-
-function errorMessage(err: unknown): string {
-  return typeof err === 'object' && err !== null && typeof (err as { message?: unknown }).message === 'string'
-    ? (err as { message: string }).message
-    : String(err);
-}
