@@ -1,4 +1,4 @@
-import { ArnFormat, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -78,6 +78,8 @@ export class EcsBlueGreenRelease extends Release {
   public recordFunction?: lambda.IFunction;
   /** Set once bound. */
   public hookInvokeRole?: iam.IRole;
+  /** Set once bound. */
+  public deployRole?: iam.Role;
 
   constructor(private readonly props: EcsBlueGreenReleaseProps) {
     super();
@@ -250,6 +252,42 @@ export class EcsBlueGreenRelease extends Release {
     });
     this.recordFunction = record.fn;
 
+    // The deploy action's own role, narrower than the one aws-cdk-lib would write (ECS actions on `*`, iam:PassRole of
+    // any role to ecs-tasks): this service, this cluster's tasks, and the two roles of this task definition.
+    const deployRole = new iam.Role(resources, 'DeployRole', {
+      assumedBy: new iam.AccountRootPrincipal(),
+      description: `CodePipeline's ECS deploy action for ${runtime.node.path}`,
+    });
+    deployRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['ecs:RegisterTaskDefinition', 'ecs:DescribeTaskDefinition'],
+      resources: ['*'],
+    }));
+    deployRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['ecs:ListTasks'],
+      resources: ['*'],
+      conditions: { ArnEquals: { 'ecs:cluster': runtime.cluster.clusterArn } },
+    }));
+    deployRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['ecs:DescribeServices', 'ecs:UpdateService'],
+      resources: [runtime.service.serviceArn],
+    }));
+    deployRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['ecs:DescribeTasks'],
+      resources: [stack.formatArn({ service: 'ecs', resource: 'task', resourceName: `${clusterName}/*`, arnFormat: ArnFormat.SLASH_RESOURCE_NAME })],
+    }));
+    deployRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['ecs:TagResource'],
+      resources: [stack.formatArn({
+        service: 'ecs', resource: 'task-definition', resourceName: `${runtime.taskDefinition.family}:*`, arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+      })],
+    }));
+    deployRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['iam:PassRole'],
+      resources: [runtime.taskDefinition.taskRole.roleArn, runtime.taskDefinition.obtainExecutionRole().roleArn],
+    }));
+    context.artifactBucket?.grantRead(deployRole);
+    this.deployRole = deployRole;
+
     const releaseActions: codepipeline.IAction[] = [
       new actions.EcsDeployAction({
         actionName: 'Deploy',
@@ -257,6 +295,8 @@ export class EcsBlueGreenRelease extends Release {
         service: runtime.service,
         input: context.buildOutput,
         deploymentTimeout: ECS_DEPLOY_ACTION_LIMIT,
+        // aws-cdk-lib's broader statements go nowhere: the policies above are the role's.
+        role: deployRole.withoutPolicyUpdates(),
       }),
     ];
     if (gate) {
@@ -314,14 +354,19 @@ export class EcsBlueGreenRelease extends Release {
     }
     const actionRole = (action: string) => pipeline.pipeline.node.tryFindChild(RELEASE_STAGE_NAME)?.node.tryFindChild(action)
       ?.node.tryFindChild('CodePipelineActionRole');
-    const deployRole = actionRole('Deploy');
-    if (deployRole) {
-      acknowledgeStarResourceOnlyFor(deployRole, [
-        'ecs:DescribeServices', 'ecs:DescribeTaskDefinition', 'ecs:DescribeTasks', 'ecs:ListTasks',
-        'ecs:RegisterTaskDefinition', 'ecs:TagResource', 'ecs:UpdateService', 'iam:PassRole',
-      ], 'What aws-cdk-lib grants CodePipeline\'s ECS deploy action, which registers a task definition revision (no ' +
-        'resource-level permission) and updates the service; iam:PassRole is limited by condition to roles passed to ' +
-        'ecs-tasks.amazonaws.com and ec2.amazonaws.com.');
+    if (this.deployRole) {
+      acknowledgeStarResourceOnlyFor(this.deployRole, ['ecs:RegisterTaskDefinition', 'ecs:DescribeTaskDefinition', 'ecs:ListTasks'],
+        'ecs:RegisterTaskDefinition and DescribeTaskDefinition have no resource-level permissions; ecs:ListTasks is ' +
+        'limited to this cluster by the ecs:cluster condition. The service, its tasks and the roles it may pass are named.');
+      if (cluster) {
+        acknowledge(this.deployRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:${region}:${account}:task/${cluster}/*]`],
+          'ecs:DescribeTasks on the tasks of this cluster, whose ids ECS creates.');
+      }
+      const family = runtime.taskDefinition.family;
+      if (!Token.isUnresolved(family)) {
+        acknowledge(this.deployRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:${region}:${account}:task-definition/${family}:*]`],
+          'ecs:TagResource on the revisions of this service\'s task definition family, which the deploy action registers.');
+      }
     }
     const recordActionRole = actionRole('RecordRelease');
     const recordRef = this.recordFunction ? nagRef(this.recordFunction, 'Arn') : undefined;

@@ -348,6 +348,23 @@ describe('FargateBlueGreenPipeline defaults: load balancer', () => {
 });
 
 describe('FargateBlueGreenPipeline defaults: pipeline', () => {
+  test('the ECS deploy action runs with its own narrow role: this service, this cluster\'s tasks, and only the task definition\'s two roles to pass', () => {
+    const roleArn = actionOf(template, web, 'Release', 'Deploy').RoleArn;
+    expect(roleArn['Fn::GetAtt']).toBeDefined();
+    const statements = statementsOfRole(template, roleArn['Fn::GetAtt'][0]);
+    expect(grantsOf(statements, 'ecs:UpdateService')).toEqual([expect.objectContaining({ Resource: { Ref: idOf(web.service) } })]);
+    const passRole = grantsOf(statements, 'iam:PassRole');
+    expect(passRole).toHaveLength(1);
+    expect(passRole[0].Resource).toEqual([
+      { 'Fn::GetAtt': [idOf(web.taskDefinition.taskRole), 'Arn'] },
+      { 'Fn::GetAtt': [idOf(web.taskDefinition.executionRole!), 'Arn'] },
+    ]);
+    // Only the actions without resource-level permissions stay on `*` (ListTasks under an ecs:cluster condition).
+    const onStar = statements.filter((st) => ([] as unknown[]).concat(st.Resource).includes('*'));
+    expect(onStar.flatMap(actionsOf).sort()).toEqual(['ecs:DescribeTaskDefinition', 'ecs:ListTasks', 'ecs:RegisterTaskDefinition']);
+    expect(grantsOf(statements, 'ecs:ListTasks')[0].Condition).toEqual({ ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': [idOf(web.cluster), 'Arn'] } } });
+  });
+
   test('a CodePipeline V2 with a literal name (the hook looks the pipeline up by it) and stages Source, Build, Release, no Approve', () => {
     const pipeline = pipelineOf(template, web);
     expect(pipeline.PipelineType).toBe('V2');
