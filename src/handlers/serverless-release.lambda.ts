@@ -11,24 +11,30 @@
  * 1. `GetAlias` for every function: the version `live` serves now (`previousVersion`). An alias that still sends a
  *    share of its traffic to another version (a shift an earlier run left half done) fails the job before anything
  *    changes: CodeDeploy refuses such an alias.
- * 2. For every function (`CONCURRENCY` at a time): `UpdateFunctionCode` (`$LATEST`, from
+ * 2. Sweep of stale release alarms: `DescribeAlarms` (`AlarmNamePrefix` `<ALARM_PREFIX>-`, metric alarms, every
+ *    page up to `SWEEP_PAGE_LIMIT`), then `DeleteAlarms` of the names found (100 at a time), logged. Release alarms
+ *    are deleted when a release ends, but an invocation that dies first (timeout, crash, stopped execution) leaves
+ *    them behind; only one release runs at a time per pipeline stage, so any alarm with the prefix is stale here.
+ *    After step 1, so that an alias left mid-shift (maybe by a deployment still running) fails the job before any
+ *    alarm is touched. Best effort: any error is logged as WARN and the release goes on.
+ * 3. For every function (`CONCURRENCY` at a time): `UpdateFunctionCode` (`$LATEST`, from
  *    `s3://ARTIFACT_BUCKET/<prefix>/<id>.zip`, not published); `GetFunctionConfiguration` every `UPDATE_POLL_MS` until
  *    `LastUpdateStatus` is `Successful` (`Failed`, or `UPDATE_TIMEOUT_MS` without an end, fails the job); then
  *    `PublishVersion` with the `CodeSha256` of the update (`targetVersion`). Lambda does not publish a new version when
  *    code and configuration are unchanged: it returns the newest version, which may be the one `live` serves.
  *    `$LATEST` is never served (only the aliases are), so code updated by a release that fails later is harmless.
- * 3. Functions whose `targetVersion` differs from `previousVersion` are "changed". None: the job succeeds at once.
- * 4. One CloudWatch metric-math alarm per `FUNCTIONS_PER_ALARM` changed functions, named
+ * 4. Functions whose `targetVersion` differs from `previousVersion` are "changed". None: the job succeeds at once.
+ * 5. One CloudWatch metric-math alarm per `FUNCTIONS_PER_ALARM` changed functions, named
  *    `<ALARM_PREFIX>-<release id>-<n>`: the sum of `AWS/Lambda` `Errors` of the *new* versions only (dimensions
  *    `FunctionName`, `Resource` = `<function>:<alias>`, `ExecutedVersion`), in alarm from one error in a minute.
  *    With at most 100 functions there are at most 10 alarms, CodeDeploy's limit per deployment.
- * 5. `CreateDeployment` for every changed function (its deployment group carries the canary/linear configuration):
+ * 6. `CreateDeployment` for every changed function (its deployment group carries the canary/linear configuration):
  *    an AppSpec moving the alias from `previousVersion` to `targetVersion` with the `BeforeAllowTraffic` hook
  *    `PRE_TRAFFIC_HOOK`, *every* release alarm (so one bad function stops every deployment) and automatic rollback.
  *    The deployment's description is the JSON `{functionId, functionName, aliasName, targetVersion, previousVersion}`,
  *    which later invocations read back. If a `CreateDeployment` fails, the deployments already created are stopped
  *    with rollback, the alarms deleted, and the job fails.
- * 6. `PutJobSuccessResult` with a continuation token (see `WaitState`).
+ * 7. `PutJobSuccessResult` with a continuation token (see `WaitState`).
  *
  * Later invocations (continuation token `{"phase":"wait",...}`): `GetDeployment` for every deployment.
  *
@@ -41,8 +47,9 @@
  *
  * AWS errors: a throttling or transient error while following the deployments counts as one more poll; any other
  * error then fails the job after the same best-effort compensation. Before any deployment exists, every error fails
- * the job ("retry the stage" when transient): no alias has changed. Never throws, except when `PutJobSuccessResult` /
- * `PutJobFailureResult` fails (logged and rethrown). The event is never logged: it carries artifact credentials.
+ * the job ("retry the stage" when transient): no alias has changed; only the sweep of stale alarms (step 2) never
+ * fails it. Never throws, except when `PutJobSuccessResult` / `PutJobFailureResult` fails (logged and rethrown). The
+ * event is never logged: it carries artifact credentials.
  *
  * Why the continuation token holds deployment ids only: `PutJobSuccessResult.continuationToken` is at most 2048
  * characters (CodePipeline API Reference), far too little for the details of 100 functions; each deployment's
@@ -54,12 +61,13 @@
  * (`overrideAlarmConfiguration`, at most 10 alarms), `GetDeployment`, `StopDeployment`; Lambda API Reference,
  * `UpdateFunctionCode`, `GetFunctionConfiguration` (`LastUpdateStatus`), `PublishVersion`, `GetAlias`, `UpdateAlias`;
  * Lambda Developer Guide, "Types of metrics for Lambda functions" (the `ExecutedVersion` dimension); CloudWatch
- * User Guide, "Create a CloudWatch alarm based on a metric math expression".
+ * User Guide, "Create a CloudWatch alarm based on a metric math expression"; CloudWatch API Reference,
+ * `DescribeAlarms` (`AlarmNamePrefix`, `NextToken`, at most 100 records a page), `DeleteAlarms` (at most 100 names).
  *
  * Configuration (environment): `FUNCTIONS`, `CODEDEPLOY_APPLICATION`, `ARTIFACT_BUCKET`, `PRE_TRAFFIC_HOOK`,
  * `ALARM_PREFIX`, optional `ALARM_TOPIC_ARN`.
  */
-import { CloudWatchClient, DeleteAlarmsCommand, PutMetricAlarmCommand } from '@aws-sdk/client-cloudwatch';
+import { CloudWatchClient, DeleteAlarmsCommand, DescribeAlarmsCommand, PutMetricAlarmCommand } from '@aws-sdk/client-cloudwatch';
 import type { MetricDataQuery, PutMetricAlarmCommandInput } from '@aws-sdk/client-cloudwatch';
 import { CodeDeployClient, CreateDeploymentCommand, GetDeploymentCommand, StopDeploymentCommand } from '@aws-sdk/client-codedeploy';
 import type { CreateDeploymentCommandInput, DeploymentInfo } from '@aws-sdk/client-codedeploy';
@@ -125,6 +133,10 @@ export const CONTINUATION_TOKEN_LIMIT = 2_048;
 export const OUTPUT_VARIABLE_LIMIT = 999;
 /** CloudWatch's limit for `AlarmDescription`. */
 export const ALARM_DESCRIPTION_LIMIT = 1_024;
+/** CloudWatch's limit of alarms per `DescribeAlarms` page and per `DeleteAlarms` call. */
+export const ALARMS_PER_CALL = 100;
+/** `DescribeAlarms` pages read at most by the sweep of stale release alarms (a bound, should a token never end). */
+export const SWEEP_PAGE_LIMIT = 10;
 
 /** CodeDeploy deployment states that mean "still going". */
 const RUNNING_STATUSES: ReadonlySet<string> = new Set(['Created', 'Queued', 'InProgress', 'Baking', 'Ready']);
@@ -642,7 +654,10 @@ async function startRelease(job: Job): Promise<JobOutcome> {
       { ...job.fields, shifting: shifting.map(({ fn }) => fn.id) });
   }
 
-  // 2. Ship the code and publish a version of each function.
+  // 2. Delete the alarms of earlier releases whose controller died before it could (best effort, never fails).
+  await sweepStaleAlarms(job);
+
+  // 3. Ship the code and publish a version of each function.
   let targets: string[];
   try {
     targets = await mapLimit(config.functions, CONCURRENCY, (fn) => shipCode(job, fn));
@@ -657,7 +672,7 @@ async function startRelease(job: Job): Promise<JobOutcome> {
     targetVersion: targets[i],
   }));
 
-  // 3. What changed.
+  // 4. What changed.
   const changedIndexes = releases.flatMap((release, i) => (release.targetVersion !== release.previousVersion ? [i] : []));
   const unchanged = releases.filter((release) => release.targetVersion === release.previousVersion).map((release) => release.id);
   if (changedIndexes.length === 0) {
@@ -667,7 +682,7 @@ async function startRelease(job: Job): Promise<JobOutcome> {
   }
   const changed = changedIndexes.map((i) => ({ fn: config.functions[i], release: releases[i] }));
 
-  // 4. The release alarms.
+  // 5. The release alarms.
   const groups = chunk(changed.map((c) => c.release), FUNCTIONS_PER_ALARM);
   const alarmNames = groups.map((_, i) => alarmNameFor(config.alarmPrefix, job.releaseId, i + 1));
   const created: string[] = [];
@@ -683,7 +698,7 @@ async function startRelease(job: Job): Promise<JobOutcome> {
     return failBeforeDeployments(job, err, done, problems);
   }
 
-  // 5. One deployment per changed function, each watched by every alarm.
+  // 6. One deployment per changed function, each watched by every alarm.
   const deployments: Array<{ fn: ReleasedFunction; release: FunctionRelease; deploymentId: string }> = [];
   let token: string;
   try {
@@ -717,7 +732,7 @@ async function startRelease(job: Job): Promise<JobOutcome> {
     return fail(job.jobId, type, parts.join('; '), { ...job.fields, decision: 'failed before following the deployments' });
   }
 
-  // 6. Follow the deployments in later invocations.
+  // 7. Follow the deployments in later invocations.
   log('INFO', 'deployments created: following them', {
     ...job.fields,
     alarms: alarmNames,
@@ -728,6 +743,51 @@ async function startRelease(job: Job): Promise<JobOutcome> {
   });
   await report(job.jobId, new PutJobSuccessResultCommand({ jobId: job.jobId, continuationToken: token }), { ...job.fields, decision: 'continue' });
   return { result: 'continue', polls: 0 };
+}
+
+/**
+ * Deletes every metric alarm named `<ALARM_PREFIX>-...`: release alarms an earlier release left behind (see step 2 of
+ * the file comment). Best effort: an error is logged as WARN, never thrown, and the release goes on.
+ */
+async function sweepStaleAlarms(job: Job): Promise<void> {
+  const alarmNamePrefix = `${job.config.alarmPrefix}-`;
+  const fields = { ...job.fields, alarmNamePrefix };
+  const found = new Set<string>();
+  let nextToken: string | undefined;
+  try {
+    for (let page = 0; page < SWEEP_PAGE_LIMIT; page++) {
+      const output = await cloudWatch.send(new DescribeAlarmsCommand({
+        AlarmNamePrefix: alarmNamePrefix,
+        AlarmTypes: ['MetricAlarm'],
+        MaxRecords: ALARMS_PER_CALL,
+        ...(nextToken === undefined ? {} : { NextToken: nextToken }),
+      }));
+      for (const alarm of output.MetricAlarms ?? []) {
+        if (alarm.AlarmName?.startsWith(alarmNamePrefix)) found.add(alarm.AlarmName);
+      }
+      nextToken = output.NextToken || undefined;
+      if (nextToken === undefined) break;
+    }
+  } catch (err) {
+    log('WARN', 'could not look for stale release alarms: releasing without the sweep', { ...fields, error: describeError(err) });
+    return;
+  }
+  if (nextToken !== undefined) {
+    log('WARN', `more stale release alarms than ${SWEEP_PAGE_LIMIT} pages: deleting those found`, { ...fields, found: found.size });
+  }
+  const deleted: string[] = [];
+  const batches = chunk([...found], ALARMS_PER_CALL);
+  for (const [i, names] of batches.entries()) {
+    try {
+      await cloudWatch.send(new DeleteAlarmsCommand({ AlarmNames: names }));
+      deleted.push(...names);
+    } catch (err) {
+      const left = batches.slice(i).flat();
+      log('WARN', 'could not delete stale release alarms: releasing without deleting them', { ...fields, error: describeError(err), notDeleted: left });
+      break;
+    }
+  }
+  if (deleted.length > 0) log('INFO', 'deleted stale release alarms left by an earlier release', { ...fields, alarms: deleted });
 }
 
 async function readAlias(fn: ReleasedFunction): Promise<{ version: string; weights: Record<string, number> }> {

@@ -661,7 +661,7 @@ class LambdaAliasRelease extends Release {
     }));
     context.artifactKey.grantDecrypt(controllerRole);
     controllerRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['cloudwatch:PutMetricAlarm', 'cloudwatch:DeleteAlarms'],
+      actions: ['cloudwatch:PutMetricAlarm', 'cloudwatch:DeleteAlarms', 'cloudwatch:DescribeAlarms'],
       resources: [stack.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: `${alarmPrefix}-*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
     }));
     const application = this.service.application.applicationName;
@@ -723,7 +723,7 @@ class LambdaAliasRelease extends Release {
     }
     if (this.controllerRole && this.alarmPrefix) {
       acknowledge(this.controllerRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:${region}:${account}:alarm:${this.alarmPrefix}-*]`],
-        'The per-release alarms on the new versions, which the controller creates and deletes under this release\'s own ' +
+        'The per-release alarms on the new versions, which the controller creates, lists (to sweep stale ones) and deletes under this release\'s own ' +
         'name prefix.');
     }
     const deploymentRole = this.service.deploymentRole;

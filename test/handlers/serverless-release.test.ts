@@ -1,4 +1,4 @@
-import { CloudWatchClient, DeleteAlarmsCommand, PutMetricAlarmCommand } from '@aws-sdk/client-cloudwatch';
+import { CloudWatchClient, CloudWatchServiceException, DeleteAlarmsCommand, DescribeAlarmsCommand, PutMetricAlarmCommand } from '@aws-sdk/client-cloudwatch';
 import {
   CodeDeployClient,
   CodeDeployServiceException,
@@ -34,6 +34,7 @@ const {
   POLL_DELAY_MS,
   REPORTING_MARGIN_MS,
   RELEASE_MARGIN_MS,
+  SWEEP_PAGE_LIMIT,
   UPDATE_POLL_MS,
   UPDATE_TIMEOUT_MS,
   alarmNameFor,
@@ -202,6 +203,7 @@ beforeEach(() => {
   cloudWatchMock = mockClient(CloudWatchClient);
   cpMock = mockClient(CodePipelineClient);
   cloudWatchMock.onAnyCommand().resolves({});
+  cloudWatchMock.on(DescribeAlarmsCommand).resolves({ MetricAlarms: [] });
   cpMock.onAnyCommand().resolves({});
   codeDeployMock.on(StopDeploymentCommand).resolves({ status: 'Pending', statusMessage: 'Stopping' });
   lambdaMock.on(UpdateAliasCommand).resolves({});
@@ -278,6 +280,11 @@ function logLines(): Array<Record<string, unknown>> {
   return logSpy.mock.calls.map(([line]) => JSON.parse(String(line)));
 }
 
+/** The names of the commands sent to CloudWatch, in order. */
+function cloudWatchCommandNames(): string[] {
+  return cloudWatchMock.calls().map((c) => (c.args[0] as { constructor: { name: string } }).constructor.name);
+}
+
 const accessDenied = (action: string) => new LambdaServiceException({
   name: 'AccessDeniedException',
   $fault: 'client',
@@ -285,6 +292,12 @@ const accessDenied = (action: string) => new LambdaServiceException({
   $metadata: { httpStatusCode: 403 },
 });
 const lambdaThrottled = () => new LambdaServiceException({ name: 'TooManyRequestsException', $fault: 'client', message: 'Rate exceeded', $metadata: { httpStatusCode: 429 } });
+const cloudWatchAccessDenied = (action: string) => new CloudWatchServiceException({
+  name: 'AccessDenied',
+  $fault: 'client',
+  message: `User: arn:aws:sts::123456789012:assumed-role/serverless-release/fn is not authorized to perform: ${action}`,
+  $metadata: { httpStatusCode: 403 },
+});
 const codeDeployThrottled = () => new CodeDeployServiceException({ name: 'ThrottlingException', $fault: 'client', message: 'Rate exceeded', $metadata: { httpStatusCode: 400 } });
 
 /** The AppSpec of a CreateDeployment call, parsed. */
@@ -607,7 +620,9 @@ describe('first invocation: ships the code and starts the deployments', () => {
     expect(lambdaMock).not.toHaveReceivedCommand(UpdateAliasCommand);
     expect(sleeps).toEqual([UPDATE_POLL_MS, UPDATE_POLL_MS]);
 
-    // One alarm on the errors of both new versions.
+    // The sweep of stale alarms found none: nothing deleted. Then one alarm on the errors of both new versions.
+    expect(cloudWatchMock).toHaveReceivedCommandTimes(DescribeAlarmsCommand, 1);
+    expect(cloudWatchMock).toHaveReceivedCommandWith(DescribeAlarmsCommand, { AlarmNamePrefix: `${ALARM_PREFIX}-`, AlarmTypes: ['MetricAlarm'] });
     expect(cloudWatchMock).toHaveReceivedCommandTimes(PutMetricAlarmCommand, 1);
     const alarm = cloudWatchMock.commandCalls(PutMetricAlarmCommand)[0].args[0].input;
     expect(alarm).toMatchObject({
@@ -660,7 +675,8 @@ describe('first invocation: ships the code and starts the deployments', () => {
     // Order: aliases before any code; per function update, wait, publish; versions before the alarm; the alarm
     // before the deployments; the deployments before the report.
     const names = sentNames();
-    expect(names.slice(0, 2)).toEqual(['GetAliasCommand', 'GetAliasCommand']);
+    expect(names.slice(0, 3)).toEqual(['GetAliasCommand', 'GetAliasCommand', 'DescribeAlarmsCommand']);
+    expect(names.indexOf('DescribeAlarmsCommand')).toBeLessThan(names.indexOf('UpdateFunctionCodeCommand'));
     for (const spec of [SPEC_A, SPEC_B]) {
       const FunctionName = spec.fn.functionName;
       expect(indexOf('UpdateFunctionCodeCommand', { FunctionName })).toBeLessThan(indexOf('GetFunctionConfigurationCommand', { FunctionName }));
@@ -716,7 +732,7 @@ describe('first invocation: ships the code and starts the deployments', () => {
     const { outcome } = await run(jobEvent());
     expect(outcome).toEqual({ result: 'unchanged' });
     expect(lambdaMock).toHaveReceivedCommandTimes(PublishVersionCommand, 2);
-    expect(cloudWatchMock).not.toHaveReceivedAnyCommand();
+    expect(cloudWatchCommandNames()).toEqual(['DescribeAlarmsCommand']); // the sweep only
     expect(codeDeployMock).not.toHaveReceivedAnyCommand();
     expect(cpMock).toHaveReceivedCommandTimes(PutJobSuccessResultCommand, 1);
     expect(cpMock).toHaveReceivedCommandWith(PutJobSuccessResultCommand, { jobId: JOB_ID, outputVariables: { versions: 'none' } });
@@ -760,6 +776,110 @@ describe('first invocation: ships the code and starts the deployments', () => {
   });
 });
 
+describe('first invocation: sweeps the alarms of releases that did not end', () => {
+  /** `count` alarm names of an earlier release, as `alarmNameFor` writes them. */
+  const staleNames = (releaseId: string, count: number) => Array.from({ length: count }, (_, i) => alarmNameFor(ALARM_PREFIX, releaseId, i + 1));
+  const metricAlarms = (names: readonly string[]) => names.map((AlarmName) => ({ AlarmName, StateValue: 'OK' as const }));
+  const warnLines = () => logLines().filter((line) => line.level === 'WARN');
+
+  /** Runs a normal first invocation of A and B and checks the release went on exactly as without a sweep. */
+  async function expectReleaseGoesOn(): Promise<void> {
+    lambdaAnswers([SPEC_A, SPEC_B]);
+    createAnswers([SPEC_A, SPEC_B]);
+    const { outcome } = await run(jobEvent());
+    expect(outcome).toEqual({ result: 'continue', polls: 0 });
+    expect(continuation()).toEqual({ phase: 'wait', polls: 0, releaseId: RELEASE_ID, alarms: 1, deployments: [deploymentIdOf(A), deploymentIdOf(B)] });
+    expect(cloudWatchMock).toHaveReceivedCommandWith(PutMetricAlarmCommand, { AlarmName: ALARM_1 });
+    expect(codeDeployMock).toHaveReceivedCommandTimes(CreateDeploymentCommand, 2);
+    expect(errorSpy).not.toHaveBeenCalled();
+  }
+
+  test('stale alarms over two pages: all deleted (100 a call), after the aliases are read and before the new alarm', async () => {
+    const firstPage = staleNames('0a1b2c3d', 60).concat(staleNames('9f8e7d6c', 40));
+    const secondPage = staleNames('5e5e5e5e', 50);
+    cloudWatchMock.on(DescribeAlarmsCommand)
+      .resolvesOnce({ MetricAlarms: metricAlarms(firstPage), NextToken: 'page-2' })
+      .resolvesOnce({ MetricAlarms: metricAlarms(secondPage) });
+    await expectReleaseGoesOn();
+
+    const describes = cloudWatchMock.commandCalls(DescribeAlarmsCommand).map((c) => c.args[0].input);
+    expect(describes).toEqual([
+      { AlarmNamePrefix: `${ALARM_PREFIX}-`, AlarmTypes: ['MetricAlarm'], MaxRecords: 100 },
+      { AlarmNamePrefix: `${ALARM_PREFIX}-`, AlarmTypes: ['MetricAlarm'], MaxRecords: 100, NextToken: 'page-2' },
+    ]);
+    expect(cloudWatchMock.commandCalls(DeleteAlarmsCommand).map((c) => c.args[0].input)).toEqual([
+      { AlarmNames: firstPage },
+      { AlarmNames: secondPage },
+    ]);
+    // The new release's own alarm is never among those deleted.
+    expect(cloudWatchMock).not.toHaveReceivedCommandWith(DeleteAlarmsCommand, { AlarmNames: expect.arrayContaining([ALARM_1]) });
+    expect(cloudWatchCommandNames()).toEqual(['DescribeAlarmsCommand', 'DescribeAlarmsCommand', 'DeleteAlarmsCommand', 'DeleteAlarmsCommand', 'PutMetricAlarmCommand']);
+    const names = sentNames();
+    expect(names.lastIndexOf('GetAliasCommand')).toBeLessThan(names.indexOf('DescribeAlarmsCommand'));
+    expect(names.lastIndexOf('DeleteAlarmsCommand')).toBeLessThan(names.indexOf('UpdateFunctionCodeCommand'));
+    expect(names.lastIndexOf('DeleteAlarmsCommand')).toBeLessThan(names.indexOf('PutMetricAlarmCommand'));
+
+    // The names deleted are logged.
+    expect(logLines()).toContainEqual(expect.objectContaining({
+      level: 'INFO',
+      message: 'deleted stale release alarms left by an earlier release',
+      jobId: JOB_ID,
+      releaseId: RELEASE_ID,
+      alarms: [...firstPage, ...secondPage],
+    }));
+    expect(warnLines()).toEqual([]);
+  });
+
+  test('no stale alarm: no DeleteAlarms, nothing logged about the sweep', async () => {
+    await expectReleaseGoesOn();
+    expect(cloudWatchMock).toHaveReceivedCommandTimes(DescribeAlarmsCommand, 1);
+    expect(cloudWatchMock).not.toHaveReceivedCommand(DeleteAlarmsCommand);
+    expect(logLines().map((line) => line.message)).toEqual(['deployments created: following them']);
+  });
+
+  test('DescribeAlarms denied: logged as WARN, the release goes on normally', async () => {
+    cloudWatchMock.on(DescribeAlarmsCommand).rejects(cloudWatchAccessDenied('cloudwatch:DescribeAlarms'));
+    await expectReleaseGoesOn();
+    expect(cloudWatchMock).toHaveReceivedCommandTimes(DescribeAlarmsCommand, 1);
+    expect(cloudWatchMock).not.toHaveReceivedCommand(DeleteAlarmsCommand);
+    expect(cloudWatchCommandNames()).toEqual(['DescribeAlarmsCommand', 'PutMetricAlarmCommand']);
+    expect(warnLines()).toEqual([expect.objectContaining({
+      message: 'could not look for stale release alarms: releasing without the sweep',
+      jobId: JOB_ID,
+      alarmNamePrefix: `${ALARM_PREFIX}-`,
+      error: expect.stringMatching(/^AccessDenied: .*not authorized to perform: cloudwatch:DescribeAlarms$/),
+    })]);
+  });
+
+  test('DeleteAlarms fails in the sweep: logged as WARN with the names left, the release goes on normally', async () => {
+    const stale = staleNames('0a1b2c3d', 2);
+    cloudWatchMock.on(DescribeAlarmsCommand).resolves({ MetricAlarms: metricAlarms(stale) });
+    cloudWatchMock.on(DeleteAlarmsCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'Throttling', $metadata: { httpStatusCode: 400 } }));
+    await expectReleaseGoesOn();
+    expect(cloudWatchCommandNames()).toEqual(['DescribeAlarmsCommand', 'DeleteAlarmsCommand', 'PutMetricAlarmCommand']);
+    expect(cloudWatchMock).toHaveReceivedCommandWith(DeleteAlarmsCommand, { AlarmNames: stale });
+    expect(warnLines()).toEqual([expect.objectContaining({
+      message: 'could not delete stale release alarms: releasing without deleting them',
+      error: 'Throttling: Rate exceeded',
+      notDeleted: stale,
+    })]);
+    expect(logLines().map((line) => line.message)).not.toContain('deleted stale release alarms left by an earlier release');
+  });
+
+  test('a NextToken that never ends: at most SWEEP_PAGE_LIMIT pages, the alarms found deleted, a WARN', async () => {
+    let page = 0;
+    cloudWatchMock.on(DescribeAlarmsCommand).callsFake(() => {
+      page += 1;
+      return { MetricAlarms: metricAlarms([alarmNameFor(ALARM_PREFIX, `stale${page}`, 1)]), NextToken: `page-${page + 1}` };
+    });
+    await expectReleaseGoesOn();
+    expect(cloudWatchMock).toHaveReceivedCommandTimes(DescribeAlarmsCommand, SWEEP_PAGE_LIMIT);
+    expect(cloudWatchMock).toHaveReceivedCommandTimes(DeleteAlarmsCommand, 1);
+    expect(cloudWatchMock.commandCalls(DeleteAlarmsCommand)[0].args[0].input.AlarmNames).toHaveLength(SWEEP_PAGE_LIMIT);
+    expect(warnLines()).toEqual([expect.objectContaining({ message: `more stale release alarms than ${SWEEP_PAGE_LIMIT} pages: deleting those found` })]);
+  });
+});
+
 describe('first invocation: fails before any alias moves', () => {
   test('an alias in the middle of a traffic shift: fails before any code update', async () => {
     lambdaAnswers([{ ...SPEC_A, weights: { 9: 0.1 } }, SPEC_B]);
@@ -772,6 +892,7 @@ describe('first invocation: fails before any alias moves', () => {
     expect(failure()).toEqual({ type: 'JobFailed', message });
     expect(sentNames()).toEqual(['GetAliasCommand', 'GetAliasCommand', 'PutJobFailureResultCommand']);
     expect(lambdaMock).not.toHaveReceivedCommand(UpdateFunctionCodeCommand);
+    // Not even the sweep: a half-done shift may belong to a deployment still running, watched by its alarms.
     expect(cloudWatchMock).not.toHaveReceivedAnyCommand();
     expect(codeDeployMock).not.toHaveReceivedAnyCommand();
   });
@@ -794,7 +915,7 @@ describe('first invocation: fails before any alias moves', () => {
     expect(failure()).toEqual({ type: 'JobFailed', message });
     expect(lambdaMock).toHaveReceivedCommandWith(GetFunctionConfigurationCommand, { FunctionName: A.functionName });
     expect(lambdaMock).not.toHaveReceivedCommandWith(PublishVersionCommand, { FunctionName: A.functionName });
-    expect(cloudWatchMock).not.toHaveReceivedAnyCommand();
+    expect(cloudWatchCommandNames()).toEqual(['DescribeAlarmsCommand']); // the sweep only, no alarm
     expect(codeDeployMock).not.toHaveReceivedAnyCommand();
   });
 
@@ -832,7 +953,7 @@ describe('first invocation: fails before any alias moves', () => {
     expect(outcome).toEqual({ result: 'failed', message });
     expect(failure()).toEqual({ type: 'PermissionError', message });
     expect(lambdaMock).not.toHaveReceivedCommandWith(PublishVersionCommand, { FunctionName: B.functionName });
-    expect(cloudWatchMock).not.toHaveReceivedAnyCommand();
+    expect(cloudWatchCommandNames()).toEqual(['DescribeAlarmsCommand']); // the sweep only, no alarm
     expect(codeDeployMock).not.toHaveReceivedAnyCommand();
   });
 

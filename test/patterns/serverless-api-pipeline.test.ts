@@ -454,11 +454,16 @@ describe('ServerlessApiPipeline defaults: release controller', () => {
     expect(s3Actions.filter((a) => !a.startsWith('s3:GetObject'))).toEqual([]);
   });
 
-  test('it may create and delete only the alarms named with its ALARM_PREFIX', () => {
+  test('it may create, describe and delete only the alarms named with its ALARM_PREFIX', () => {
     const prefix = controllerEnvOf(template, api).ALARM_PREFIX;
     const expected = [`arn:\${AWS::Partition}:cloudwatch:us-east-1:123456789012:alarm:${prefix}-*`];
     expect(resourcesGranted(stack, statements, 'cloudwatch:PutMetricAlarm')).toEqual(expected);
     expect(resourcesGranted(stack, statements, 'cloudwatch:DeleteAlarms')).toEqual(expected);
+    // DescribeAlarms: the sweep of stale release alarms at the start of a release, in the same statement.
+    expect(resourcesGranted(stack, statements, 'cloudwatch:DescribeAlarms')).toEqual(expected);
+    const cloudWatchStatements = statements.filter((s) => actionsOf(s).some((a) => a.startsWith('cloudwatch:')));
+    expect(cloudWatchStatements).toHaveLength(1);
+    expect(actionsOf(cloudWatchStatements[0]).sort()).toEqual(['cloudwatch:DeleteAlarms', 'cloudwatch:DescribeAlarms', 'cloudwatch:PutMetricAlarm']);
   });
 
   test('it may create deployments only in this pattern\'s deployment groups', () => {
