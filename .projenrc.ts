@@ -16,7 +16,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
   name: 'cdk-delivery-pipelines',
   packageName: 'cdk-delivery-pipelines',
   description:
-    'Safe delivery pipelines for AWS CDK: a CodePipeline V2 delivery core with smoke tests, approvals, notifications, monitoring and compliance checks, and a Fargate blue/green pattern on ECS native blue/green deployments; serverless and EC2 patterns are being built on it.',
+    'Safe delivery pipelines for AWS CDK: a CodePipeline V2 delivery core with smoke tests, approvals, notifications, monitoring and compliance checks, a Fargate blue/green pattern on ECS native blue/green deployments, and a serverless API pattern with coordinated CodeDeploy canary releases; an EC2 pattern is being built on it.',
   author: 'cdk-delivery-pipelines contributors',
   authorAddress: 'maintainers@cdk-delivery-pipelines.dev',
   repositoryUrl: 'https://github.com/cdk-delivery-pipelines/cdk-delivery-pipelines.git',

@@ -40,4 +40,9 @@ test('only the /secret function knows and may read the parameter it describes', 
   const withSecret = Object.values(template.findResources('AWS::Lambda::Function'))
     .filter((fn) => fn.Properties.Environment?.Variables?.SECRET_PARAMETER_NAME !== undefined);
   expect(withSecret).toHaveLength(1);
+  const role = stack.getLogicalId(stack.api.functions['GET /secret'].role!.node.defaultChild as never);
+  template.hasResourceProperties('AWS::IAM::Policy', {
+    Roles: [{ Ref: role }],
+    PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['ssm:GetParameter']) })]) },
+  });
 });

@@ -37,7 +37,7 @@ export interface FargateBlueGreenPipelineProps {
   /**
    * Whether a human approves. `Approval.beforeProductionTraffic()` holds the release after the new version passed its
    * smoke test on the test listener; its timeout must fit the ECS deploy action's hour (at most 60 minutes minus the
-   * bake time minus 15).
+   * bake time minus 15), and without one it waits that long (40 minutes with the default bake time), not 24 hours.
    *
    * @default Approval.none()
    */
@@ -103,7 +103,7 @@ export interface FargateBlueGreenPipelineProps {
 
   /**
    * Container Insights of the new cluster (ignored with `cluster`). Classic Container Insights costs about 8 USD a
-   * month for this service (about 37 custom metrics), which would take the idle cost over 50 USD; the alarms and the
+   * month for this service (about 37 custom metrics), which would take the idle cost over 50 USD (about 46 USD without it); the alarms and the
    * dashboard use only the free metrics of the load balancer and of ECS.
    *
    * @default ecs.ContainerInsights.DISABLED
@@ -113,7 +113,8 @@ export interface FargateBlueGreenPipelineProps {
   /**
    * The ECR repository the build pushes to.
    *
-   * @default - a new repository: scan on push, immutable tags, the last `imagesToKeep` images, emptied on delete
+   * @default - a new repository: scan on push, immutable tags, the newest `imagesToKeep` released images and the
+   *   newest `imagesToKeep` images overall, emptied on delete
    */
   readonly repository?: ecr.IRepository;
 
@@ -204,7 +205,8 @@ export interface FargateBlueGreenPipelineProps {
 
   /**
    * How long both versions keep running after production traffic shifted; an alarm in that time rolls back.
-   * 0 to 45 minutes in whole minutes (the ECS deploy action waits at most 60 minutes for the whole deployment).
+   * 0 to 45 minutes in whole minutes, 0 to 40 with `Approval.beforeProductionTraffic()` (the ECS deploy action waits at
+   * most 60 minutes for the whole deployment).
    *
    * @default Duration.minutes(5)
    */
@@ -302,7 +304,7 @@ export class FargateBlueGreenPipeline extends Construct {
   public readonly deploymentAlarms: cloudwatch.IAlarm[];
   /** The lifecycle hook: smoke test and approval gate. */
   public readonly releaseHook: lambda.IFunction;
-  /** The command that rolls production back to the last successful release. */
+  /** The command that rolls production back to an earlier successful execution (fill in its id). */
   public readonly rollbackCommand: string;
 
   constructor(scope: Construct, id: string, props: FargateBlueGreenPipelineProps) {

@@ -28,8 +28,11 @@ import { PipelineSource } from '../source/pipeline-source';
 /** The esbuild the build runs to bundle each route (fetched by npx from the npm registry). */
 const ESBUILD = 'esbuild@0.28.2';
 
-/** Routes per pattern: the controller's environment lists each function (about 210 bytes each of Lambda's 4 KB). */
-const MAX_ROUTES = 15;
+/**
+ * Routes per pattern: the controller's environment lists each function with its generated name and deployment group
+ * (up to about 300 bytes each, of Lambda's 4 KB for all variables).
+ */
+const MAX_ROUTES = 10;
 
 /** How long each predefined configuration shifts traffic, in minutes. */
 const SHIFT_MINUTES: { [name: string]: number } = {
@@ -200,9 +203,9 @@ export interface ServerlessApiPipelineProps {
   readonly deploymentConfig?: codedeploy.ILambdaDeploymentConfig;
 
   /**
-   * A phrase the answer of the `GET /` route must contain in the pre-traffic test.
+   * A phrase the answer of the `GET /` route must contain in the pre-traffic test (ignored without a `GET /` route).
    *
-   * @default - the test checks only that each GET route answers below 500
+   * @default - the test checks only that each route it calls answers below 500
    */
   readonly expectedPhrase?: string;
 
@@ -299,7 +302,7 @@ export class ServerlessApiPipeline extends Construct {
   public readonly alarmTopic: sns.ITopic;
   /** The dashboard. */
   public readonly dashboard: cloudwatch.Dashboard;
-  /** The command that rolls production back to the last successful release. */
+  /** The command that rolls every function back to an earlier successful execution (fill in its id). */
   public readonly rollbackCommand: string;
 
   constructor(scope: Construct, id: string, props: ServerlessApiPipelineProps) {
@@ -522,7 +525,7 @@ export class ServerlessApiPipeline extends Construct {
       }),
       new cloudwatch.GraphWidget({
         title: 'Invocations by function (a release shows in the aliases\' versions)',
-        left: service.routeFunctions.slice(0, 20).map((rf) => rf.alias.metricInvocations({
+        left: service.routeFunctions.map((rf) => rf.alias.metricInvocations({
           period, statistic: cloudwatch.Stats.SUM, label: rf.route.route,
         })),
         width: 12,

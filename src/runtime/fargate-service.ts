@@ -78,7 +78,7 @@ function range(from: number, to: number, step: number): number[] {
 }
 
 /**
- * An ECS Fargate service on ARM64 behind an internet-facing ALB with a production listener and a test listener,
+ * An ECS Fargate service (ARM64 by default) behind an internet-facing ALB with a production listener and a test listener,
  * released by ECS native blue/green deployments: new tasks come up in the alternate target group behind the test
  * listener, then production traffic moves, then a bake time; the circuit breaker rolls a failed deployment back.
  * @internal
@@ -134,7 +134,7 @@ export class BlueGreenFargateService extends Construct {
     if (!props.cluster && containerInsights === ecs.ContainerInsights.DISABLED) {
       Validations.of(this.cluster).acknowledge({
         id: 'AwsSolutions-ECS4',
-        reason: 'Container Insights is off by default to keep the idle cost under 50 USD a month (its custom metrics ' +
+        reason: 'Container Insights is off by default to keep the idle cost near 46 USD a month (its custom metrics ' +
           'add about 8 USD); the alarms and the dashboard use the free load balancer and ECS metrics. Turn it on with ' +
           'containerInsights.',
       });

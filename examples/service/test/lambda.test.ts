@@ -31,7 +31,10 @@ describe('the sample service as a Lambda handler', () => {
 
   test('HEAD keeps the status and headers but drops the body', async () => {
     const result = await handler({ httpMethod: 'HEAD', path: '/healthcheck' });
+    const get = await handler({ httpMethod: 'GET', path: '/healthcheck' });
     expect(result.statusCode).toBe(200);
+    expect(result.headers).toEqual(get.headers);
+    expect(Object.keys(result.headers).length).toBeGreaterThan(0);
     expect(result.body).toBe('');
   });
 
