@@ -73,6 +73,7 @@ import {
 import type { ServiceDeploymentBrief } from '@aws-sdk/client-ecs';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
+import { isCodePipelineEvent, JobDeps } from './shared/codepipeline-job';
 import { clip, defaultSleep, describeError, describeJson, errorMessage, isObject, log, logError } from './shared/common';
 import { isThrottling } from './shared/retryable';
 
@@ -478,27 +479,9 @@ async function tagReleased(
 // The job
 // ---------------------------------------------------------------------------------------------------------------
 
-interface CodePipelineJobEvent {
-  readonly 'CodePipeline.job': {
-    readonly id: string;
-    readonly data?: {
-      readonly actionConfiguration?: { readonly configuration?: { readonly UserParameters?: unknown } };
-      readonly continuationToken?: unknown;
-    };
-  };
-}
 
 /** What `recordRelease` needs from the outside world; each defaults to the real thing. */
-export interface RecordReleaseDeps {
-  /** @default `setTimeout` */
-  readonly sleep?: (ms: number) => Promise<void>;
-  /** @default `Date.now` */
-  readonly now?: () => number;
-  /** Time, on the `now` clock, when the Lambda function times out. @default none: the pause is `POLL_DELAY_MS` */
-  readonly deadline?: number;
-  /** @default `process.env` */
-  readonly env?: Record<string, string | undefined>;
-}
+export type RecordReleaseDeps = JobDeps;
 
 /** How the job ended, as reported to CodePipeline. */
 export type JobOutcome =
@@ -506,9 +489,6 @@ export type JobOutcome =
   | { readonly result: 'continue'; readonly polls: number }
   | { readonly result: 'failed'; readonly message: string };
 
-function isCodePipelineEvent(event: unknown): event is CodePipelineJobEvent {
-  return isObject(event) && isObject(event['CodePipeline.job']) && typeof event['CodePipeline.job'].id === 'string';
-}
 
 /**
  * Handles one CodePipeline job (see the file comment) and reports the outcome to CodePipeline. Rejects only when

@@ -83,6 +83,7 @@ import {
 } from '@aws-sdk/client-lambda';
 import type { Context } from 'aws-lambda';
 import type { Parsed } from './record-release.lambda';
+import { isCodePipelineEvent, JobDeps } from './shared/codepipeline-job';
 import { clip, defaultSleep, describeError, describeJson, errorMessage, isObject, log, logError } from './shared/common';
 import { isThrottling } from './shared/retryable';
 
@@ -541,27 +542,9 @@ function explain(err: unknown): { message: string; type: FailureType; transient:
 // The job
 // ---------------------------------------------------------------------------------------------------------------
 
-interface CodePipelineJobEvent {
-  readonly 'CodePipeline.job': {
-    readonly id: string;
-    readonly data?: {
-      readonly actionConfiguration?: { readonly configuration?: { readonly UserParameters?: unknown } };
-      readonly continuationToken?: unknown;
-    };
-  };
-}
 
 /** What `serverlessRelease` needs from the outside world; each defaults to the real thing. */
-export interface ServerlessReleaseDeps {
-  /** @default `setTimeout` */
-  readonly sleep?: (ms: number) => Promise<void>;
-  /** @default `Date.now` */
-  readonly now?: () => number;
-  /** Time, on the `now` clock, when the Lambda function times out. @default none */
-  readonly deadline?: number;
-  /** @default `process.env` */
-  readonly env?: Record<string, string | undefined>;
-}
+export type ServerlessReleaseDeps = JobDeps;
 
 /** How the job ended, as reported to CodePipeline. */
 export type JobOutcome =
@@ -585,9 +568,6 @@ interface Job {
   readonly fields: Record<string, unknown>;
 }
 
-function isCodePipelineEvent(event: unknown): event is CodePipelineJobEvent {
-  return isObject(event) && isObject(event['CodePipeline.job']) && typeof event['CodePipeline.job'].id === 'string';
-}
 
 /**
  * Handles one CodePipeline job (see the file comment) and reports the outcome to CodePipeline. Rejects only when
