@@ -20,7 +20,7 @@ export interface ServiceMonitoringProps {
   readonly alarmTopic?: sns.ITopic;
 
   /**
-   * The key that encrypts the new alarm topic; CloudWatch is allowed to use it. Ignored when `alarmTopic` is given.
+   * The key that encrypts the new alarm topic; CloudWatch is allowed to use it. Not with `alarmTopic`.
    *
    * @default - a new customer managed key with rotation
    */
@@ -132,6 +132,9 @@ export class ServiceMonitoring extends Construct {
   constructor(scope: Construct, id: string, props: ServiceMonitoringProps = {}) {
     super(scope, id);
     props.alarmEmails?.forEach((email) => checkEmail(this, 'alarmEmails', email));
+    if (props.alarmTopic && props.encryptionKey) {
+      throw invalidInput(this, 'encryptionKey', props.encryptionKey.keyArn, "cannot be combined with 'alarmTopic', which has its own encryption");
+    }
     if (props.alarmTopic && props.alarmEmails?.length) {
       throw invalidInput(this, 'alarmEmails', props.alarmEmails, "cannot be combined with 'alarmTopic'; subscribe the emails to that topic");
     }

@@ -20,7 +20,7 @@ import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
-import { checkInteger, checkNotEmpty, invalidInput } from '../private/validate';
+import { checkDuration, checkInteger, checkNotEmpty, invalidInput } from '../private/validate';
 import { Release, ReleaseConfig, ReleaseContext } from '../release/release';
 import { checkEntry, checkFunctionLimits, ParsedRoute, parseRoute, ServerlessApi } from '../runtime/serverless-api';
 import { PipelineSource } from '../source/pipeline-source';
@@ -231,7 +231,7 @@ export interface ServerlessApiPipelineProps {
   readonly logMetricFilterPattern?: string;
 
   /**
-   * The p99 latency above which the latency alarm fires.
+   * The p99 latency above which the latency alarm fires (10 milliseconds to 29 seconds, API Gateway's limit).
    *
    * @default Duration.seconds(3)
    */
@@ -318,6 +318,7 @@ export class ServerlessApiPipeline extends Construct {
     checkInteger(this, 'throttlingBurstLimit', props.throttlingBurstLimit, 0, 5000);
     if (props.expectedPhrase !== undefined) checkNotEmpty(this, 'expectedPhrase', props.expectedPhrase);
     if (props.logMetricFilterPattern !== undefined) checkNotEmpty(this, 'logMetricFilterPattern', props.logMetricFilterPattern);
+    checkDuration(this, 'latencyThreshold', props.latencyThreshold, Duration.millis(10), Duration.seconds(29));
     props.testCommands?.forEach((command) => checkNotEmpty(this, 'testCommands', command));
     const stageName = props.stageName ?? 'prod';
     if (!Token.isUnresolved(stageName) && !/^[A-Za-z0-9_]{1,128}$/.test(stageName)) {
@@ -472,10 +473,10 @@ export class ServerlessApiPipeline extends Construct {
     const latency = props.latencyThreshold ?? Duration.seconds(3);
     this.monitoring.addAlarm('LatencyP99', {
       metric: this.api.metricLatency({ period, statistic: cloudwatch.Stats.p(99) }),
-      threshold: latency.toMilliseconds(),
+      threshold: latency.toMilliseconds({ integral: false }),
       evaluationPeriods: 3,
       datapointsToAlarm: 3,
-      description: `p99 latency above ${latency.toHumanString()} (3 minutes in a row)`,
+      description: `p99 latency above ${latency.isUnresolved() ? 'the latency threshold' : latency.toHumanString()} (3 minutes in a row)`,
     });
     // Metric math takes at most 10 metrics: one alarm per 10 functions.
     chunks(service.routeFunctions, 10).forEach((group, index, all) => {

@@ -161,6 +161,7 @@ class GateApproval extends Approval {
     if (this.placement === ApprovalPlacement.NONE) {
       return undefined;
     }
+    checkDuration(`Approval.${placementFactory(this.placement)}`, 'defaultTimeout', options.defaultTimeout, MIN_TIMEOUT, MAX_TIMEOUT, 'minutes');
     return new actions.ManualApprovalAction({
       actionName: options.actionName,
       runOrder: options.runOrder,

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
@@ -297,6 +297,10 @@ export class BuildStep extends Construct {
    * A CodePipeline action that runs this build step; the build sees the pipeline execution as `PIPELINE_EXECUTION_ID`.
    */
   public pipelineAction(options: BuildStepActionOptions): codepipeline.IAction {
+    const namespace = options.variablesNamespace;
+    if (namespace !== undefined && !Token.isUnresolved(namespace) && !/^[A-Za-z0-9@_-]{1,100}$/.test(namespace)) {
+      throw invalidInput(this, 'variablesNamespace', namespace, 'must be 1 to 100 letters, digits or @ _ -');
+    }
     return new actions.CodeBuildAction({
       actionName: options.actionName,
       project: this.project,

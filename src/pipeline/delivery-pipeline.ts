@@ -1,4 +1,4 @@
-import { Aspects, Aws, Duration } from 'aws-cdk-lib';
+import { Aspects, Aws, Duration, Token } from 'aws-cdk-lib';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -167,6 +167,9 @@ export class DeliveryPipeline extends Construct {
         'must be SUPERSEDED or QUEUED: the Release stage rolls back on failure, which CodePipeline does not allow in PARALLEL mode');
     }
     checkDuration(this, 'artifactExpiration', props.artifactExpiration, Duration.days(1), Duration.days(3650), 'days');
+    if (props.pipelineName !== undefined && !Token.isUnresolved(props.pipelineName) && !/^[A-Za-z0-9.@_-]{1,100}$/.test(props.pipelineName)) {
+      throw invalidInput(this, 'pipelineName', props.pipelineName, 'must be 1 to 100 letters, digits or . @ _ -');
+    }
     const store = new ArtifactStore(this, 'Artifacts', {
       retain: props.retainArtifacts,
       expiration: props.artifactExpiration,

@@ -30,7 +30,7 @@ export function checkDuration(construct: IConstruct | string, property: string, 
   unit?: 'seconds' | 'minutes' | 'days'): void {
   if (value === undefined || !isResolved(value)) return;
   const seconds = value.toSeconds({ integral: false });
-  if (seconds < min.toSeconds() || seconds > max.toSeconds()) {
+  if (seconds < min.toSeconds({ integral: false }) || seconds > max.toSeconds({ integral: false })) {
     throw invalidInput(construct, property, value, `must be between ${min.toHumanString()} and ${max.toHumanString()}`);
   }
   const unitSeconds = unit === 'days' ? 86_400 : unit === 'minutes' ? 60 : 1;

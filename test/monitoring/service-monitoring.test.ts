@@ -1,6 +1,7 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { ServiceMonitoring } from '../../src';
@@ -144,5 +145,27 @@ describe('ServiceMonitoring bad input', () => {
   test('an empty filter pattern is refused', () => {
     expect(() => monitoring.addLogMetricAlarm('Empty', { logGroup, filterPattern: '', metricName: 'M', description: 'd' }))
       .toThrow(/'filterPattern' must not be empty/);
+  });
+});
+
+describe('ServiceMonitoring with a key of its owner', () => {
+  test('encryptionKey encrypts the new alarm topic instead of a new key, and lets CloudWatch use it only through SNS topics', () => {
+    const stack = new Stack();
+    const key = new kms.Key(stack, 'Shared');
+    const monitoring = new ServiceMonitoring(stack, 'Monitoring', { encryptionKey: key });
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('AWS::KMS::Key', 1);
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [stack.getLogicalId(key.node.defaultChild as kms.CfnKey), 'Arn'] } });
+    const policy = JSON.stringify(Object.values(template.findResources('AWS::KMS::Key'))[0].Properties.KeyPolicy);
+    expect(policy).toContain('cloudwatch.amazonaws.com');
+    expect(policy).toContain('kms:EncryptionContext:aws:sns:topicArn');
+    expect(monitoring.alarmTopic).toBeDefined();
+  });
+
+  test('encryptionKey with an alarmTopic of the caller is refused: that topic has its own encryption', () => {
+    const stack = new Stack();
+    const topic = new sns.Topic(stack, 'Given');
+    expect(() => new ServiceMonitoring(stack, 'Monitoring', { alarmTopic: topic, encryptionKey: new kms.Key(stack, 'Key') }))
+      .toThrow(/'encryptionKey' cannot be combined with 'alarmTopic'/);
   });
 });

@@ -841,6 +841,22 @@ describe('FargateBlueGreenPipeline bad input', () => {
     return () => new FargateBlueGreenPipeline(new Stack(new App(), 'Bad'), 'Web', { source: source(), ...props });
   }
 
+  test.each<[string, Partial<FargateBlueGreenPipelineProps>, RegExp]>([
+    ['an empty placeholder image', { placeholderImage: '' }, /'placeholderImage' must not be empty/],
+    ['an empty expected phrase', { expectedPhrase: '' }, /'expectedPhrase' must not be empty/],
+    ['an empty test command', { testCommands: ['npm ci', ''] }, /'testCommands' must not be empty/],
+    ['a container port outside 1-65535', { containerPort: 70000 }, /'containerPort' must be a whole number from 1 to 65535, got 70000/],
+    ['a test listener port outside 1-65535', { testListenerPort: 0 }, /'testListenerPort' must be a whole number from 1 to 65535, got 0/],
+    ['the test port 80 when production is HTTPS with a redirect from 80',
+      { testListenerPort: 80, certificate: elbv2.ListenerCertificate.fromArn('arn:aws:acm:us-east-1:123456789012:certificate/abc') },
+      /'testListenerPort' must differ from the production listener's ports \(443 and 80\), got 80/],
+    ['no images to keep', { imagesToKeep: 0 }, /'imagesToKeep' must be a whole number from 1 to 1000, got 0/],
+    ['a malformed alarm email', { alarmEmails: ['ops.example.com'] }, /'alarmEmails' must be an email address.*got 'ops.example.com'/],
+    ['a build variable that looks like a secret', { buildEnvironmentVariables: { DB_PASSWORD: 'x' } }, /'environmentVariables'.*DB_PASSWORD/],
+  ])('%s is refused, naming the property and the value', (_name, props, message) => {
+    expect(build(props)).toThrow(message);
+  });
+
   test('desiredCount 0 is refused (a service must run a task)', () => {
     expect(build({ desiredCount: 0 })).toThrow(/'desiredCount' must be a whole number from 1 to 100, got 0/);
   });

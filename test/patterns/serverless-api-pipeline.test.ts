@@ -790,6 +790,19 @@ describe('ServerlessApiPipeline bad input', () => {
   function withRoutes(...r: ServerlessApiPipelineProps['routes']) {
     return build({ routes: r });
   }
+  test.each<[string, Partial<ServerlessApiPipelineProps>, RegExp]>([
+    ['a rate limit of 0', { throttlingRateLimit: 0 }, /'throttlingRateLimit' must be a whole number from 1 to 10000, got 0/],
+    ['a negative burst', { throttlingBurstLimit: -1 }, /'throttlingBurstLimit' must be a whole number from 0 to 5000, got -1/],
+    ['an empty log filter pattern', { logMetricFilterPattern: '' }, /'logMetricFilterPattern' must not be empty/],
+    ['an empty expected phrase', { expectedPhrase: '' }, /'expectedPhrase' must not be empty/],
+    ['an empty test command', { testCommands: [''] }, /'testCommands' must not be empty/],
+    ['a source directory outside the repository', { sourceDirectory: '../api' }, /'sourceDirectory' must be a path inside the repository.*got '\.\.\/api'/],
+    ['a latency threshold beyond API Gateway\'s 29 seconds', { latencyThreshold: Duration.seconds(30) }, /'latencyThreshold' must be between 10 millis and 29 seconds, got 30 seconds/],
+    ['a malformed alarm email', { alarmEmails: ['ops.example.com'] }, /'alarmEmails' must be an email address.*got 'ops.example.com'/],
+  ])('%s is refused, naming the property and the value', (_name, props, message) => {
+    expect(build(props)).toThrow(message);
+  });
+
 
   test('a route without a leading slash is refused (it must be METHOD /path)', () => {
     expect(withRoutes({ route: 'GET sleep', entry: 'src/x.ts' })).toThrow(/'routes' must be 'METHOD \/path'.*got 'GET sleep'/);

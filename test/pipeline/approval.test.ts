@@ -71,3 +71,29 @@ function renderConfiguration(action: codepipeline.IAction): unknown {
   const rendered = stack.resolve((pipeline.node.defaultChild as codepipeline.CfnPipeline).stages) as any[];
   return rendered[1].actions[0].configuration;
 }
+
+describe('Approval timeouts a release may default', () => {
+  /** The timeout the manual approval action was created with, in minutes. */
+  const timeoutOf = (action: codepipeline.IAction | undefined): number => {
+    expect(action).toBeInstanceOf(actions.ManualApprovalAction);
+    return (action as any).props.timeout.toMinutes();
+  };
+
+  test('without a timeout of its own, the approval takes the release\'s default timeout (and remembers it was given none)', () => {
+    const approval = Approval.beforeProductionTraffic();
+    expect(approval.givenTimeout).toBeUndefined();
+    expect(timeoutOf(approval.createAction({ actionName: 'Approve', defaultTimeout: Duration.minutes(40) }))).toBe(40);
+    expect(timeoutOf(approval.createAction({ actionName: 'Approve' }))).toBe(24 * 60);
+  });
+
+  test('a timeout the approval was given wins over the release\'s default', () => {
+    const approval = Approval.beforeProductionTraffic({ timeout: Duration.minutes(20) });
+    expect(approval.givenTimeout?.toMinutes()).toBe(20);
+    expect(timeoutOf(approval.createAction({ actionName: 'Approve', defaultTimeout: Duration.minutes(40) }))).toBe(20);
+  });
+
+  test('a default timeout outside what CodePipeline allows is refused, naming it', () => {
+    expect(() => Approval.beforeRelease().createAction({ actionName: 'Approve', defaultTimeout: Duration.minutes(2) }))
+      .toThrow(/Approval.beforeRelease: 'defaultTimeout' must be between 5 minutes and 60 days, got 2 minutes/);
+  });
+});

@@ -1,6 +1,7 @@
 import { App, CfnElement, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
+import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -449,5 +450,24 @@ describe('BuildStep bad input', () => {
 
   test('the error names the construct path', () => {
     expect(build({ timeout: Duration.minutes(1) })).toThrow(/^BuildStep 'Default\/Build': /);
+  });
+});
+
+describe('BuildStep.pipelineAction variables namespace', () => {
+  const stack = new Stack();
+  const key = new kms.Key(stack, 'Key');
+  const step = new BuildStep(stack, 'Build', { encryptionKey: key });
+  const input = new codepipeline.Artifact('Source');
+
+  test('the action exports the build\'s variables under the namespace it is given (by default aws-cdk-lib names one only when a variable is read)', () => {
+    const named = step.pipelineAction({ actionName: 'Build', input, variablesNamespace: 'BuildVariables' }) as any;
+    const plain = step.pipelineAction({ actionName: 'Build', input }) as any;
+    expect(named.actionProperties.variablesNamespace).toBe('BuildVariables');
+    expect(plain.actionProperties.variablesNamespace).not.toBe('BuildVariables');
+  });
+
+  test('a namespace CodePipeline does not accept is refused with the namespace', () => {
+    expect(() => step.pipelineAction({ actionName: 'Build', input, variablesNamespace: 'build vars' }))
+      .toThrow(/'variablesNamespace' must be 1 to 100 letters, digits or @ _ -, got 'build vars'/);
   });
 });

@@ -5,7 +5,8 @@ import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import { Approval, BuildArchitecture, DeliveryPipeline, PipelineSource, Release, SmokeTest } from '../../src';
+import { Construct } from 'constructs';
+import { Approval, BuildArchitecture, DeliveryPipeline, PipelineSource, Release, ReleaseConfig, ReleaseContext, SmokeTest } from '../../src';
 import { checkApp, describeFailures } from '../compliance/harness';
 import { CONNECTION_ARN, flatten, siteBucket } from '../util/fixtures';
 
@@ -368,5 +369,53 @@ describe('DeliveryPipeline bad input', () => {
 
   test('a malformed email is refused with the address', () => {
     expect(() => make({ notifications: { emails: ['ops.example.com'] } })).toThrow(/'emails' must be an email address.*got 'ops.example.com'/);
+  });
+});
+
+describe('DeliveryPipeline extension points used by the patterns', () => {
+  /** A release that records what it was given and turns the automatic stage rollback off. */
+  class RecordingRelease extends Release {
+    public readonly description = 'a recording release';
+    public given?: ReleaseContext;
+    public bind(scope: Construct, context: ReleaseContext): ReleaseConfig {
+      this.given = context;
+      return {
+        actions: [new actions.ManualApprovalAction({ actionName: 'Check' })],
+        rollbackOnFailure: false,
+      };
+    }
+  }
+
+  const stack = new Stack();
+  const release = new RecordingRelease();
+  const delivery = new DeliveryPipeline(stack, 'Delivery', { source: source(), release, pipelineName: 'orders-delivery' });
+  const template = Template.fromStack(stack);
+
+  test('pipelineName names the pipeline, so a hook can find it before it exists', () => {
+    template.hasResourceProperties('AWS::CodePipeline::Pipeline', { Name: 'orders-delivery' });
+  });
+
+  test('the Build action exports its variables under BuildVariables, which a release reads as #{BuildVariables.NAME}', () => {
+    const pipeline = Object.values(template.findResources('AWS::CodePipeline::Pipeline'))[0];
+    const build = pipeline.Properties.Stages.find((s: any) => s.Name === 'Build').Actions[0];
+    expect(build.Namespace).toBe(DeliveryPipeline.BUILD_VARIABLES_NAMESPACE);
+    expect(DeliveryPipeline.BUILD_VARIABLES_NAMESPACE).toBe('BuildVariables');
+  });
+
+  test('a release is given the artifact bucket and key of the pipeline', () => {
+    expect(release.given?.artifactBucket).toBe(delivery.artifactBucket);
+    expect(release.given?.artifactKey).toBe(delivery.artifactKey);
+  });
+
+  test('a release that rolls back by itself (rollbackOnFailure false) gets a Release stage without automatic stage rollback', () => {
+    const pipeline = Object.values(template.findResources('AWS::CodePipeline::Pipeline'))[0];
+    const stage = pipeline.Properties.Stages.find((s: any) => s.Name === 'Release');
+    expect(stage.OnFailure).toBeUndefined();
+  });
+
+  test('a pipeline name CodePipeline does not accept is refused with the name', () => {
+    const other = new Stack();
+    expect(() => new DeliveryPipeline(other, 'Delivery', { source: source(), release: new RecordingRelease(), pipelineName: 'orders delivery' }))
+      .toThrow(/'pipelineName' must be 1 to 100 letters, digits or \. @ _ -, got 'orders delivery'/);
   });
 });
