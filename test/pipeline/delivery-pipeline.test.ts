@@ -377,7 +377,7 @@ describe('DeliveryPipeline extension points used by the patterns', () => {
   class RecordingRelease extends Release {
     public readonly description = 'a recording release';
     public given?: ReleaseContext;
-    public bind(scope: Construct, context: ReleaseContext): ReleaseConfig {
+    public bind(_scope: Construct, context: ReleaseContext): ReleaseConfig {
       this.given = context;
       return {
         actions: [new actions.ManualApprovalAction({ actionName: 'Check' })],
