@@ -1,13 +1,13 @@
-import { Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
+import { createPublicVpc, createWebLoadBalancer } from '../private/web-front';
 import { checkDuration, checkInteger, invalidInput } from '../private/validate';
 
 /**
@@ -112,20 +112,7 @@ export class BlueGreenFargateService extends Construct {
     const testPort = props.testListenerPort ?? 8080;
     this.validate(props, { containerPort, cpu, memory, desiredCount, healthCheckPath, productionPort, testPort });
 
-    this.vpc = props.vpc ?? new ec2.Vpc(this, 'Vpc', {
-      maxAzs: 2,
-      natGateways: 0,
-      subnetConfiguration: [{ name: 'Public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 }],
-      flowLogs: {
-        Rejected: {
-          destination: ec2.FlowLogDestination.toCloudWatchLogs(new logs.LogGroup(this, 'FlowLogs', {
-            retention: logs.RetentionDays.ONE_MONTH,
-            removalPolicy: RemovalPolicy.DESTROY,
-          })),
-          trafficType: ec2.FlowLogTrafficType.REJECT,
-        },
-      },
-    });
+    this.vpc = props.vpc ?? createPublicVpc(this);
     const containerInsights = props.containerInsights ?? ecs.ContainerInsights.DISABLED;
     this.cluster = props.cluster ?? new ecs.Cluster(this, 'Cluster', {
       vpc: this.vpc,
@@ -191,52 +178,15 @@ export class BlueGreenFargateService extends Construct {
       'ecr:GetAuthorizationToken, which pulling from ECR needs, does not support resource-level permissions; ' +
       'the image actions are limited to the one repository.');
 
-    const albSecurityGroup = new ec2.SecurityGroup(this, 'LoadBalancerSecurityGroup', {
+    const front = createWebLoadBalancer(this, {
       vpc: this.vpc,
-      description: `Production and test listeners of ${this.node.path}`,
-      allowAllOutbound: false,
+      productionPort,
+      testPort,
+      redirectHttp: props.certificate !== undefined,
+      testListenerPeers: props.testListenerPeers,
     });
-    albSecurityGroup.addIngressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(productionPort), 'Production traffic');
-    if (props.certificate) {
-      albSecurityGroup.addIngressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(80), 'Redirect to HTTPS');
-    }
-    for (const peer of props.testListenerPeers ?? [ec2.Peer.anyIpv4()]) {
-      albSecurityGroup.addIngressRule(peer, ec2.Port.tcp(testPort), 'Test traffic to the new version');
-    }
-    Validations.of(albSecurityGroup).acknowledge({
-      id: 'AwsSolutions-EC23',
-      reason: 'An internet-facing web service: the production listener serves anyone; the test listener is open to ' +
-        'the peers given in testListenerPeers (by default anyone, so that the smoke test reaches it).',
-    });
-
-    this.loadBalancer = new elbv2.ApplicationLoadBalancer(this, 'LoadBalancer', {
-      vpc: this.vpc,
-      internetFacing: true,
-      securityGroup: albSecurityGroup,
-      dropInvalidHeaderFields: true,
-    });
-    if (Token.isUnresolved(Stack.of(this).region)) {
-      // ELB writes access logs as a principal that depends on the region, which an environment-agnostic stack lacks.
-      Validations.of(this.loadBalancer).acknowledge({
-        id: 'AwsSolutions-ELB2',
-        reason: 'The stack has no region, which ELB access logging needs to grant the log writer; give the stack an ' +
-          'env with a region and the access logs are written to a bucket kept 30 days.',
-      });
-    } else {
-      const accessLogs = new s3.Bucket(this, 'AccessLogs', {
-        encryption: s3.BucketEncryption.S3_MANAGED,
-        enforceSSL: true,
-        blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-        lifecycleRules: [{ expiration: Duration.days(30) }],
-        removalPolicy: RemovalPolicy.DESTROY,
-        autoDeleteObjects: true,
-      });
-      Validations.of(accessLogs).acknowledge({
-        id: 'AwsSolutions-S1',
-        reason: 'This bucket receives the load balancer access logs; logging its own access would need another bucket.',
-      });
-      this.loadBalancer.logAccessLogs(accessLogs);
-    }
+    const albSecurityGroup = front.securityGroup;
+    this.loadBalancer = front.loadBalancer;
 
     const targetGroup = (name: string) => new elbv2.ApplicationTargetGroup(this, name, {
       vpc: this.vpc,

@@ -1,0 +1,94 @@
+import { Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+
+/**
+ * The VPC the patterns create: two public subnets in two AZs, no NAT gateway (nothing billed by the hour), rejected
+ * traffic logged for a month.
+ * @internal
+ */
+export function createPublicVpc(scope: Construct): ec2.Vpc {
+  return new ec2.Vpc(scope, 'Vpc', {
+    maxAzs: 2,
+    natGateways: 0,
+    subnetConfiguration: [{ name: 'Public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 }],
+    flowLogs: {
+      Rejected: {
+        destination: ec2.FlowLogDestination.toCloudWatchLogs(new logs.LogGroup(scope, 'FlowLogs', {
+          retention: logs.RetentionDays.ONE_MONTH,
+          removalPolicy: RemovalPolicy.DESTROY,
+        })),
+        trafficType: ec2.FlowLogTrafficType.REJECT,
+      },
+    },
+  });
+}
+
+/** @internal */
+export interface WebLoadBalancerOptions {
+  readonly vpc: ec2.IVpc;
+  readonly productionPort: number;
+  readonly testPort: number;
+  readonly redirectHttp: boolean;
+  readonly testListenerPeers?: ec2.IPeer[];
+}
+
+/**
+ * An internet-facing ALB with its security group (production port open to anyone, the test port to the given peers,
+ * no outbound rule until the caller adds one to its targets) and access logs kept 30 days.
+ * @internal
+ */
+export function createWebLoadBalancer(scope: Construct, options: WebLoadBalancerOptions): {
+  loadBalancer: elbv2.ApplicationLoadBalancer; securityGroup: ec2.SecurityGroup;
+} {
+  const securityGroup = new ec2.SecurityGroup(scope, 'LoadBalancerSecurityGroup', {
+    vpc: options.vpc,
+    description: `Production and test listeners of ${scope.node.path}`,
+    allowAllOutbound: false,
+  });
+  securityGroup.addIngressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(options.productionPort), 'Production traffic');
+  if (options.redirectHttp) {
+    securityGroup.addIngressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(80), 'Redirect to HTTPS');
+  }
+  for (const peer of options.testListenerPeers ?? [ec2.Peer.anyIpv4()]) {
+    securityGroup.addIngressRule(peer, ec2.Port.tcp(options.testPort), 'Test traffic to the new version');
+  }
+  Validations.of(securityGroup).acknowledge({
+    id: 'AwsSolutions-EC23',
+    reason: 'An internet-facing web service: the production listener serves anyone; the test listener is open to ' +
+      'the peers given in testListenerPeers (by default anyone, so that the smoke test reaches it).',
+  });
+
+  const loadBalancer = new elbv2.ApplicationLoadBalancer(scope, 'LoadBalancer', {
+    vpc: options.vpc,
+    internetFacing: true,
+    securityGroup,
+    dropInvalidHeaderFields: true,
+  });
+  if (Token.isUnresolved(Stack.of(scope).region)) {
+    // ELB writes access logs as a principal that depends on the region, which an environment-agnostic stack lacks.
+    Validations.of(loadBalancer).acknowledge({
+      id: 'AwsSolutions-ELB2',
+      reason: 'The stack has no region, which ELB access logging needs to grant the log writer; give the stack an ' +
+        'env with a region and the access logs are written to a bucket kept 30 days.',
+    });
+  } else {
+    const accessLogs = new s3.Bucket(scope, 'AccessLogs', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      lifecycleRules: [{ expiration: Duration.days(30) }],
+      removalPolicy: RemovalPolicy.DESTROY,
+      autoDeleteObjects: true,
+    });
+    Validations.of(accessLogs).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason: 'This bucket receives the load balancer access logs; logging its own access would need another bucket.',
+    });
+    loadBalancer.logAccessLogs(accessLogs);
+  }
+  return { loadBalancer, securityGroup };
+}
