@@ -17,16 +17,61 @@ export interface ImageParameter {
 
 /**
  * Creates, in a small stack of its own that `scope`'s stack depends on, the SSM String parameter holding the image the
- * service runs, starting at `initialImage`.
- *
- * CloudFormation resolves an `AWS::SSM::Parameter::Value<String>` parameter when it creates a change set, so the SSM
- * parameter must exist before the service's stack is deployed: a separate stack, which `cdk deploy <stack>` deploys
- * first because it is a dependency. A custom resource (not an `AWS::SSM::Parameter`) creates it: it writes the initial
- * image only when the parameter does not exist and never again, so a change of this stack can never put an older image
- * back; deleting the stack deletes the parameter.
+ * service runs, starting at `initialImage` (see `createStateParameters`).
  * @internal
  */
 export function createImageParameter(scope: Construct, initialImage: string): ImageParameter {
+  const state = createStateParameters(scope, {
+    stackSuffix: 'Image',
+    stackDescription: `The image in production of ${scope.node.path} (written by its pipeline after each release)`,
+    parameters: [{
+      key: 'image',
+      initialValue: initialImage,
+      description: `Image in production of ${scope.node.path}; written by its pipeline after each successful release`,
+    }],
+  });
+  return { parameterName: state.parameterNames.image, stack: state.stack };
+}
+
+/** One parameter of `createStateParameters`. @internal */
+export interface StateParameterSpec {
+  /** The last part of the parameter's name, lower case and dashes (`image`, `live-color`). */
+  readonly key: string;
+  /** Its value when it is first created, and again after the owning stack is deleted. */
+  readonly initialValue: string;
+  /** The parameter's description. */
+  readonly description: string;
+}
+
+/** @internal */
+export interface StateParametersOptions {
+  /** The suffix of the new stack's id and name (`Image`, `State`). */
+  readonly stackSuffix: string;
+  readonly stackDescription: string;
+  readonly parameters: StateParameterSpec[];
+}
+
+/** @internal */
+export interface StateParameters {
+  /** The parameters' names by key. */
+  readonly parameterNames: Record<string, string>;
+  /** The stack that creates the parameters; the owning stack depends on it. */
+  readonly stack: Stack;
+}
+
+/**
+ * Creates, in a small stack of its own that `scope`'s stack depends on, SSM String parameters holding what a release
+ * engine writes and CloudFormation reads (the image in production, the live color).
+ *
+ * CloudFormation resolves an `AWS::SSM::Parameter::Value<String>` parameter when it creates a change set, so the SSM
+ * parameter must exist before the owning stack is deployed: a separate stack, which `cdk deploy <stack>` deploys
+ * first because it is a dependency. A custom resource (not an `AWS::SSM::Parameter`) creates each: it writes the
+ * initial value only when the parameter does not exist and never again, so a change of this stack can never put an
+ * older value back; deleting the stack deletes the parameters. When the owning stack is deleted alone (with what the
+ * values describe), the parameters return to their initial values, so that creating it again starts from scratch.
+ * @internal
+ */
+export function createStateParameters(scope: Construct, options: StateParametersOptions): StateParameters {
   const owner = Stack.of(scope);
   const stage = Stage.of(owner);
   if (!stage) {
@@ -34,74 +79,76 @@ export function createImageParameter(scope: Construct, initialImage: string): Im
   }
   const uniqueId = Names.uniqueId(scope);
   // The stack's name as well as the construct path: two copies of one app deployed under different stack names (one
-  // per branch, say) must not share the parameter.
+  // per branch, say) must not share the parameters.
   const stackName = Token.isUnresolved(owner.stackName) ? undefined : owner.stackName;
-  const parameterName = stackName
-    ? `/cdk-delivery-pipelines/${stackName}/${uniqueId}/image`
-    : `/cdk-delivery-pipelines/${uniqueId}/image`;
+  const prefix = stackName ? `/cdk-delivery-pipelines/${stackName}/${uniqueId}` : `/cdk-delivery-pipelines/${uniqueId}`;
   const env = Token.isUnresolved(owner.account) || Token.isUnresolved(owner.region)
     ? undefined
     : { account: owner.account, region: owner.region };
-  const stack = new Stack(stage, `${uniqueId}Image`, {
+  const stack = new Stack(stage, `${uniqueId}${options.stackSuffix}`, {
     env,
     stackName: stackName
-      ? `${stackName.slice(0, 60)}-${Names.uniqueResourceName(scope, { maxLength: 60, separator: '-' })}-Image`
+      ? `${stackName.slice(0, 60)}-${Names.uniqueResourceName(scope, { maxLength: 60, separator: '-' })}-${options.stackSuffix}`
       : undefined,
-    description: `The image in production of ${scope.node.path} (written by its pipeline after each release)`,
+    description: options.stackDescription,
   });
-  owner.addStackDependency(stack, 'the image parameter must exist before the stack reads it');
+  owner.addStackDependency(stack, 'the state parameters must exist before the stack reads them');
 
-  const parameterArn = stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: parameterName.slice(1) });
-  const resource = new cr.AwsCustomResource(stack, 'ImageParameter', {
-    resourceType: 'Custom::ImageParameter',
-    installLatestAwsSdk: false,
-    onCreate: {
-      service: 'SSM',
-      action: 'putParameter',
-      parameters: {
-        Name: parameterName,
-        Value: initialImage,
-        Type: 'String',
-        Overwrite: false,
-        Description: `Image in production of ${scope.node.path}; written by its pipeline after each successful release`,
+  const parameterNames: Record<string, string> = {};
+  for (const spec of options.parameters) {
+    const parameterName = `${prefix}/${spec.key}`;
+    parameterNames[spec.key] = parameterName;
+    const id = spec.key.split('-').map((part) => part.charAt(0).toUpperCase() + part.slice(1)).join('');
+    const parameterArn = stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: parameterName.slice(1) });
+    const resource = new cr.AwsCustomResource(stack, `${id}Parameter`, {
+      resourceType: `Custom::${id}Parameter`,
+      installLatestAwsSdk: false,
+      onCreate: {
+        service: 'SSM',
+        action: 'putParameter',
+        parameters: {
+          Name: parameterName,
+          Value: spec.initialValue,
+          Type: 'String',
+          Overwrite: false,
+          Description: spec.description,
+        },
+        physicalResourceId: cr.PhysicalResourceId.of(parameterName),
+        // The parameter survived an earlier stack: keep its value, which describes what runs.
+        ignoreErrorCodesMatching: 'ParameterAlreadyExists',
       },
-      physicalResourceId: cr.PhysicalResourceId.of(parameterName),
-      // The parameter survived an earlier stack: keep its value, which is the image in production.
-      ignoreErrorCodesMatching: 'ParameterAlreadyExists',
-    },
-    onDelete: {
-      service: 'SSM',
-      action: 'deleteParameter',
-      parameters: { Name: parameterName },
-      ignoreErrorCodesMatching: 'ParameterNotFound',
-    },
-    policy: cr.AwsCustomResourcePolicy.fromStatements([
-      new iam.PolicyStatement({ actions: ['ssm:PutParameter', 'ssm:DeleteParameter'], resources: [parameterArn] }),
-    ]),
-  });
-  acknowledgeCustomResourceProvider(stack, resource);
-  pruneRedundantDependsOn(stack);
+      onDelete: {
+        service: 'SSM',
+        action: 'deleteParameter',
+        parameters: { Name: parameterName },
+        ignoreErrorCodesMatching: 'ParameterNotFound',
+      },
+      policy: cr.AwsCustomResourcePolicy.fromStatements([
+        new iam.PolicyStatement({ actions: ['ssm:PutParameter', 'ssm:DeleteParameter'], resources: [parameterArn] }),
+      ]),
+    });
+    acknowledgeCustomResourceProvider(stack, resource);
 
-  // When the service's stack is deleted alone, its repository (and the image in the parameter) goes with it: the
-  // parameter returns to the placeholder, so that creating the stack again starts from an image that exists.
-  const reset = new cr.AwsCustomResource(scope, 'ImageParameterReset', {
-    resourceType: 'Custom::ImageParameterReset',
-    installLatestAwsSdk: false,
-    onDelete: {
-      service: 'SSM',
-      action: 'putParameter',
-      parameters: { Name: parameterName, Value: initialImage, Type: 'String', Overwrite: true },
-      ignoreErrorCodesMatching: 'ParameterNotFound',
-    },
-    policy: cr.AwsCustomResourcePolicy.fromStatements([
-      new iam.PolicyStatement({
-        actions: ['ssm:PutParameter'],
-        resources: [owner.formatArn({ service: 'ssm', resource: 'parameter', resourceName: parameterName.slice(1) })],
-      }),
-    ]),
-  });
-  acknowledgeCustomResourceProvider(owner, reset);
-  return { parameterName, stack };
+    const reset = new cr.AwsCustomResource(scope, `${id}ParameterReset`, {
+      resourceType: `Custom::${id}ParameterReset`,
+      installLatestAwsSdk: false,
+      onDelete: {
+        service: 'SSM',
+        action: 'putParameter',
+        parameters: { Name: parameterName, Value: spec.initialValue, Type: 'String', Overwrite: true },
+        ignoreErrorCodesMatching: 'ParameterNotFound',
+      },
+      policy: cr.AwsCustomResourcePolicy.fromStatements([
+        new iam.PolicyStatement({
+          actions: ['ssm:PutParameter'],
+          resources: [owner.formatArn({ service: 'ssm', resource: 'parameter', resourceName: parameterName.slice(1) })],
+        }),
+      ]),
+    });
+    acknowledgeCustomResourceProvider(owner, reset);
+  }
+  pruneRedundantDependsOn(stack);
+  return { parameterNames, stack };
 }
 
 /** The singleton Lambda of `AwsCustomResource` is aws-cdk-lib's; what cdk-nag finds on it is acknowledged there. */
