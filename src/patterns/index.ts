@@ -1,2 +1,3 @@
 export * from './fargate-blue-green-pipeline';
 export * from './serverless-api-pipeline';
+export * from './ec2-blue-green-pipeline';

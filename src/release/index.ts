@@ -1,2 +1,3 @@
 export * from './release';
 export * from './smoke-test';
+export * from './traffic-shift';

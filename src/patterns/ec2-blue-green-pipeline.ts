@@ -1,0 +1,547 @@
+import { CfnOutput, Duration, Lazy, Token } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as codebuild from 'aws-cdk-lib/aws-codebuild';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { ServiceMonitoring } from '../monitoring/service-monitoring';
+import { Approval } from '../pipeline/approval';
+import { BuildArchitecture, BuildSecret } from '../pipeline/build-step';
+import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
+import { PipelineNotificationsOptions } from '../pipeline/notifications';
+import { createStateParameters } from '../private/image-parameter';
+import { checkNotEmpty, invalidInput } from '../private/validate';
+import { Ec2BlueGreenRelease, EC2_RELEASE_STAGE_NAME } from '../release/ec2-blue-green-release';
+import { TrafficShift } from '../release/traffic-shift';
+import { BlueGreenEc2Fleet, COLORS, RELEASES_PREFIX } from '../runtime/ec2-fleet';
+import { InstanceSecret } from '../runtime/instance-secret';
+import { PipelineSource } from '../source/pipeline-source';
+
+/**
+ * Properties of `Ec2BlueGreenPipeline`.
+ */
+export interface Ec2BlueGreenPipelineProps {
+  /** Where the revisions come from: the repository holds the web application. */
+  readonly source: PipelineSource;
+
+  /**
+   * Whether a human approves. `Approval.beforeProductionTraffic()` holds the release after the new version passed its
+   * smoke test on the test listener; its timeout must fit the release's hour (55 minutes minus 15 for the new
+   * instances, the canary step and the bake time: 35 minutes with the defaults), and without one it waits that long.
+   *
+   * @default Approval.none()
+   */
+  readonly approval?: Approval;
+
+  /**
+   * The directory of the source that holds the application: the build's working directory, and what the release
+   * bundle contains.
+   *
+   * @default '.' - the repository root
+   */
+  readonly appDirectory?: string;
+
+  /**
+   * Commands that run the unit tests, in `appDirectory`. A failing command stops the build. JUnit XML files written to
+   * `reports/junit` under `appDirectory` appear as test reports.
+   *
+   * @default - `npm ci` and `npm run test --if-present` when `appDirectory` has a `package.json`, otherwise none
+   */
+  readonly testCommands?: string[];
+
+  /**
+   * Commands that turn the tested source into what the instances run, in `appDirectory`; everything in `appDirectory`
+   * afterwards (but `.git`) is the release bundle.
+   *
+   * @default - `npm run build --if-present` and `npm prune --omit=dev` when `appDirectory` has a `package.json`
+   */
+  readonly buildCommands?: string[];
+
+  /**
+   * Plain environment variables of the build.
+   *
+   * @default - none
+   */
+  readonly buildEnvironmentVariables?: { [name: string]: string };
+
+  /**
+   * Secrets the build sees as environment variables (from SSM Parameter Store or Secrets Manager).
+   *
+   * @default - none
+   */
+  readonly buildSecrets?: { [name: string]: BuildSecret };
+
+  /**
+   * The command that starts the application in the release directory, run by systemd as an unprivileged user with
+   * `PORT` set to `port`.
+   *
+   * @default 'npm start'
+   */
+  readonly startCommand?: string;
+
+  /**
+   * Commands an instance runs at boot before it installs the release (as root). They must install the runtime the
+   * application needs and the CloudWatch agent.
+   *
+   * @default - `dnf install -y nodejs24 nodejs24-npm amazon-cloudwatch-agent` (Node.js 24 of Amazon Linux 2023)
+   */
+  readonly setupCommands?: string[];
+
+  /**
+   * Plain environment variables of the application.
+   *
+   * @default - none
+   */
+  readonly environment?: { [name: string]: string };
+
+  /**
+   * Secrets the application sees as environment variables. Each instance reads them at boot with its own role, which
+   * may read only these; their values never appear in the template, the launch template or the user data.
+   *
+   * @default - none
+   */
+  readonly secrets?: { [name: string]: InstanceSecret };
+
+  /**
+   * The VPC.
+   *
+   * @default - a new VPC with two public subnets in two AZs and no NAT gateway
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * The processor architecture of the instances; the bundle is built on a CodeBuild host of the same architecture.
+   *
+   * @default ec2.InstanceArchitecture.ARM_64
+   */
+  readonly architecture?: ec2.InstanceArchitecture;
+
+  /**
+   * The instance type, of `architecture`.
+   *
+   * @default - t4g.micro (ARM_64), t3.micro (X86_64)
+   */
+  readonly instanceType?: ec2.InstanceType;
+
+  /**
+   * The image the instances boot from (it must have the AWS CLI, curl, systemd and what `setupCommands` use).
+   *
+   * @default - the latest Amazon Linux 2023 for `architecture`, looked up at deploy time
+   */
+  readonly machineImage?: ec2.IMachineImage;
+
+  /**
+   * How many instances serve production, spread over the VPC's AZs (the idle color has none between releases).
+   *
+   * @default 2
+   */
+  readonly capacity?: number;
+
+  /**
+   * The port the application listens on (it gets it as `PORT`).
+   *
+   * @default 8080
+   */
+  readonly port?: number;
+
+  /**
+   * The path of the health check: the instance's readiness check, the target groups and the smoke test; it must
+   * answer 200 with `{"status": "ok"}`.
+   *
+   * @default '/healthcheck'
+   */
+  readonly healthCheckPath?: string;
+
+  /**
+   * A phrase the welcome page (`/` on the test listener) must contain for the smoke test to pass.
+   *
+   * @default - the smoke test checks the health path only
+   */
+  readonly expectedPhrase?: string;
+
+  /**
+   * How long the load balancer lets requests to an old instance finish (0 to 30 seconds).
+   *
+   * @default Duration.seconds(30)
+   */
+  readonly deregistrationDelay?: Duration;
+
+  /**
+   * A certificate for HTTPS: production then listens on 443, and 80 redirects to it.
+   *
+   * @default - production listens on HTTP 80
+   */
+  readonly certificate?: elbv2.IListenerCertificate;
+
+  /**
+   * The port of the test listener, where the new version serves before production traffic shifts.
+   *
+   * @default 8080
+   */
+  readonly testListenerPort?: number;
+
+  /**
+   * Who may reach the test listener. The smoke test runs outside the VPC and reaches it over the internet, so
+   * restricting it to your network also stops the smoke test.
+   *
+   * @default - anyone (ec2.Peer.anyIpv4())
+   */
+  readonly testListenerPeers?: ec2.IPeer[];
+
+  /**
+   * How production traffic moves to the new color.
+   *
+   * @default TrafficShift.allAtOnce()
+   */
+  readonly trafficShift?: TrafficShift;
+
+  /**
+   * How long the old color keeps running after all production traffic moved; an alarm in that time rolls back.
+   * 0 to 30 minutes in whole minutes; with the canary step it must leave the release's hour room (see `approval`).
+   *
+   * @default Duration.minutes(5)
+   */
+  readonly bakeTime?: Duration;
+
+  /**
+   * More alarms that roll a release back while its traffic shifts and bakes (the pattern's own alarms on the new
+   * color always do).
+   *
+   * @default - none
+   */
+  readonly deploymentAlarms?: cloudwatch.IAlarm[];
+
+  /**
+   * The p99 target response time above which a color's latency alarm fires (it rolls back a release onto that color).
+   *
+   * @default Duration.seconds(2)
+   */
+  readonly latencyThreshold?: Duration;
+
+  /**
+   * The p95 response time of the load balancer above which the service's latency alarm fires (the workshop's alarm).
+   *
+   * @default Duration.seconds(1)
+   */
+  readonly p95LatencyThreshold?: Duration;
+
+  /**
+   * How long the application's logs (and the release functions') are kept.
+   *
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * Who hears about the pipeline (failures, successes, approvals).
+   *
+   * @default - a new encrypted topic without subscriptions
+   */
+  readonly notifications?: PipelineNotificationsOptions;
+
+  /**
+   * Email addresses subscribed to the alarm topic.
+   *
+   * @default - no subscription
+   */
+  readonly alarmEmails?: string[];
+
+  /**
+   * Keep the pipeline's artifacts (and the release bundles) and their key when the stack is deleted.
+   *
+   * @default false - `cdk destroy` removes everything
+   */
+  readonly retainArtifacts?: boolean;
+}
+
+/**
+ * A web application on EC2 Auto Scaling behind an ALB, released from a git push blue/green: the build runs the unit
+ * tests and uploads a release bundle; the idle color's instances install it, pass their own readiness check and the
+ * load balancer's health check behind the test listener, pass a smoke test and (optionally) a human approval; then
+ * production traffic shifts, alarms on the new color roll back during the bake time, and the old color scales to
+ * zero. A later `cdk deploy` keeps the live color and its release (ADR 0008).
+ */
+export class Ec2BlueGreenPipeline extends Construct {
+  /** The delivery pipeline (Source, Build, Release). */
+  public readonly pipeline: DeliveryPipeline;
+  /** The VPC. */
+  public readonly vpc: ec2.IVpc;
+  /** The application load balancer. */
+  public readonly loadBalancer: elbv2.ApplicationLoadBalancer;
+  /** The production listener. */
+  public readonly productionListener: elbv2.ApplicationListener;
+  /** The test listener. */
+  public readonly testListener: elbv2.ApplicationListener;
+  /** The blue Auto Scaling group. */
+  public readonly blueGroup: autoscaling.AutoScalingGroup;
+  /** The green Auto Scaling group. */
+  public readonly greenGroup: autoscaling.AutoScalingGroup;
+  /** The blue target group. */
+  public readonly blueTargetGroup: elbv2.ApplicationTargetGroup;
+  /** The green target group. */
+  public readonly greenTargetGroup: elbv2.ApplicationTargetGroup;
+  /** The role of the instances (both colors). */
+  public readonly instanceRole: iam.IRole;
+  /** The security group of the instances. */
+  public readonly instanceSecurityGroup: ec2.ISecurityGroup;
+  /** The application's logs (one stream per instance). */
+  public readonly logGroup: logs.ILogGroup;
+  /** The release workflow the pipeline starts. */
+  public readonly stateMachine: sfn.IStateMachine;
+  /** The production URL. */
+  public readonly productionUrl: string;
+  /** The test listener's URL. */
+  public readonly testUrl: string;
+  /** The SSM parameter holding the live color (`none`, `blue` or `green`), which CloudFormation reads on every update. */
+  public readonly liveColorParameterName: string;
+  /** Alarms, alarm topic and dashboard. */
+  public readonly monitoring: ServiceMonitoring;
+  /** The alarm topic. */
+  public readonly alarmTopic: sns.ITopic;
+  /** The dashboard. */
+  public readonly dashboard: cloudwatch.Dashboard;
+  /** The command that rolls production back to an earlier successful execution (fill in its id). */
+  public readonly rollbackCommand: string;
+
+  constructor(scope: Construct, id: string, props: Ec2BlueGreenPipelineProps) {
+    super(scope, id);
+    const appDirectory = normalizeDirectory(this, props.appDirectory);
+    props.testCommands?.forEach((command) => checkNotEmpty(this, 'testCommands', command));
+    props.buildCommands?.forEach((command) => checkNotEmpty(this, 'buildCommands', command));
+    if (props.expectedPhrase !== undefined) checkNotEmpty(this, 'expectedPhrase', props.expectedPhrase);
+    for (const [name, threshold] of [['latencyThreshold', props.latencyThreshold], ['p95LatencyThreshold', props.p95LatencyThreshold]] as const) {
+      if (threshold && !threshold.isUnresolved()
+        && (threshold.toMilliseconds({ integral: false }) < 10 || threshold.toSeconds({ integral: false }) > 60)) {
+        throw invalidInput(this, name, threshold, 'must be between 10 milliseconds and 60 seconds');
+      }
+    }
+
+    // What the release engine writes and CloudFormation reads, created before this stack (ADR 0008).
+    const state = createStateParameters(this, {
+      stackSuffix: 'State',
+      stackDescription: `The live color and the releases of ${this.node.path} (written by its release workflow)`,
+      parameters: [
+        { key: 'live-color', initialValue: 'none', description: `Color in production of ${this.node.path}: none, blue or green` },
+        { key: 'release-lock', initialValue: 'free', description: `The release running on ${this.node.path}: free, or running <execution>` },
+        ...COLORS.map((color) => ({
+          key: `${color}-release`, initialValue: 'none', description: `Release the ${color} instances of ${this.node.path} install at boot`,
+        })),
+      ],
+    });
+    this.liveColorParameterName = state.parameterNames['live-color'];
+    const releaseParameterNames = { blue: state.parameterNames['blue-release'], green: state.parameterNames['green-release'] };
+
+    const fleet = new BlueGreenEc2Fleet(this, 'Fleet', {
+      vpc: props.vpc,
+      instanceType: props.instanceType,
+      architecture: props.architecture,
+      machineImage: props.machineImage,
+      capacity: props.capacity,
+      port: props.port,
+      healthCheckPath: props.healthCheckPath,
+      deregistrationDelay: props.deregistrationDelay,
+      certificate: props.certificate,
+      testListenerPort: props.testListenerPort,
+      testListenerPeers: props.testListenerPeers,
+      startCommand: props.startCommand,
+      setupCommands: props.setupCommands,
+      environment: props.environment,
+      secrets: props.secrets,
+      logRetention: props.logRetention,
+      liveColorParameterName: this.liveColorParameterName,
+      releaseParameterNames,
+    });
+    this.vpc = fleet.vpc;
+    this.loadBalancer = fleet.loadBalancer;
+    this.productionListener = fleet.productionListener;
+    this.testListener = fleet.testListener;
+    this.blueGroup = fleet.blueGroup;
+    this.greenGroup = fleet.greenGroup;
+    this.blueTargetGroup = fleet.blueTargetGroup;
+    this.greenTargetGroup = fleet.greenTargetGroup;
+    this.instanceRole = fleet.instanceRole;
+    this.instanceSecurityGroup = fleet.instanceSecurityGroup;
+    this.logGroup = fleet.logGroup;
+    this.productionUrl = fleet.productionUrl;
+    this.testUrl = fleet.testUrl;
+
+    const release = new Ec2BlueGreenRelease({
+      fleet,
+      liveColorParameterName: this.liveColorParameterName,
+      lockParameterName: state.parameterNames['release-lock'],
+      releaseParameterNames,
+      bakeTime: props.bakeTime,
+      trafficShift: props.trafficShift,
+      expectedPhrase: props.expectedPhrase,
+      logRetention: props.logRetention,
+    });
+    this.pipeline = new DeliveryPipeline(this, 'Pipeline', {
+      source: props.source,
+      approval: props.approval,
+      notifications: props.notifications,
+      retainArtifacts: props.retainArtifacts,
+      buildStep: {
+        architecture: props.architecture === ec2.InstanceArchitecture.X86_64 ? BuildArchitecture.X86_64 : BuildArchitecture.ARM_64,
+        buildSpec: bundleBuildSpec(props.testCommands, props.buildCommands),
+        environmentVariables: {
+          ...props.buildEnvironmentVariables,
+          APP_DIRECTORY: appDirectory,
+          // The build uploads the bundle next to the pipeline's artifacts, under releases/.
+          ARTIFACT_BUCKET: Lazy.string({ produce: () => this.pipeline.artifactBucket.bucketName }),
+        },
+        secrets: props.buildSecrets,
+        testReportDirectory: appDirectory === '.' ? 'reports/junit' : `${appDirectory}/reports/junit`,
+      },
+      release,
+    });
+    release.acknowledgeFindings(this.pipeline);
+    this.stateMachine = release.stateMachine!;
+
+    // Monitoring: alarms per color roll back a release onto that color; the service's alarms watch production.
+    this.monitoring = new ServiceMonitoring(this, 'Monitoring', {
+      alarmEmails: props.alarmEmails,
+      encryptionKey: this.pipeline.artifactKey,
+      title: `${this.node.path}: EC2 fleet (blue/green) and its releases`,
+    });
+    this.alarmTopic = this.monitoring.alarmTopic;
+    this.dashboard = this.monitoring.dashboard;
+    fleet.notifyScalingEvents(this.alarmTopic);
+    const latencyThreshold = props.latencyThreshold ?? Duration.seconds(2);
+    const minute = Duration.minutes(1);
+    for (const color of COLORS) {
+      const group = fleet.targetGroup(color);
+      const Color = color === 'blue' ? 'Blue' : 'Green';
+      const alarms = [
+        this.monitoring.addAlarm(`${Color}Http5xx`, {
+          metric: group.metrics.httpCodeTarget(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, { period: minute, statistic: cloudwatch.Stats.SUM }),
+          threshold: 5,
+          evaluationPeriods: 3,
+          datapointsToAlarm: 2,
+          description: `The ${color} instances answer 5xx (5 or more a minute, 2 minutes out of 3)`,
+        }),
+        this.monitoring.addAlarm(`${Color}UnhealthyHosts`, {
+          metric: group.metrics.unhealthyHostCount({ period: minute, statistic: cloudwatch.Stats.MAXIMUM }),
+          threshold: 1,
+          evaluationPeriods: 3,
+          datapointsToAlarm: 3,
+          description: `${Color} instances fail the load balancer health check (3 minutes in a row)`,
+        }),
+        this.monitoring.addAlarm(`${Color}LatencyP99`, {
+          metric: group.metrics.targetResponseTime({ period: minute, statistic: cloudwatch.Stats.p(99) }),
+          threshold: latencyThreshold.toSeconds({ integral: false }),
+          evaluationPeriods: 3,
+          datapointsToAlarm: 3,
+          description: `p99 response time of the ${color} instances above ${describeDuration(latencyThreshold)} (3 minutes in a row)`,
+        }),
+      ];
+      release.watchColor(color, alarms);
+    }
+    release.addDeploymentAlarms(props.deploymentAlarms ?? []);
+    const p95 = props.p95LatencyThreshold ?? Duration.seconds(1);
+    this.monitoring.addAlarm('LatencyP95', {
+      metric: this.loadBalancer.metrics.targetResponseTime({ period: minute, statistic: cloudwatch.Stats.p(95) }),
+      threshold: p95.toSeconds({ integral: false }),
+      evaluationPeriods: 5,
+      datapointsToAlarm: 3,
+      description: `p95 response time of production above ${describeDuration(p95)} (3 minutes out of 5)`,
+    });
+    this.monitoring.addAlarm('HealthyHosts', {
+      metric: new cloudwatch.MathExpression({
+        expression: 'FILL(blue, 0) + FILL(green, 0)',
+        usingMetrics: {
+          blue: this.blueTargetGroup.metrics.healthyHostCount({ statistic: cloudwatch.Stats.MINIMUM }),
+          green: this.greenTargetGroup.metrics.healthyHostCount({ statistic: cloudwatch.Stats.MINIMUM }),
+        },
+        label: 'Healthy instances',
+        period: minute,
+      }),
+      threshold: fleet.capacity,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 5,
+      datapointsToAlarm: 5,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      description: `Fewer than ${fleet.capacity} healthy instances (5 minutes in a row; also before the first release)`,
+    });
+    const byColor = (metric: (group: elbv2.ApplicationTargetGroup) => cloudwatch.IMetric) => COLORS.map((color) => metric(fleet.targetGroup(color)));
+    this.dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Requests by color (a release moves them from one to the other)',
+        left: byColor((group) => group.metrics.requestCount({ period: minute, statistic: cloudwatch.Stats.SUM, label: group === this.blueTargetGroup ? 'blue' : 'green' })),
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Healthy instances by color',
+        left: byColor((group) => group.metrics.healthyHostCount({ period: minute, statistic: cloudwatch.Stats.MINIMUM, label: group === this.blueTargetGroup ? 'blue' : 'green' })),
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Instances in service by group',
+        left: COLORS.map((color) => new cloudwatch.Metric({
+          namespace: 'AWS/AutoScaling',
+          metricName: 'GroupInServiceInstances',
+          dimensionsMap: { AutoScalingGroupName: fleet.group(color).autoScalingGroupName },
+          statistic: cloudwatch.Stats.MAXIMUM,
+          period: minute,
+          label: color,
+        })),
+        width: 12,
+      }),
+    );
+
+    this.rollbackCommand = 'aws codepipeline rollback-stage --pipeline-name ' + this.pipeline.pipeline.pipelineName +
+      ` --stage-name ${EC2_RELEASE_STAGE_NAME} --target-pipeline-execution-id <id of an earlier successful execution>`;
+    new CfnOutput(this, 'ProductionUrl', { value: this.productionUrl, description: 'The service in production' });
+    new CfnOutput(this, 'TestUrl', { value: this.testUrl, description: 'The test listener: the new version during a release' });
+    new CfnOutput(this, 'RollbackCommand', { value: this.rollbackCommand, description: 'Rolls production back to an earlier release' });
+  }
+}
+
+/** The build: unit tests, the build commands, then the bundle under releases/<id>/ and `release.json`. */
+function bundleBuildSpec(testCommands: string[] | undefined, buildCommands: string[] | undefined): codebuild.BuildSpec {
+  const tests = testCommands ?? ['if [ -f package.json ]; then npm ci && npm run test --if-present; else echo "no package.json: no unit tests to run"; fi'];
+  const build = buildCommands ?? ['if [ -f package.json ]; then npm run build --if-present && npm prune --omit=dev; fi'];
+  return codebuild.BuildSpec.fromObject({
+    version: '0.2',
+    env: { 'shell': 'bash', 'exported-variables': ['RELEASE_ID'] },
+    phases: {
+      pre_build: {
+        commands: [
+          'cd "$CODEBUILD_SRC_DIR/$APP_DIRECTORY"',
+          ...tests,
+        ],
+      },
+      build: {
+        commands: [
+          'cd "$CODEBUILD_SRC_DIR/$APP_DIRECTORY"',
+          ...build,
+          // Commit (or S3 object version) and build number: unique, never reused.
+          'REVISION=$(printf "%s" "${CODEBUILD_RESOLVED_SOURCE_VERSION:-unknown}" | tr -c "A-Za-z0-9_.-" "-" | cut -c1-40)',
+          'export RELEASE_ID="${REVISION}-${CODEBUILD_BUILD_NUMBER}"',
+          'tar --exclude=./.git --exclude=./reports -czf /tmp/bundle.tgz -C "$CODEBUILD_SRC_DIR/$APP_DIRECTORY" .',
+          `aws s3 cp /tmp/bundle.tgz "s3://$ARTIFACT_BUCKET/${RELEASES_PREFIX}$RELEASE_ID/bundle.tgz" --only-show-errors`,
+          'printf \'{"release":"%s"}\' "$RELEASE_ID" > "$CODEBUILD_SRC_DIR/release.json"',
+        ],
+      },
+    },
+    artifacts: { files: ['release.json'] },
+  });
+}
+
+function describeDuration(duration: Duration): string {
+  return duration.isUnresolved() ? 'the threshold' : duration.toHumanString();
+}
+
+function normalizeDirectory(scope: Construct, directory: string | undefined): string {
+  if (directory === undefined) return '.';
+  if (Token.isUnresolved(directory)) return directory;
+  const trimmed = directory.replace(/^\.\//, '').replace(/\/+$/, '') || '.';
+  if (trimmed.startsWith('/') || trimmed.split('/').includes('..') || !/^[A-Za-z0-9._\-/]+$/.test(trimmed)) {
+    throw invalidInput(scope, 'appDirectory', directory, 'must be a path inside the repository (letters, digits, . _ - /; no .. or leading /)');
+  }
+  return trimmed;
+}

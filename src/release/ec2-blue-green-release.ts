@@ -1,0 +1,489 @@
+import { ArnFormat, CustomResource, Duration, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
+import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { Construct } from 'constructs';
+import { Release, ReleaseConfig, ReleaseContext } from './release';
+import { SmokeTest } from './smoke-test';
+import { TrafficShift } from './traffic-shift';
+import { Ec2ReleaseGuardFunction } from '../handlers/ec2-release-guard-function';
+import { Ec2ReleaseFunction } from '../handlers/ec2-release-function';
+import { ApprovalPlacement } from '../pipeline/approval';
+import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
+import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
+import { checkDuration, invalidInput } from '../private/validate';
+import { BlueGreenEc2Fleet, COLORS, Color, NOT_RELEASED_BODY } from '../runtime/ec2-fleet';
+
+/**
+ * How long CodePipeline waits for the Step Functions invoke action: the one-hour limit of "all other actions" in
+ * CodePipeline's quotas (ADR 0008: unverified for this action in particular).
+ * @internal
+ */
+export const EC2_RELEASE_ACTION_LIMIT = Duration.minutes(60);
+/** What the release keeps of that hour for its coordinated rollback and the last polls. @internal */
+export const EC2_ROLLBACK_MARGIN = Duration.minutes(5);
+/** How long the new color may take to become healthy behind the test listener, and the smoke test. @internal */
+export const EC2_HEALTH_TIMEOUT = Duration.minutes(15);
+/** The names the approval gate looks up in the pipeline. @internal */
+export const EC2_RELEASE_STAGE_NAME = 'Release';
+/** @internal */
+export const EC2_APPROVAL_ACTION_NAME = 'ApproveProductionTraffic';
+
+/**
+ * Configuration of `Ec2BlueGreenRelease`.
+ * @internal
+ */
+export interface Ec2BlueGreenReleaseProps {
+  readonly fleet: BlueGreenEc2Fleet;
+  readonly liveColorParameterName: string;
+  readonly lockParameterName: string;
+  readonly releaseParameterNames: { readonly blue: string; readonly green: string };
+  readonly bakeTime?: Duration;
+  readonly trafficShift?: TrafficShift;
+  readonly expectedPhrase?: string;
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/**
+ * Releases a `BlueGreenEc2Fleet` blue/green with a Step Functions workflow (ADR 0008). The Release stage starts the
+ * workflow (and, with `Approval.beforeProductionTraffic()`, a manual approval alongside); the workflow calls one
+ * decision function in a loop:
+ *
+ * 1. the idle color gets the release and the live color's capacity; its instances pass their local readiness check
+ *    and the ALB health check behind the test listener;
+ * 2. the smoke test runs through the test listener;
+ * 3. with the gate, "ready for review" goes out with the test URL and the workflow waits for the approval;
+ * 4. production traffic shifts (all at once or a canary step); the bake time follows, watched by the new color's
+ *    alarms and the deployment alarms;
+ * 5. success: the live color is recorded first, then the old color scales to zero. Any failure: production returns
+ *    to the old color (never scaled in) and the new color scales to zero.
+ *
+ * A custom resource in the fleet's stack refuses a `cdk deploy` while a release runs.
+ * @internal
+ */
+export class Ec2BlueGreenRelease extends Release {
+  public readonly description = 'an EC2 blue/green release of the built bundle';
+  public readonly bakeTime: Duration;
+  public readonly trafficShift: TrafficShift;
+  /** Set once bound. */
+  public stateMachine?: sfn.StateMachine;
+  /** Set once bound. */
+  public releaseFunction?: lambda.Function;
+  /** Set once bound. */
+  public guardFunction?: lambda.Function;
+  /** Set once bound. */
+  public smokeTest?: SmokeTest;
+  private readonly watched: Record<Color, cloudwatch.IAlarm[]> = { blue: [], green: [] };
+  private readonly deploymentAlarms: cloudwatch.IAlarm[] = [];
+  private readonly readable = new Set<cloudwatch.IAlarm>();
+  private stateMachineName?: string;
+
+  constructor(private readonly props: Ec2BlueGreenReleaseProps) {
+    super();
+    this.bakeTime = props.bakeTime ?? Duration.minutes(5);
+    this.trafficShift = props.trafficShift ?? TrafficShift.allAtOnce();
+    const scope = props.fleet.node.scope ?? props.fleet;
+    checkDuration(scope, 'bakeTime', props.bakeTime, Duration.minutes(0), Duration.minutes(30), 'minutes');
+    if (this.bakeTime.isUnresolved()) {
+      throw invalidInput(scope, 'bakeTime', this.bakeTime, 'must be a literal duration (the release fits it into its hour at synth time)');
+    }
+    if (this.busyMinutes() > this.releaseMinutes()) {
+      throw invalidInput(scope, 'bakeTime', this.bakeTime,
+        `with the canary step (${this.trafficShift.interval.toMinutes()} minutes) must fit what is left of the release's hour ` +
+        `after ${EC2_HEALTH_TIMEOUT.toMinutes()} minutes for the new instances and the smoke test: at most ` +
+        `${this.releaseMinutes() - EC2_HEALTH_TIMEOUT.toMinutes()} minutes together`);
+    }
+  }
+
+  /** Minutes the release may run before it rolls back on its own: the action's hour minus the rollback margin. */
+  public releaseMinutes(): number {
+    return EC2_RELEASE_ACTION_LIMIT.toMinutes() - EC2_ROLLBACK_MARGIN.toMinutes();
+  }
+
+  /** Minutes a release needs besides the approval: the new instances and the smoke test, the canary step, the bake. */
+  public busyMinutes(): number {
+    return EC2_HEALTH_TIMEOUT.toMinutes() + this.trafficShift.interval.toMinutes() + this.bakeTime.toMinutes();
+  }
+
+  /** The longest the approval may wait: what is left after the instances, the canary step and the bake time. */
+  public approvalWindow(): Duration {
+    return Duration.minutes(this.releaseMinutes() - this.busyMinutes());
+  }
+
+  /** Alarms that watch one color (its target group): they roll back a release onto that color. */
+  public watchColor(color: Color, alarms: cloudwatch.IAlarm[]): void {
+    this.watched[color].push(...alarms);
+    this.applyAlarms();
+  }
+
+  /** Alarms that roll back any release while it shifts and bakes. */
+  public addDeploymentAlarms(alarms: cloudwatch.IAlarm[]): void {
+    this.deploymentAlarms.push(...alarms);
+    this.applyAlarms();
+  }
+
+  public bind(scope: Construct, context: ReleaseContext): ReleaseConfig {
+    const fleet = this.props.fleet;
+    const owner = fleet.node.scope ?? fleet;
+    const stack = Stack.of(fleet);
+    const resources = new Construct(scope, 'Ec2Release');
+    const gate = context.approval.placement === ApprovalPlacement.BEFORE_PRODUCTION_TRAFFIC;
+    const window = this.approvalWindow();
+    if (gate) {
+      const why = `the release has ${this.releaseMinutes()} minutes of CodePipeline's hour for the Step Functions action, of ` +
+        `which ${EC2_HEALTH_TIMEOUT.toMinutes()} go to the new instances and the smoke test, ${this.trafficShift.interval.toMinutes()} to the ` +
+        `canary step and ${this.bakeTime.toMinutes()} to the bake time`;
+      if (window.toMinutes() < 5) {
+        throw invalidInput(owner, 'bakeTime', this.bakeTime, `must leave the approval at least 5 minutes with Approval.beforeProductionTraffic(): ${why}`);
+      }
+      const given = context.approval.givenTimeout;
+      if (given !== undefined && !given.isUnresolved() && given.toSeconds() > window.toSeconds()) {
+        throw invalidInput('Approval.beforeProductionTraffic', 'timeout', given, `must be at most ${window.toMinutes()} minutes with an EC2 blue/green release: ${why}`);
+      }
+    }
+    const bucket = context.artifactBucket;
+    if (!bucket) {
+      throw new Error(`${owner.node.path}: the EC2 release needs the pipeline's artifact bucket (ReleaseContext.artifactBucket)`);
+    }
+    fleet.bindReleaseStore(bucket, context.artifactKey);
+
+    const stackName = stack.stackName;
+    const unique = Names.uniqueResourceName(resources, { maxLength: 60, separator: '-' });
+    const stateMachineName = Token.isUnresolved(stackName) || unique.startsWith(`${stackName}-`) ? unique : `${stackName.slice(0, 19)}-${unique}`;
+    this.stateMachineName = stateMachineName;
+    const stateMachineArn = stack.formatArn({
+      service: 'states', resource: 'stateMachine', resourceName: stateMachineName, arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    const executionsArn = stack.formatArn({
+      service: 'states', resource: 'execution', resourceName: `${stateMachineName}:*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    const parameterArn = (name: string) => stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: name.replace(/^\//, '') });
+    const retention = this.props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+
+    // The decision function the workflow calls in a loop.
+    const releaseLogs = new logs.LogGroup(resources, 'ReleaseFunctionLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    const describeActions = ['autoscaling:DescribeAutoScalingGroups', 'elasticloadbalancing:DescribeTargetHealth', 'elasticloadbalancing:DescribeListeners'];
+    const releaseRole = lambdaRole(resources, 'ReleaseFunctionRole', releaseLogs, describeActions,
+      'The read-only Auto Scaling and ELB describe calls have none either; the calls that change anything name this ' +
+      'fleet\'s groups and production listener.');
+    const releaseFunction = new Ec2ReleaseFunction(resources, 'ReleaseFunction', {
+      role: releaseRole,
+      logGroup: releaseLogs,
+      description: `Decides each step of the blue/green releases of ${fleet.node.path}`,
+      timeout: Duration.minutes(1),
+      memorySize: 256,
+      architecture: lambda.Architecture.ARM_64,
+      tracing: lambda.Tracing.ACTIVE,
+      environment: {
+        LIVE_COLOR_PARAMETER: this.props.liveColorParameterName,
+        LOCK_PARAMETER: this.props.lockParameterName,
+        RELEASE_PARAMETER_BLUE: this.props.releaseParameterNames.blue,
+        RELEASE_PARAMETER_GREEN: this.props.releaseParameterNames.green,
+        BLUE_GROUP_NAME: fleet.blueGroup.autoScalingGroupName,
+        GREEN_GROUP_NAME: fleet.greenGroup.autoScalingGroupName,
+        BLUE_TARGET_GROUP_ARN: fleet.blueTargetGroup.targetGroupArn,
+        GREEN_TARGET_GROUP_ARN: fleet.greenTargetGroup.targetGroupArn,
+        PRODUCTION_LISTENER_ARN: fleet.productionListener.listenerArn,
+        NOT_RELEASED_BODY,
+        DEFAULT_CAPACITY: String(fleet.capacity),
+        RELEASE_DEADLINE_SECONDS: String(this.releaseMinutes() * 60),
+        HEALTH_TIMEOUT_SECONDS: String(EC2_HEALTH_TIMEOUT.toSeconds()),
+        BAKE_SECONDS: String(this.bakeTime.toSeconds()),
+        CANARY_PERCENT: String(this.trafficShift.percent),
+        CANARY_SECONDS: String(this.trafficShift.interval.toSeconds()),
+        STACK_NAME: stackName,
+        STATE_MACHINE_ARN: stateMachineArn,
+        TEST_URL: fleet.testUrl,
+        PRODUCTION_URL: fleet.productionUrl,
+        NOTIFY_TOPIC_ARN: context.notifications.topic.topicArn,
+        ...(gate ? {
+          APPROVAL_PIPELINE_NAME: context.pipeline.pipelineName,
+          APPROVAL_STAGE_NAME: EC2_RELEASE_STAGE_NAME,
+          APPROVAL_ACTION_NAME: EC2_APPROVAL_ACTION_NAME,
+          APPROVAL_TIMEOUT_SECONDS: String(window.toSeconds()),
+        } : {}),
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
+      },
+    });
+    releaseRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:PutParameter'],
+      resources: [
+        this.props.liveColorParameterName, this.props.lockParameterName,
+        this.props.releaseParameterNames.blue, this.props.releaseParameterNames.green,
+      ].map(parameterArn),
+    }));
+    releaseRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['autoscaling:UpdateAutoScalingGroup'],
+      resources: COLORS.map((color) => stack.formatArn({
+        service: 'autoscaling', resource: 'autoScalingGroup',
+        resourceName: `*:autoScalingGroupName/${fleet.group(color).autoScalingGroupName}`, arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      })),
+    }));
+    releaseRole.addToPolicy(new iam.PolicyStatement({
+      actions: describeActions,
+      resources: ['*'],
+    }));
+    releaseRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['elasticloadbalancing:ModifyListener'],
+      resources: [fleet.productionListener.listenerArn],
+    }));
+    releaseRole.addToPolicy(new iam.PolicyStatement({ actions: ['states:ListExecutions'], resources: [stateMachineArn] }));
+    releaseRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['cloudformation:DescribeStacks'],
+      resources: [stack.formatArn({ service: 'cloudformation', resource: 'stack', resourceName: `${stackName}/*` })],
+    }));
+    if (gate) {
+      releaseRole.addToPolicy(new iam.PolicyStatement({
+        actions: ['codepipeline:ListActionExecutions'],
+        resources: [context.pipeline.pipelineArn],
+      }));
+    }
+    context.notifications.topic.grantPublish(releaseRole);
+    Validations.of(releaseFunction).acknowledge({
+      id: 'Serverless-LambdaDLQ',
+      reason: 'Step Functions invokes the function synchronously and reads its answer (retrying throttling and service ' +
+        'errors); a failure becomes a rollback in the workflow, so there is no asynchronous event to keep.',
+    });
+    this.releaseFunction = releaseFunction;
+
+    // The smoke test through the test listener, invoked by the workflow.
+    this.smokeTest = new SmokeTest(resources, 'SmokeTest', {
+      baseUrl: fleet.testUrl,
+      healthPath: fleet.healthCheckPath,
+      expectedPhrase: this.props.expectedPhrase,
+      logRetention: this.props.logRetention,
+    });
+
+    // The workflow: a loop around the decision function (every wait is a Wait state, bounded by the function's clock).
+    const machineLogs = new logs.LogGroup(resources, 'StateMachineLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    this.stateMachine = new sfn.StateMachine(resources, 'StateMachine', {
+      stateMachineName,
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      comment: `Blue/green releases of ${fleet.node.path} (ADR 0008)`,
+      definitionBody: sfn.DefinitionBody.fromChainable(workflow(new Construct(resources, 'Workflow'), releaseFunction, this.smokeTest.function)),
+      // A last resort behind the function's own deadline, which rolls back first.
+      timeout: EC2_RELEASE_ACTION_LIMIT,
+      tracingEnabled: true,
+      logs: { destination: machineLogs, level: sfn.LogLevel.ALL, includeExecutionData: true },
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
+    // The guard: a `cdk deploy` while a release runs fails before it touches the listeners or the groups.
+    const guardLogs = new logs.LogGroup(resources, 'GuardFunctionLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    const guardRole = lambdaRole(resources, 'GuardFunctionRole', guardLogs);
+    const guardFunction = new Ec2ReleaseGuardFunction(resources, 'GuardFunction', {
+      role: guardRole,
+      logGroup: guardLogs,
+      description: `Refuses a stack update of ${fleet.node.path} while one of its releases runs`,
+      timeout: Duration.minutes(1),
+      memorySize: 128,
+      architecture: lambda.Architecture.ARM_64,
+      tracing: lambda.Tracing.ACTIVE,
+      environment: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1' },
+    });
+    guardRole.addToPolicy(new iam.PolicyStatement({ actions: ['states:DescribeExecution'], resources: [executionsArn] }));
+    Validations.of(guardFunction).acknowledge(
+      {
+        id: 'Serverless-LambdaDLQ',
+        reason: 'CloudFormation invokes the guard of a custom resource and waits for its answer; a failure fails the stack ' +
+          'update, so there is no lost event to keep.',
+      },
+      {
+        id: 'Serverless-LambdaDefaultMemorySize',
+        reason: 'The guard makes one Step Functions call and one HTTPS request per stack update; 128 MB is enough.',
+      },
+    );
+    this.guardFunction = guardFunction;
+    const guard = new CustomResource(fleet, 'ReleaseGuard', {
+      serviceToken: guardFunction.functionArn,
+      resourceType: 'Custom::ReleaseGuard',
+      properties: {
+        Lock: ssm.StringParameter.valueForStringParameter(fleet, this.props.lockParameterName),
+        StackName: stackName,
+      },
+    });
+    for (const target of [fleet.productionListener, fleet.testListener, fleet.blueGroup, fleet.greenGroup]) {
+      target.node.addDependency(guard);
+    }
+
+    this.applyAlarms();
+
+    const releaseActions: codepipeline.IAction[] = [
+      new actions.StepFunctionInvokeAction({
+        actionName: 'Deploy',
+        runOrder: 1,
+        stateMachine: this.stateMachine,
+        stateMachineInput: actions.StateMachineInput.literal({
+          release: `#{${DeliveryPipeline.BUILD_VARIABLES_NAMESPACE}.RELEASE_ID}`,
+          pipelineExecutionId: '#{codepipeline.PipelineExecutionId}',
+        }),
+      }),
+    ];
+    if (gate) {
+      const approve = context.approval.createAction({
+        actionName: EC2_APPROVAL_ACTION_NAME,
+        runOrder: 1,
+        defaultReviewUrl: fleet.testUrl,
+        defaultTimeout: window,
+        defaultMessage: `The new version runs on the test listener (${fleet.testUrl}) and passed its smoke test. ` +
+          'Approve to shift production traffic to it; rejecting, or letting the approval time out, rolls it back. ' +
+          'An approval given before the "ready for review" message also rolls it back.',
+      });
+      releaseActions.push(approve!);
+      context.notifications.notifyOnApprovalNeeded(EC2_RELEASE_STAGE_NAME, EC2_APPROVAL_ACTION_NAME, fleet.testUrl);
+    }
+    // The workflow already returns production to the previous color when a release fails.
+    return { actions: releaseActions, gatesProductionTraffic: true, rollbackOnFailure: false };
+  }
+
+  /**
+   * Acknowledges, once the pipeline exists, the wildcards of the release's roles, each narrowed to what it names.
+   */
+  public acknowledgeFindings(pipeline: DeliveryPipeline): void {
+    const fleet = this.props.fleet;
+    const stack = Stack.of(fleet);
+    const region = nagPseudo(stack.region, 'Region');
+    const account = nagPseudo(stack.account, 'AccountId');
+    const releaseRole = this.releaseFunction?.role;
+    if (releaseRole) {
+      const groupFindings = [fleet.blueGroup, fleet.greenGroup].map((group) => nagRef(group))
+        .filter((ref): ref is string => ref !== undefined)
+        .map((ref) => `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:${region}:${account}:autoScalingGroup:*:autoScalingGroupName/${ref}]`);
+      acknowledge(releaseRole, groupFindings,
+        'autoscaling:UpdateAutoScalingGroup on the two groups of this fleet only (Auto Scaling puts a generated id in a group\'s ARN).');
+      if (!Token.isUnresolved(stack.stackName)) {
+        acknowledge(releaseRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudformation:${region}:${account}:stack/${stack.stackName}/*]`],
+          'cloudformation:DescribeStacks (read only) on this fleet\'s own stack, whose ARN ends in a generated id.');
+      } else {
+        acknowledge(releaseRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudformation:${region}:${account}:stack/<AWS::StackName>/*]`],
+          'cloudformation:DescribeStacks (read only) on this fleet\'s own stack, whose ARN ends in a generated id.');
+      }
+    }
+    const guardRole = this.guardFunction?.role;
+    if (guardRole && this.stateMachine) {
+      const name = this.stateMachineName;
+      if (name !== undefined && !Token.isUnresolved(name)) {
+        acknowledge(guardRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:${region}:${account}:execution:${name}:*]`],
+          'states:DescribeExecution (read only) on the executions of this fleet\'s release workflow, whose names CodePipeline creates.');
+      }
+    }
+    const machineRole = this.stateMachine?.role;
+    if (machineRole) {
+      const refs = [this.releaseFunction, this.smokeTest?.function].map((fn) => (fn ? nagRef(fn, 'Arn') : undefined))
+        .filter((ref): ref is string => ref !== undefined);
+      acknowledge(machineRole, refs.map((ref) => `AwsSolutions-IAM5[Resource::${ref}:*]`),
+        'The workflow may invoke its decision function and the smoke test, and their versions (aws-cdk-lib\'s LambdaInvoke grant).');
+      acknowledgeStarResourceOnlyFor(machineRole, ['xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'xray:GetSamplingRules',
+        'xray:GetSamplingTargets', 'logs:CreateLogDelivery', 'logs:GetLogDelivery', 'logs:UpdateLogDelivery', 'logs:DeleteLogDelivery',
+        'logs:ListLogDeliveries', 'logs:PutResourcePolicy', 'logs:DescribeResourcePolicies', 'logs:DescribeLogGroups'],
+      'Tracing and execution logging of the workflow (aws-cdk-lib\'s grants for Step Functions logs and X-Ray); these ' +
+        'actions have no resource-level permissions.');
+    }
+    const deployRole = pipeline.pipeline.node.tryFindChild(EC2_RELEASE_STAGE_NAME)?.node.tryFindChild('Deploy')
+      ?.node.tryFindChild('CodePipelineActionRole');
+    const machineRef = this.stateMachine ? nagRef(this.stateMachine) : undefined;
+    if (deployRole && machineRef) {
+      const part = (i: number) => `{"Fn::Select":[${i},{"Fn::Split":[":",{"Ref":"${machineRef.slice(1, -1)}"}]}]}`;
+      acknowledge(deployRole, [`AwsSolutions-IAM5[Resource::arn:${part(1)}:states:${part(3)}:${part(4)}:execution:${part(6)}:*]`],
+        'CodePipeline\'s Step Functions action may describe the executions of the one release workflow it starts ' +
+        '(aws-cdk-lib\'s grant; execution names are created per pipeline execution).');
+    }
+  }
+
+  /** Tells the decision function which alarms to watch, and lets it read them (once bound; again on each change). */
+  private applyAlarms(): void {
+    const fn = this.releaseFunction;
+    if (!fn) return;
+    const names = (alarms: cloudwatch.IAlarm[]) => alarms.map((alarm) => alarm.alarmName).join(',');
+    fn.addEnvironment('ALARMS_BLUE', names(this.watched.blue));
+    fn.addEnvironment('ALARMS_GREEN', names(this.watched.green));
+    fn.addEnvironment('DEPLOYMENT_ALARMS', names(this.deploymentAlarms));
+    const all = [...this.watched.blue, ...this.watched.green, ...this.deploymentAlarms];
+    const fresh = all.filter((alarm) => !this.readable.has(alarm));
+    if (fresh.length > 0) {
+      fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['cloudwatch:DescribeAlarms'], resources: fresh.map((alarm) => alarm.alarmArn) }));
+      fresh.forEach((alarm) => this.readable.add(alarm));
+    }
+  }
+}
+
+/** A function's own role: its log group, and X-Ray. */
+function lambdaRole(scope: Construct, id: string, logGroup: logs.ILogGroup, starActions: string[] = [], starReason = ''): iam.Role {
+  const role = new iam.Role(scope, id, {
+    assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+    description: `Runs ${scope.node.path}/${id.replace(/Role$/, '')}`,
+  });
+  role.addToPolicy(new iam.PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }));
+  acknowledgeStarResourceOnlyFor(role, ['xray:PutTraceSegments', 'xray:PutTelemetryRecords', ...starActions],
+    `xray:PutTraceSegments and PutTelemetryRecords, for tracing, have no resource-level permissions.${starReason ? ` ${starReason}` : ''}`);
+  return role;
+}
+
+/**
+ * The workflow: Start, then a loop of the decision function routed on `$.next`; the smoke test where it says so;
+ * a Wait state where it asks for one; a rollback step on any error.
+ */
+function workflow(scope: Construct, fn: lambda.IFunction, smoke: lambda.IFunction): sfn.IChainable {
+  const retry = (task: tasks.LambdaInvoke): tasks.LambdaInvoke => {
+    task.addRetry({
+    errors: ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException', 'RetryableError'],
+    interval: Duration.seconds(5),
+    maxAttempts: 6,
+    backoffRate: 2,
+    maxDelay: Duration.seconds(60),
+    });
+    return task;
+  };
+  const invoke = (id: string, payload: sfn.TaskInput) => retry(new tasks.LambdaInvoke(scope, id, {
+    lambdaFunction: fn,
+    payload,
+    payloadResponseOnly: true,
+    retryOnServiceExceptions: false,
+  }));
+  const start = invoke('Start', sfn.TaskInput.fromObject({
+    action: 'start',
+    input: sfn.JsonPath.objectAt('$$.Execution.Input'),
+    executionArn: sfn.JsonPath.stringAt('$$.Execution.Id'),
+    startedAt: sfn.JsonPath.stringAt('$$.Execution.StartTime'),
+  }));
+  const step = invoke('Step', sfn.TaskInput.fromObject({ action: sfn.JsonPath.stringAt('$.next'), state: sfn.JsonPath.entirePayload }));
+  const afterSmoke = invoke('AfterSmokeTest', sfn.TaskInput.fromObject({ action: 'afterSmoke', state: sfn.JsonPath.entirePayload }));
+  const rollback = invoke('Rollback', sfn.TaskInput.fromObject({ action: 'rollback', state: sfn.JsonPath.entirePayload }));
+  const smokeTest = retry(new tasks.LambdaInvoke(scope, 'SmokeTest', {
+    lambdaFunction: smoke,
+    payload: sfn.TaskInput.fromObject({}),
+    resultSelector: { 'passed.$': '$.Payload.passed', 'summary.$': '$.Payload.summary' },
+    resultPath: '$.smoke',
+    retryOnServiceExceptions: false,
+  }));
+  const wait = new sfn.Wait(scope, 'Wait', { time: sfn.WaitTime.secondsPath('$.waitSeconds') });
+  const succeeded = new sfn.Succeed(scope, 'Released', { comment: 'Production runs the new release; the record says so' });
+  const failed = new sfn.Fail(scope, 'RolledBack', { error: 'ReleaseFailed', causePath: '$.message' });
+  const rollbackFailed = new sfn.Fail(scope, 'RollbackFailed', {
+    error: 'RollbackFailed',
+    cause: 'The rollback did not finish: check the production listener and both groups, then run the release again.',
+  });
+  const route = new sfn.Choice(scope, 'Route')
+    .when(sfn.Condition.stringEquals('$.next', 'succeeded'), succeeded)
+    .when(sfn.Condition.stringEquals('$.next', 'failed'), failed)
+    .when(sfn.Condition.stringEquals('$.next', 'smoke'), smokeTest)
+    .when(sfn.Condition.numberGreaterThan('$.waitSeconds', 0), wait)
+    .otherwise(step);
+  for (const task of [start, step, afterSmoke, smokeTest]) {
+    task.addCatch(rollback, { errors: ['States.ALL'], resultPath: '$.caught' });
+  }
+  rollback.addCatch(rollbackFailed, { errors: ['States.ALL'], resultPath: '$.caught' });
+  start.next(route);
+  step.next(route);
+  afterSmoke.next(route);
+  rollback.next(route);
+  smokeTest.next(afterSmoke);
+  wait.next(step);
+  return start;
+}
