@@ -15,6 +15,7 @@ import { BuildArchitecture, BuildSecret } from '../pipeline/build-step';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { createStateParameters } from '../private/image-parameter';
+import { uniquePhysicalName } from '../private/names';
 import { checkNotEmpty, invalidInput } from '../private/validate';
 import { Ec2BlueGreenRelease, EC2_RELEASE_STAGE_NAME } from '../release/ec2-blue-green-release';
 import { TrafficShift } from '../release/traffic-shift';
@@ -370,8 +371,11 @@ export class Ec2BlueGreenPipeline extends Construct {
     this.productionUrl = fleet.productionUrl;
     this.testUrl = fleet.testUrl;
 
+    // Known before the pipeline exists (the release function looks its approval up), unique per stack name and path.
+    const pipelineName = uniquePhysicalName(this, 39);
     const release = new Ec2BlueGreenRelease({
       fleet,
+      pipelineName,
       liveColorParameterName: this.liveColorParameterName,
       lockParameterName: state.parameterNames['release-lock'],
       releaseParameterNames,
@@ -382,6 +386,7 @@ export class Ec2BlueGreenPipeline extends Construct {
     });
     this.pipeline = new DeliveryPipeline(this, 'Pipeline', {
       source: props.source,
+      pipelineName,
       approval: props.approval,
       notifications: props.notifications,
       retainArtifacts: props.retainArtifacts,

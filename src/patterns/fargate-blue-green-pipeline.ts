@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, Names, Stack, Token, Validations } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -16,6 +16,7 @@ import { BuildArchitecture, BuildSecret } from '../pipeline/build-step';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { createImageParameter } from '../private/image-parameter';
+import { uniquePhysicalName } from '../private/names';
 import { checkNotEmpty, invalidInput } from '../private/validate';
 import { checkBakeTime, EcsBlueGreenRelease, RELEASE_STAGE_NAME } from '../release/ecs-blue-green-release';
 import { BlueGreenFargateService } from '../runtime/fargate-service';
@@ -375,11 +376,7 @@ export class FargateBlueGreenPipeline extends Construct {
 
     const architecture = props.cpuArchitecture === ecs.CpuArchitecture.X86_64 ? BuildArchitecture.X86_64 : BuildArchitecture.ARM_64;
     // Known before the pipeline exists (the approval gate looks it up), and unique per stack name and construct path.
-    const stackName = Stack.of(this).stackName;
-    const uniqueSuffix = Names.uniqueResourceName(this, { maxLength: 60, separator: '-' });
-    const pipelineName = Token.isUnresolved(stackName) || uniqueSuffix.startsWith(`${stackName}-`)
-      ? uniqueSuffix
-      : `${stackName.slice(0, 39)}-${uniqueSuffix}`;
+    const pipelineName = uniquePhysicalName(this, 39);
     const release = new EcsBlueGreenRelease({
       runtime,
       imageParameterName: imageParameter.parameterName,

@@ -1,4 +1,4 @@
-import { ArnFormat, CustomResource, Duration, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { ArnFormat, CustomResource, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
@@ -17,6 +17,7 @@ import { Ec2ReleaseFunction } from '../handlers/ec2-release-function';
 import { ApprovalPlacement } from '../pipeline/approval';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
+import { uniquePhysicalName } from '../private/names';
 import { checkDuration, invalidInput } from '../private/validate';
 import { BlueGreenEc2Fleet, COLORS, Color, NOT_RELEASED_BODY } from '../runtime/ec2-fleet';
 
@@ -48,6 +49,8 @@ export interface Ec2BlueGreenReleaseProps {
   readonly trafficShift?: TrafficShift;
   readonly expectedPhrase?: string;
   readonly logRetention?: logs.RetentionDays;
+  /** The pipeline's name (known before the pipeline exists, so the function can look its approval up without a cycle). */
+  readonly pipelineName: string;
 }
 
 /**
@@ -154,8 +157,7 @@ export class Ec2BlueGreenRelease extends Release {
     fleet.bindReleaseStore(bucket, context.artifactKey);
 
     const stackName = stack.stackName;
-    const unique = Names.uniqueResourceName(resources, { maxLength: 60, separator: '-' });
-    const stateMachineName = Token.isUnresolved(stackName) || unique.startsWith(`${stackName}-`) ? unique : `${stackName.slice(0, 19)}-${unique}`;
+    const stateMachineName = uniquePhysicalName(resources, 19);
     this.stateMachineName = stateMachineName;
     const stateMachineArn = stack.formatArn({
       service: 'states', resource: 'stateMachine', resourceName: stateMachineName, arnFormat: ArnFormat.COLON_RESOURCE_NAME,
@@ -203,7 +205,7 @@ export class Ec2BlueGreenRelease extends Release {
         PRODUCTION_URL: fleet.productionUrl,
         NOTIFY_TOPIC_ARN: context.notifications.topic.topicArn,
         ...(gate ? {
-          APPROVAL_PIPELINE_NAME: context.pipeline.pipelineName,
+          APPROVAL_PIPELINE_NAME: this.props.pipelineName,
           APPROVAL_STAGE_NAME: EC2_RELEASE_STAGE_NAME,
           APPROVAL_ACTION_NAME: EC2_APPROVAL_ACTION_NAME,
           APPROVAL_TIMEOUT_SECONDS: String(window.toSeconds()),
@@ -241,7 +243,7 @@ export class Ec2BlueGreenRelease extends Release {
     if (gate) {
       releaseRole.addToPolicy(new iam.PolicyStatement({
         actions: ['codepipeline:ListActionExecutions'],
-        resources: [context.pipeline.pipelineArn],
+        resources: [stack.formatArn({ service: 'codepipeline', resource: this.props.pipelineName })],
       }));
     }
     context.notifications.topic.grantPublish(releaseRole);
