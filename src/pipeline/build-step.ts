@@ -9,7 +9,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { acknowledgeCodeBuildDefaults } from '../private/acknowledgements';
-import { checkDuration, checkNotEmpty, invalidInput } from '../private/validate';
+import { checkDuration, checkNotEmpty, invalidInput, SECRET_LIKE_NAME } from '../private/validate';
 
 /**
  * The processor architecture a build runs on.
@@ -214,7 +214,6 @@ export interface BuildStepProps extends BuildStepOptions {
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Variables the build step sets itself. */
 const RESERVED_NAMES = ['JUNIT_REPORT_GROUP_ARN', 'PIPELINE_EXECUTION_ID'];
-const SECRET_LIKE_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIAL)/i;
 
 /**
  * A CodeBuild project for a pipeline: least-privilege role, encrypted artifacts, a cache, a JUnit report group,

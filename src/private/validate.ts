@@ -66,3 +66,15 @@ export function checkEmail(construct: IConstruct | string, property: string, val
     throw invalidInput(construct, property, value, 'must be an email address like ops@example.com');
   }
 }
+
+/** Variable names that suggest a secret value. @internal */
+export const SECRET_LIKE_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIAL)/i;
+
+/**
+ * Whether a plain environment variable's name suggests it carries a secret value: a secret-like word, unless the name
+ * says it only names or locates one (`SECRET_PARAMETER_NAME`, `TOKEN_ARN`).
+ * @internal
+ */
+export function looksLikeSecret(name: string): boolean {
+  return SECRET_LIKE_NAME.test(name) && !/_(NAME|ARN|ID|PATH|URL)$/i.test(name);
+}

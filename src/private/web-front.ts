@@ -4,6 +4,7 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { invalidInput } from './validate';
 
 /**
  * The VPC the patterns create: two public subnets in two AZs, no NAT gateway (nothing billed by the hour), rejected
@@ -44,6 +45,10 @@ export interface WebLoadBalancerOptions {
 export function createWebLoadBalancer(scope: Construct, options: WebLoadBalancerOptions): {
   loadBalancer: elbv2.ApplicationLoadBalancer; securityGroup: ec2.SecurityGroup;
 } {
+  if (options.testListenerPeers !== undefined && options.testListenerPeers.length === 0) {
+    throw invalidInput(scope, 'testListenerPeers', [],
+      'must name at least one peer: nothing could reach the test listener, and every release would fail its smoke test');
+  }
   const securityGroup = new ec2.SecurityGroup(scope, 'LoadBalancerSecurityGroup', {
     vpc: options.vpc,
     description: `Production and test listeners of ${scope.node.path}`,

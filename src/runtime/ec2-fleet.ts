@@ -12,7 +12,7 @@ import { Construct } from 'constructs';
 import { InstanceSecret } from './instance-secret';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
-import { checkDuration, checkInteger, checkNotEmpty, invalidInput } from '../private/validate';
+import { checkDuration, checkInteger, checkNotEmpty, invalidInput, looksLikeSecret } from '../private/validate';
 import { createPublicVpc, createWebLoadBalancer } from '../private/web-front';
 
 /** The two colors of a blue/green fleet. @internal */
@@ -412,8 +412,12 @@ export class BlueGreenEc2Fleet extends Construct {
       if (!Token.isUnresolved(value) && /[\r\n]/.test(value)) {
         throw invalidInput(this, `environment.${name}`, value, 'must be one line');
       }
-      if (name === 'PORT') {
-        throw invalidInput(this, 'environment', name, 'must not set PORT, which the fleet sets from port');
+      if (name === 'PORT' || name === 'APP_COLOR' || name === 'APP_RELEASE') {
+        throw invalidInput(this, 'environment', name, 'must not set PORT, APP_COLOR or APP_RELEASE, which the fleet sets');
+      }
+      if (looksLikeSecret(name)) {
+        throw invalidInput(this, 'environment', name,
+          "must not carry secrets in plain text (the user data holds it): pass it in 'secrets' with InstanceSecret.fromSsmParameter() or InstanceSecret.fromSecretsManager()");
       }
     }
     for (const name of Object.keys(props.secrets ?? {})) {
@@ -455,7 +459,8 @@ export interface InstanceScriptOptions {
 export function instanceScript(o: InstanceScriptOptions): string[] {
   const envLines = Object.entries(o.environment).map(([name, value]) => `${name}=${systemdQuote(value)}`);
   return [
-    'set -euo pipefail',
+    // -E: the ERR trap also fires inside functions.
+    'set -Eeuo pipefail',
     'exec > >(tee -a /var/log/app-install.log) 2>&1',
     'TOKEN=$(curl -sS -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
     'INSTANCE_ID=$(curl -sS -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/instance-id)',
