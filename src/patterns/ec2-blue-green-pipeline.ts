@@ -1,7 +1,6 @@
-import { CfnOutput, Duration, Lazy, Token } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Lazy } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -9,6 +8,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { addBlueGreenFleetAlarms } from '../monitoring/fleet-alarms';
 import { ServiceMonitoring } from '../monitoring/service-monitoring';
 import { Approval } from '../pipeline/approval';
 import { BuildArchitecture, BuildSecret } from '../pipeline/build-step';
@@ -16,10 +16,10 @@ import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { createStateParameters } from '../private/image-parameter';
 import { uniquePhysicalName } from '../private/names';
-import { checkNotEmpty, invalidInput } from '../private/validate';
-import { Ec2BlueGreenRelease, EC2_RELEASE_STAGE_NAME } from '../release/ec2-blue-green-release';
+import { checkNotEmpty, invalidInput, normalizeRepositoryDirectory } from '../private/validate';
+import { ec2BundleBuildSpec, Ec2BlueGreenRelease, EC2_RELEASE_STAGE_NAME } from '../release/ec2-blue-green-release';
 import { TrafficShift } from '../release/traffic-shift';
-import { BlueGreenEc2Fleet, COLORS, RELEASES_PREFIX } from '../runtime/ec2-fleet';
+import { BlueGreenEc2Fleet, COLORS } from '../runtime/ec2-fleet';
 import { InstanceSecret } from '../runtime/instance-secret';
 import { PipelineSource } from '../source/pipeline-source';
 
@@ -311,7 +311,7 @@ export class Ec2BlueGreenPipeline extends Construct {
 
   constructor(scope: Construct, id: string, props: Ec2BlueGreenPipelineProps) {
     super(scope, id);
-    const appDirectory = normalizeDirectory(this, props.appDirectory);
+    const appDirectory = normalizeRepositoryDirectory(this, 'appDirectory', props.appDirectory);
     props.testCommands?.forEach((command) => checkNotEmpty(this, 'testCommands', command));
     props.buildCommands?.forEach((command) => checkNotEmpty(this, 'buildCommands', command));
     if (props.expectedPhrase !== undefined) checkNotEmpty(this, 'expectedPhrase', props.expectedPhrase);
@@ -392,7 +392,7 @@ export class Ec2BlueGreenPipeline extends Construct {
       retainArtifacts: props.retainArtifacts,
       buildStep: {
         architecture: props.architecture === ec2.InstanceArchitecture.X86_64 ? BuildArchitecture.X86_64 : BuildArchitecture.ARM_64,
-        buildSpec: bundleBuildSpec(props.testCommands, props.buildCommands),
+        buildSpec: ec2BundleBuildSpec(props.testCommands, props.buildCommands),
         environmentVariables: {
           ...props.buildEnvironmentVariables,
           APP_DIRECTORY: appDirectory,
@@ -416,87 +416,12 @@ export class Ec2BlueGreenPipeline extends Construct {
     this.alarmTopic = this.monitoring.alarmTopic;
     this.dashboard = this.monitoring.dashboard;
     fleet.notifyScalingEvents(this.alarmTopic);
-    const latencyThreshold = props.latencyThreshold ?? Duration.seconds(2);
-    const minute = Duration.minutes(1);
-    for (const color of COLORS) {
-      const group = fleet.targetGroup(color);
-      const Color = color === 'blue' ? 'Blue' : 'Green';
-      const alarms = [
-        this.monitoring.addAlarm(`${Color}Http5xx`, {
-          metric: group.metrics.httpCodeTarget(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, { period: minute, statistic: cloudwatch.Stats.SUM }),
-          threshold: 5,
-          evaluationPeriods: 3,
-          datapointsToAlarm: 2,
-          description: `The ${color} instances answer 5xx (5 or more a minute, 2 minutes out of 3)`,
-        }),
-        this.monitoring.addAlarm(`${Color}UnhealthyHosts`, {
-          metric: group.metrics.unhealthyHostCount({ period: minute, statistic: cloudwatch.Stats.MAXIMUM }),
-          threshold: 1,
-          evaluationPeriods: 3,
-          datapointsToAlarm: 3,
-          description: `${Color} instances fail the load balancer health check (3 minutes in a row)`,
-        }),
-        this.monitoring.addAlarm(`${Color}LatencyP99`, {
-          metric: group.metrics.targetResponseTime({ period: minute, statistic: cloudwatch.Stats.p(99) }),
-          threshold: latencyThreshold.toSeconds({ integral: false }),
-          evaluationPeriods: 3,
-          datapointsToAlarm: 3,
-          description: `p99 response time of the ${color} instances above ${describeDuration(latencyThreshold)} (3 minutes in a row)`,
-        }),
-      ];
-      release.watchColor(color, alarms);
-    }
+    const alarms = addBlueGreenFleetAlarms(this.monitoring, fleet, {
+      latencyThreshold: props.latencyThreshold,
+      p95LatencyThreshold: props.p95LatencyThreshold,
+    });
+    COLORS.forEach((color) => release.watchColor(color, alarms[color]));
     release.addDeploymentAlarms(props.deploymentAlarms ?? []);
-    const p95 = props.p95LatencyThreshold ?? Duration.seconds(1);
-    this.monitoring.addAlarm('LatencyP95', {
-      metric: this.loadBalancer.metrics.targetResponseTime({ period: minute, statistic: cloudwatch.Stats.p(95) }),
-      threshold: p95.toSeconds({ integral: false }),
-      evaluationPeriods: 5,
-      datapointsToAlarm: 3,
-      description: `p95 response time of production above ${describeDuration(p95)} (3 minutes out of 5)`,
-    });
-    this.monitoring.addAlarm('HealthyHosts', {
-      metric: new cloudwatch.MathExpression({
-        expression: 'FILL(blue, 0) + FILL(green, 0)',
-        usingMetrics: {
-          blue: this.blueTargetGroup.metrics.healthyHostCount({ statistic: cloudwatch.Stats.MINIMUM }),
-          green: this.greenTargetGroup.metrics.healthyHostCount({ statistic: cloudwatch.Stats.MINIMUM }),
-        },
-        label: 'Healthy instances',
-        period: minute,
-      }),
-      threshold: fleet.capacity,
-      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      evaluationPeriods: 5,
-      datapointsToAlarm: 5,
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-      description: `Fewer than ${fleet.capacity} healthy instances (5 minutes in a row; also before the first release)`,
-    });
-    const byColor = (metric: (group: elbv2.ApplicationTargetGroup) => cloudwatch.IMetric) => COLORS.map((color) => metric(fleet.targetGroup(color)));
-    this.dashboard.addWidgets(
-      new cloudwatch.GraphWidget({
-        title: 'Requests by color (a release moves them from one to the other)',
-        left: byColor((group) => group.metrics.requestCount({ period: minute, statistic: cloudwatch.Stats.SUM, label: group === this.blueTargetGroup ? 'blue' : 'green' })),
-        width: 12,
-      }),
-      new cloudwatch.GraphWidget({
-        title: 'Healthy instances by color',
-        left: byColor((group) => group.metrics.healthyHostCount({ period: minute, statistic: cloudwatch.Stats.MINIMUM, label: group === this.blueTargetGroup ? 'blue' : 'green' })),
-        width: 12,
-      }),
-      new cloudwatch.GraphWidget({
-        title: 'Instances in service by group',
-        left: COLORS.map((color) => new cloudwatch.Metric({
-          namespace: 'AWS/AutoScaling',
-          metricName: 'GroupInServiceInstances',
-          dimensionsMap: { AutoScalingGroupName: fleet.group(color).autoScalingGroupName },
-          statistic: cloudwatch.Stats.MAXIMUM,
-          period: minute,
-          label: color,
-        })),
-        width: 12,
-      }),
-    );
 
     this.rollbackCommand = 'aws codepipeline rollback-stage --pipeline-name ' + this.pipeline.pipeline.pipelineName +
       ` --stage-name ${EC2_RELEASE_STAGE_NAME} --target-pipeline-execution-id <id of an earlier successful execution>`;
@@ -504,49 +429,4 @@ export class Ec2BlueGreenPipeline extends Construct {
     new CfnOutput(this, 'TestUrl', { value: this.testUrl, description: 'The test listener: the new version during a release' });
     new CfnOutput(this, 'RollbackCommand', { value: this.rollbackCommand, description: 'Rolls production back to an earlier release' });
   }
-}
-
-/** The build: unit tests, the build commands, then the bundle under releases/<id>/ and `release.json`. */
-function bundleBuildSpec(testCommands: string[] | undefined, buildCommands: string[] | undefined): codebuild.BuildSpec {
-  const tests = testCommands ?? ['if [ -f package.json ]; then npm ci && npm run test --if-present; else echo "no package.json: no unit tests to run"; fi'];
-  const build = buildCommands ?? ['if [ -f package.json ]; then npm run build --if-present && npm prune --omit=dev; fi'];
-  return codebuild.BuildSpec.fromObject({
-    version: '0.2',
-    env: { 'shell': 'bash', 'exported-variables': ['RELEASE_ID'] },
-    phases: {
-      pre_build: {
-        commands: [
-          'cd "$CODEBUILD_SRC_DIR/$APP_DIRECTORY"',
-          ...tests,
-        ],
-      },
-      build: {
-        commands: [
-          'cd "$CODEBUILD_SRC_DIR/$APP_DIRECTORY"',
-          ...build,
-          // Commit (or S3 object version) and build number: unique, never reused.
-          'REVISION=$(printf "%s" "${CODEBUILD_RESOLVED_SOURCE_VERSION:-unknown}" | tr -c "A-Za-z0-9_.-" "-" | cut -c1-40)',
-          'export RELEASE_ID="${REVISION}-${CODEBUILD_BUILD_NUMBER}"',
-          'tar --exclude=./.git --exclude=./reports -czf /tmp/bundle.tgz -C "$CODEBUILD_SRC_DIR/$APP_DIRECTORY" .',
-          `aws s3 cp /tmp/bundle.tgz "s3://$ARTIFACT_BUCKET/${RELEASES_PREFIX}$RELEASE_ID/bundle.tgz" --only-show-errors`,
-          'printf \'{"release":"%s"}\' "$RELEASE_ID" > "$CODEBUILD_SRC_DIR/release.json"',
-        ],
-      },
-    },
-    artifacts: { files: ['release.json'] },
-  });
-}
-
-function describeDuration(duration: Duration): string {
-  return duration.isUnresolved() ? 'the threshold' : duration.toHumanString();
-}
-
-function normalizeDirectory(scope: Construct, directory: string | undefined): string {
-  if (directory === undefined) return '.';
-  if (Token.isUnresolved(directory)) return directory;
-  const trimmed = directory.replace(/^\.\//, '').replace(/\/+$/, '') || '.';
-  if (trimmed.startsWith('/') || trimmed.split('/').includes('..') || !/^[A-Za-z0-9._\-/]+$/.test(trimmed)) {
-    throw invalidInput(scope, 'appDirectory', directory, 'must be a path inside the repository (letters, digits, . _ - /; no .. or leading /)');
-  }
-  return trimmed;
 }

@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, Token, Validations } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -17,7 +17,7 @@ import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { createImageParameter } from '../private/image-parameter';
 import { uniquePhysicalName } from '../private/names';
-import { checkNotEmpty, invalidInput } from '../private/validate';
+import { checkNotEmpty, invalidInput, normalizeRepositoryDirectory } from '../private/validate';
 import { checkBakeTime, EcsBlueGreenRelease, RELEASE_STAGE_NAME } from '../release/ecs-blue-green-release';
 import { BlueGreenFargateService } from '../runtime/fargate-service';
 import { PipelineSource } from '../source/pipeline-source';
@@ -310,7 +310,7 @@ export class FargateBlueGreenPipeline extends Construct {
 
   constructor(scope: Construct, id: string, props: FargateBlueGreenPipelineProps) {
     super(scope, id);
-    const dockerDirectory = normalizeDirectory(this, props.dockerDirectory);
+    const dockerDirectory = normalizeRepositoryDirectory(this, 'dockerDirectory', props.dockerDirectory);
     const bakeTime = props.bakeTime ?? Duration.minutes(5);
     checkBakeTime(this, props.bakeTime);
     const healthCheckPath = props.healthCheckPath ?? '/healthcheck';
@@ -524,14 +524,4 @@ function imageBuildSpec(testCommands: string[] | undefined): codebuild.BuildSpec
     },
     artifacts: { files: ['imagedefinitions.json'] },
   });
-}
-
-function normalizeDirectory(scope: Construct, directory: string | undefined): string {
-  if (directory === undefined) return '.';
-  if (Token.isUnresolved(directory)) return directory;
-  const trimmed = directory.replace(/^\.\//, '').replace(/\/+$/, '') || '.';
-  if (trimmed.startsWith('/') || trimmed.split('/').includes('..') || !/^[A-Za-z0-9._\-/]+$/.test(trimmed)) {
-    throw invalidInput(scope, 'dockerDirectory', directory, 'must be a path inside the repository (letters, digits, . _ - /; no .. or leading /)');
-  }
-  return trimmed;
 }

@@ -20,7 +20,7 @@ import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
-import { checkDuration, checkInteger, checkNotEmpty, invalidInput } from '../private/validate';
+import { checkDuration, checkInteger, checkNotEmpty, invalidInput, normalizeRepositoryDirectory } from '../private/validate';
 import { Release, ReleaseConfig, ReleaseContext } from '../release/release';
 import { checkEntry, checkFunctionLimits, ParsedRoute, parseRoute, ServerlessApi } from '../runtime/serverless-api';
 import { PipelineSource } from '../source/pipeline-source';
@@ -310,7 +310,7 @@ export class ServerlessApiPipeline extends Construct {
     const memorySize = props.memorySize ?? 256;
     const timeout = props.timeout ?? Duration.seconds(10);
     checkFunctionLimits(this, '', memorySize, timeout);
-    const sourceDirectory = normalizeDirectory(this, props.sourceDirectory);
+    const sourceDirectory = normalizeRepositoryDirectory(this, 'sourceDirectory', props.sourceDirectory);
     const routes = this.parseRoutes(props, memorySize, timeout);
     const deploymentConfig = props.deploymentConfig ?? codedeploy.LambdaDeploymentConfig.CANARY_10PERCENT_5MINUTES;
     checkDeploymentConfig(this, deploymentConfig);
@@ -815,15 +815,6 @@ function checkDeploymentConfig(scope: Construct, config: codedeploy.ILambdaDeplo
   }
 }
 
-function normalizeDirectory(scope: Construct, directory: string | undefined): string {
-  if (directory === undefined) return '.';
-  if (Token.isUnresolved(directory)) return directory;
-  const trimmed = directory.replace(/^\.\//, '').replace(/\/+$/, '') || '.';
-  if (trimmed.startsWith('/') || trimmed.split('/').includes('..') || !/^[A-Za-z0-9._\-/]+$/.test(trimmed)) {
-    throw invalidInput(scope, 'sourceDirectory', directory, 'must be a path inside the repository (letters, digits, . _ - /; no .. or leading /)');
-  }
-  return trimmed;
-}
 
 function maxWaitMinutes(config: codedeploy.ILambdaDeploymentConfig): number {
   const name = config.deploymentConfigName;

@@ -78,3 +78,18 @@ export const SECRET_LIKE_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|API_K
 export function looksLikeSecret(name: string): boolean {
   return SECRET_LIKE_NAME.test(name) && !/_(NAME|ARN|ID|PATH|URL)$/i.test(name);
 }
+
+/**
+ * A directory of the repository as a build may `cd` into: `.` by default, no leading `/`, no `..`, a few safe
+ * characters; `./x/` becomes `x`. Tokens pass unchanged.
+ * @internal
+ */
+export function normalizeRepositoryDirectory(construct: IConstruct, property: string, directory: string | undefined): string {
+  if (directory === undefined) return '.';
+  if (Token.isUnresolved(directory)) return directory;
+  const trimmed = directory.replace(/^\.\//, '').replace(/\/+$/, '') || '.';
+  if (trimmed.startsWith('/') || trimmed.split('/').includes('..') || !/^[A-Za-z0-9._\-/]+$/.test(trimmed)) {
+    throw invalidInput(construct, property, directory, 'must be a path inside the repository (letters, digits, . _ - /; no .. or leading /)');
+  }
+  return trimmed;
+}

@@ -1,5 +1,6 @@
 import { ArnFormat, CustomResource, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -19,7 +20,7 @@ import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { uniquePhysicalName } from '../private/names';
 import { checkDuration, invalidInput } from '../private/validate';
-import { BlueGreenEc2Fleet, COLORS, Color, NOT_RELEASED_BODY } from '../runtime/ec2-fleet';
+import { BlueGreenEc2Fleet, COLORS, Color, NOT_RELEASED_BODY, RELEASES_PREFIX } from '../runtime/ec2-fleet';
 
 /**
  * How long CodePipeline waits for the Step Functions invoke action: the one-hour limit of "all other actions" in
@@ -488,4 +489,39 @@ function workflow(scope: Construct, fn: lambda.IFunction, smoke: lambda.IFunctio
   smokeTest.next(afterSmoke);
   wait.next(step);
   return start;
+}
+
+/**
+ * The build of an EC2 release: unit tests, the build commands, then the bundle under releases/<id>/ (where the fleet's
+ * instances find it) and the exported `RELEASE_ID` the workflow releases.
+ * @internal
+ */
+export function ec2BundleBuildSpec(testCommands: string[] | undefined, buildCommands: string[] | undefined): codebuild.BuildSpec {
+  const tests = testCommands ?? ['if [ -f package.json ]; then npm ci && npm run test --if-present; else echo "no package.json: no unit tests to run"; fi'];
+  const build = buildCommands ?? ['if [ -f package.json ]; then npm run build --if-present && npm prune --omit=dev; fi'];
+  return codebuild.BuildSpec.fromObject({
+    version: '0.2',
+    env: { 'shell': 'bash', 'exported-variables': ['RELEASE_ID'] },
+    phases: {
+      pre_build: {
+        commands: [
+          'cd "$CODEBUILD_SRC_DIR/$APP_DIRECTORY"',
+          ...tests,
+        ],
+      },
+      build: {
+        commands: [
+          'cd "$CODEBUILD_SRC_DIR/$APP_DIRECTORY"',
+          ...build,
+          // Commit (or S3 object version) and build number: unique, never reused.
+          'REVISION=$(printf "%s" "${CODEBUILD_RESOLVED_SOURCE_VERSION:-unknown}" | tr -c "A-Za-z0-9_.-" "-" | cut -c1-40)',
+          'export RELEASE_ID="${REVISION}-${CODEBUILD_BUILD_NUMBER}"',
+          'tar --exclude=./.git --exclude=./reports -czf /tmp/bundle.tgz -C "$CODEBUILD_SRC_DIR/$APP_DIRECTORY" .',
+          `aws s3 cp /tmp/bundle.tgz "s3://$ARTIFACT_BUCKET/${RELEASES_PREFIX}$RELEASE_ID/bundle.tgz" --only-show-errors`,
+          'printf \'{"release":"%s"}\' "$RELEASE_ID" > "$CODEBUILD_SRC_DIR/release.json"',
+        ],
+      },
+    },
+    artifacts: { files: ['release.json'] },
+  });
 }
