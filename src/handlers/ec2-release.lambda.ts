@@ -157,6 +157,11 @@ export class ReleaseStepError extends Error {
   }
 }
 
+/** An error for a message: ours already name the call, others get their name in front. */
+function errorText(err: unknown): string {
+  return err instanceof RetryableError || err instanceof ReleaseStepError ? err.message : describeError(err);
+}
+
 /** Runs one AWS call; its error becomes a `RetryableError` (transient) or a `ReleaseStepError`, naming `what`. */
 async function aws<T>(what: string, call: () => Promise<T>): Promise<T> {
   try {
@@ -920,7 +925,7 @@ async function afterRecorded(ctx: Context, state: Running, live: string): Promis
     try {
       await call();
     } catch (err) {
-      notDone.push(`could not ${what}: ${describeError(err)}`);
+      notDone.push(`could not ${what}: ${errorText(err)}`);
     }
   };
   await attempt(`free the release lock ${cfg.lockParameter}`, () =>
