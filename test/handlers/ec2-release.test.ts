@@ -194,7 +194,10 @@ function installFake(): void {
       AutoScalingGroups: (input.AutoScalingGroupNames ?? []).map((name: string) => {
         const g = world.groups[groupColor(name)];
         return {
-          AutoScalingGroupName: name, MinSize: g.min, MaxSize: g.max, DesiredCapacity: g.desired,
+          AutoScalingGroupName: name,
+          MinSize: g.min,
+          MaxSize: g.max,
+          DesiredCapacity: g.desired,
           Instances: g.instances.map((id) => ({ InstanceId: id, LifecycleState: 'InService' })),
         };
       }),
@@ -237,7 +240,9 @@ function installFake(): void {
   cwMock.on(DescribeAlarmsCommand).callsFake((input) => {
     calls.push(`DescribeAlarms ${(input.AlarmNames ?? []).length}`);
     return {
-      MetricAlarms: (input.AlarmNames ?? []).filter((n: string) => world.alarms[n] !== undefined).map((n: string) => ({ AlarmName: n, StateValue: world.alarms[n] })),
+      MetricAlarms: (input.AlarmNames ?? [])
+        .filter((n: string) => world.alarms[n] !== undefined)
+        .map((n: string) => ({ AlarmName: n, StateValue: world.alarms[n] })),
       CompositeAlarms: [],
     };
   });
@@ -461,8 +466,12 @@ describe('a whole release', () => {
         if (action === 'approval' && state.readyAt !== undefined && readyAt === undefined) {
           readyAt = state.readyAt;
           world.approvals = [{
-            stageName: 'Release', actionName: 'Approve', status: 'Succeeded', updatedBy: 'arn:aws:iam::123456789012:user/reviewer',
-            startTime: new Date(T0), lastUpdateTime: new Date(clock),
+            stageName: 'Release',
+            actionName: 'Approve',
+            status: 'Succeeded',
+            updatedBy: 'arn:aws:iam::123456789012:user/reviewer',
+            startTime: new Date(T0),
+            lastUpdateTime: new Date(clock),
           }];
         }
       },
@@ -706,6 +715,15 @@ describe('start', () => {
     expect((await step(startEvent(release), deps())).next).toBe('health');
   });
 
+  test.each([
+    [{ executionArn: undefined }, 'release r42: the start event has no executionArn; this release changed nothing'],
+    [{ startedAt: 'yesterday' }, 'release r42: the start event has no valid startedAt (got "yesterday"); this release changed nothing'],
+  ])('a start event with %j is refused without calling AWS', async (overrides, message) => {
+    const state = await step({ ...startEvent(), ...overrides }, deps());
+    expect(state).toMatchObject({ next: 'failed', message });
+    expect(calls).toEqual([]);
+  });
+
   test('a live color parameter with an unexpected value: failed before the lock', async () => {
     world.params[LIVE] = 'purple';
     const state = await step(startEvent(), deps());
@@ -891,6 +909,12 @@ describe('approval', () => {
     expect(state.reason).toBe('approval Approve was not given, and the release deadline 2025-07-01T10:55:00.000Z (3300 s after the start) has come');
   });
 
+  test('an unknown status: rollback, quoting it', async () => {
+    world.approvals = [run('Superseded', READY + 1)];
+    const state = await step({ action: 'approval', state: approvalState() }, deps());
+    expect(state).toMatchObject({ next: 'rollback', reason: 'approval Approve has an unexpected status "Superseded"' });
+  });
+
   test('reads every page of action executions', async () => {
     cpMock.on(ListActionExecutionsCommand)
       .resolvesOnce({ actionExecutionDetails: [], nextToken: 'p2' })
@@ -912,7 +936,10 @@ describe('shift', () => {
     const state = await step({ action: 'shift', state: midRelease() }, deps());
     expect(elbMock).toHaveReceivedCommandWith(ModifyListenerCommand, { ListenerArn: LISTENER, DefaultActions: [{ Type: 'forward', TargetGroupArn: TG.green }] });
     expect(state).toMatchObject({
-      next: 'bake', trafficPercent: 100, shiftedAt: new Date(T0).toISOString(), bakeUntil: new Date(T0 + 300_000).toISOString(),
+      next: 'bake',
+      trafficPercent: 100,
+      shiftedAt: new Date(T0).toISOString(),
+      bakeUntil: new Date(T0 + 300_000).toISOString(),
       message: 'release r42: production sends all traffic to green (r42); baking until 2025-07-01T10:05:00.000Z',
     });
   });
@@ -1225,7 +1252,11 @@ describe('configuration', () => {
       ok: true,
       value: {
         colors: { blue: { groupName: 'web-blue', targetGroupArn: TG.blue, alarms: ['blue-5xx', 'blue-latency'], releaseParameter: REL_BLUE } },
-        defaultCapacity: 2, releaseDeadlineSeconds: 3300, canaryPercent: 10, canarySeconds: 120, deploymentAlarms: ['app-errors'],
+        defaultCapacity: 2,
+        releaseDeadlineSeconds: 3300,
+        canaryPercent: 10,
+        canarySeconds: 120,
+        deploymentAlarms: ['app-errors'],
         approval: { pipelineName: 'web-pipeline', actionName: 'Approve', stageName: 'Release', timeoutSeconds: 1800 },
       },
     });
