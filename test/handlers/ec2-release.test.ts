@@ -1,0 +1,1321 @@
+import {
+  AutoScalingClient,
+  DescribeAutoScalingGroupsCommand,
+  UpdateAutoScalingGroupCommand,
+} from '@aws-sdk/client-auto-scaling';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { CloudWatchClient, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
+import { CodePipelineClient, ListActionExecutionsCommand } from '@aws-sdk/client-codepipeline';
+import type { ActionExecutionDetail } from '@aws-sdk/client-codepipeline';
+import {
+  DescribeListenersCommand,
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+  ModifyListenerCommand,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
+import type { Action as ListenerAction } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { GetParametersCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import {
+  ReleaseState,
+  ReleaseStepError,
+  RetryableError,
+  forwardedTargetGroups,
+  handler,
+  readConfig,
+  rollbackReason,
+  step,
+} from '../../src/handlers/ec2-release.lambda';
+
+// On Node < 22 the SDK emits a NodeVersionSupportWarning when a client is created, which keeps a jest worker from
+// exiting cleanly; the Lambda runtime is nodejs24.x. The handler creates its clients on first use, after this line.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------------------------
+
+const LIVE = '/web/live-color';
+const LOCK = '/web/release-lock';
+const REL_BLUE = '/web/release/blue';
+const REL_GREEN = '/web/release/green';
+const GROUP = { blue: 'web-blue', green: 'web-green' } as const;
+const TG = {
+  blue: 'arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-blue/1111111111111111',
+  green: 'arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2222222222222222',
+} as const;
+const LISTENER = 'arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/3333333333333333/4444444444444444';
+const STATE_MACHINE = 'arn:aws:states:us-east-1:123456789012:stateMachine:web-release';
+const EXECUTION = 'arn:aws:states:us-east-1:123456789012:execution:web-release:exec-42';
+const OTHER_EXECUTION = 'arn:aws:states:us-east-1:123456789012:execution:web-release:exec-41';
+const TOPIC = 'arn:aws:sns:us-east-1:123456789012:web-releases';
+const NOT_RELEASED = 'Not released yet';
+const PIPELINE_EXECUTION = 'a1b2c3d4-0000-1111-2222-333344445555';
+
+const ENV: Record<string, string> = {
+  LIVE_COLOR_PARAMETER: LIVE,
+  LOCK_PARAMETER: LOCK,
+  RELEASE_PARAMETER_BLUE: REL_BLUE,
+  RELEASE_PARAMETER_GREEN: REL_GREEN,
+  BLUE_GROUP_NAME: GROUP.blue,
+  GREEN_GROUP_NAME: GROUP.green,
+  BLUE_TARGET_GROUP_ARN: TG.blue,
+  GREEN_TARGET_GROUP_ARN: TG.green,
+  PRODUCTION_LISTENER_ARN: LISTENER,
+  NOT_RELEASED_BODY: NOT_RELEASED,
+  DEFAULT_CAPACITY: '2',
+  RELEASE_DEADLINE_SECONDS: '3300',
+  HEALTH_TIMEOUT_SECONDS: '900',
+  BAKE_SECONDS: '300',
+  CANARY_PERCENT: '0',
+  CANARY_SECONDS: '0',
+  ALARMS_BLUE: 'blue-5xx, blue-latency',
+  ALARMS_GREEN: 'green-5xx,green-latency',
+  DEPLOYMENT_ALARMS: 'app-errors',
+  STACK_NAME: 'web-fleet',
+  STATE_MACHINE_ARN: STATE_MACHINE,
+  TEST_URL: 'http://test.web.example:8080/',
+  PRODUCTION_URL: 'https://web.example/',
+  NOTIFY_TOPIC_ARN: TOPIC,
+};
+const GATE: Record<string, string> = {
+  APPROVAL_PIPELINE_NAME: 'web-pipeline',
+  APPROVAL_STAGE_NAME: 'Release',
+  APPROVAL_ACTION_NAME: 'Approve',
+  APPROVAL_TIMEOUT_SECONDS: '1800',
+};
+const CANARY: Record<string, string> = { CANARY_PERCENT: '10', CANARY_SECONDS: '120' };
+
+const T0 = Date.parse('2025-07-01T10:00:00.000Z');
+const RELEASE = 'r42';
+
+// ---------------------------------------------------------------------------------------------------------------
+// A small fake of the AWS resources a release touches, behind aws-sdk-client-mock
+// ---------------------------------------------------------------------------------------------------------------
+
+type Color = 'blue' | 'green';
+interface Group { min: number; max: number; desired: number; instances: string[] }
+interface World {
+  params: Record<string, string>;
+  groups: Record<Color, Group>;
+  listener: ListenerAction[];
+  /** Target health per target group: instance id -> state (and description). */
+  health: Record<Color, Record<string, { state: string; description?: string }>>;
+  alarms: Record<string, 'OK' | 'ALARM' | 'INSUFFICIENT_DATA'>;
+  running: Array<{ executionArn: string; name: string }>;
+  stackStatus: string;
+  approvals: ActionExecutionDetail[];
+}
+
+let world: World;
+let clock: number;
+/** Every call to the fake, in order, as one readable line. */
+let calls: string[];
+let launched: number;
+
+let ssmMock: AwsClientStub<SSMClient>;
+let asgMock: AwsClientStub<AutoScalingClient>;
+let elbMock: AwsClientStub<ElasticLoadBalancingV2Client>;
+let cwMock: AwsClientStub<CloudWatchClient>;
+let cpMock: AwsClientStub<CodePipelineClient>;
+let snsMock: AwsClientStub<SNSClient>;
+let sfnMock: AwsClientStub<SFNClient>;
+let cfnMock: AwsClientStub<CloudFormationClient>;
+
+const forward = (color: Color): ListenerAction[] => [{
+  Type: 'forward',
+  TargetGroupArn: TG[color],
+  ForwardConfig: { TargetGroups: [{ TargetGroupArn: TG[color], Weight: 1 }], TargetGroupStickinessConfig: { Enabled: false } },
+}];
+const fixed503: ListenerAction[] = [{ Type: 'fixed-response', FixedResponseConfig: { StatusCode: '503', ContentType: 'text/plain', MessageBody: NOT_RELEASED } }];
+const colorOf = (value: string | undefined): string => (value === TG.blue ? 'blue' : value === TG.green ? 'green' : String(value));
+
+/** What ELB answers after ModifyListener: a single-group forward also shows up as a ForwardConfig with weight 1. */
+function normalize(actions: ListenerAction[]): ListenerAction[] {
+  return actions.map((a) => (a.Type === 'forward' && a.ForwardConfig === undefined && a.TargetGroupArn !== undefined
+    ? { ...a, ForwardConfig: { TargetGroups: [{ TargetGroupArn: a.TargetGroupArn, Weight: 1 }] } }
+    : a));
+}
+
+function describeActions(actions: ListenerAction[] | undefined): string {
+  return (actions ?? []).map((a) => (a.Type === 'fixed-response'
+    ? `503:${a.FixedResponseConfig?.MessageBody}`
+    : a.ForwardConfig?.TargetGroups?.map((t) => `${colorOf(t.TargetGroupArn)}=${t.Weight}`).join(',') ?? `${colorOf(a.TargetGroupArn)}`)).join(' ');
+}
+
+function defaultWorld(): World {
+  return {
+    params: { [LIVE]: 'blue', [LOCK]: 'free', [REL_BLUE]: 'r41', [REL_GREEN]: 'none' },
+    groups: {
+      blue: { min: 3, max: 6, desired: 3, instances: ['i-b1', 'i-b2', 'i-b3'] },
+      green: { min: 0, max: 6, desired: 0, instances: [] },
+    },
+    listener: forward('blue'),
+    health: { blue: { 'i-b1': { state: 'healthy' }, 'i-b2': { state: 'healthy' }, 'i-b3': { state: 'healthy' } }, green: {} },
+    alarms: { 'blue-5xx': 'OK', 'blue-latency': 'OK', 'green-5xx': 'OK', 'green-latency': 'OK', 'app-errors': 'OK' },
+    running: [{ executionArn: EXECUTION, name: 'exec-42' }],
+    stackStatus: 'UPDATE_COMPLETE',
+    approvals: [],
+  };
+}
+
+/** A first release: nothing live, production answers the fixed 503. */
+function unreleasedWorld(): World {
+  const w = defaultWorld();
+  w.params = { [LIVE]: 'none', [LOCK]: 'free', [REL_BLUE]: 'none', [REL_GREEN]: 'none' };
+  w.groups.blue = { min: 0, max: 4, desired: 0, instances: [] };
+  w.health.blue = {};
+  w.listener = fixed503;
+  return w;
+}
+
+const groupColor = (name: string | undefined): Color => (name === GROUP.blue ? 'blue' : name === GROUP.green ? 'green' : (() => { throw new Error(`no group ${name}`); })());
+
+function installFake(): void {
+  ssmMock.on(GetParametersCommand).callsFake((input) => {
+    calls.push('GetParameters');
+    const names: string[] = input.Names ?? [];
+    return {
+      Parameters: names.filter((n) => world.params[n] !== undefined).map((n) => ({ Name: n, Value: world.params[n], Type: 'String' })),
+      InvalidParameters: names.filter((n) => world.params[n] === undefined),
+    };
+  });
+  ssmMock.on(PutParameterCommand).callsFake((input) => {
+    calls.push(`PutParameter ${input.Name}=${input.Value}`);
+    world.params[input.Name] = input.Value;
+    return { Version: 2, Tier: 'Standard' };
+  });
+  asgMock.on(DescribeAutoScalingGroupsCommand).callsFake((input) => {
+    calls.push(`DescribeAutoScalingGroups ${(input.AutoScalingGroupNames ?? []).join(',')}`);
+    return {
+      AutoScalingGroups: (input.AutoScalingGroupNames ?? []).map((name: string) => {
+        const g = world.groups[groupColor(name)];
+        return {
+          AutoScalingGroupName: name,
+          MinSize: g.min,
+          MaxSize: g.max,
+          DesiredCapacity: g.desired,
+          Instances: g.instances.map((id) => ({ InstanceId: id, LifecycleState: 'InService' })),
+        };
+      }),
+    };
+  });
+  asgMock.on(UpdateAutoScalingGroupCommand).callsFake((input) => {
+    const color = groupColor(input.AutoScalingGroupName);
+    calls.push(`UpdateAutoScalingGroup ${color} min=${input.MinSize} max=${input.MaxSize ?? '-'} desired=${input.DesiredCapacity}`);
+    const g = world.groups[color];
+    g.min = input.MinSize ?? g.min;
+    g.max = input.MaxSize ?? g.max;
+    g.desired = input.DesiredCapacity ?? g.desired;
+    // Scaling up launches instances at once (still initial in the target group); scaling down leaves them draining
+    // until a test calls terminate().
+    while (g.instances.length < g.desired) {
+      const id = `i-${color[0]}${++launched}`;
+      g.instances.push(id);
+      world.health[color][id] = { state: 'initial', description: 'Target registration is in progress' };
+    }
+    return {};
+  });
+  elbMock.on(DescribeTargetHealthCommand).callsFake((input) => {
+    const color = input.TargetGroupArn === TG.blue ? 'blue' : 'green';
+    calls.push(`DescribeTargetHealth ${color}`);
+    return {
+      TargetHealthDescriptions: Object.entries(world.health[color]).map(([id, h]) => ({
+        Target: { Id: id, Port: 80 }, TargetHealth: { State: h.state, ...(h.description ? { Description: h.description } : {}) },
+      })),
+    };
+  });
+  elbMock.on(DescribeListenersCommand).callsFake(() => {
+    calls.push('DescribeListeners');
+    return { Listeners: [{ ListenerArn: LISTENER, Port: 443, DefaultActions: world.listener }] };
+  });
+  elbMock.on(ModifyListenerCommand).callsFake((input) => {
+    calls.push(`ModifyListener ${describeActions(input.DefaultActions)}`);
+    world.listener = normalize(input.DefaultActions ?? []);
+    return { Listeners: [{ ListenerArn: LISTENER, DefaultActions: world.listener }] };
+  });
+  cwMock.on(DescribeAlarmsCommand).callsFake((input) => {
+    calls.push(`DescribeAlarms ${(input.AlarmNames ?? []).length}`);
+    return {
+      MetricAlarms: (input.AlarmNames ?? [])
+        .filter((n: string) => world.alarms[n] !== undefined)
+        .map((n: string) => ({ AlarmName: n, StateValue: world.alarms[n] })),
+      CompositeAlarms: [],
+    };
+  });
+  cpMock.on(ListActionExecutionsCommand).callsFake(() => {
+    calls.push('ListActionExecutions');
+    return { actionExecutionDetails: world.approvals };
+  });
+  snsMock.on(PublishCommand).callsFake((input) => {
+    calls.push(`Publish ${input.Subject}`);
+    return { MessageId: 'm-1' };
+  });
+  sfnMock.on(ListExecutionsCommand).callsFake(() => {
+    calls.push('ListExecutions');
+    return { executions: world.running.map((e) => ({ ...e, stateMachineArn: STATE_MACHINE, status: 'RUNNING', startDate: new Date(T0) })) };
+  });
+  cfnMock.on(DescribeStacksCommand).callsFake(() => {
+    calls.push('DescribeStacks');
+    return { Stacks: [{ StackName: 'web-fleet', StackStatus: world.stackStatus, CreationTime: new Date(T0) }] };
+  });
+}
+
+function terminate(color: Color): void {
+  for (const id of world.groups[color].instances) delete world.health[color][id];
+  world.groups[color].instances = [];
+}
+
+function makeHealthy(color: Color): void {
+  for (const id of world.groups[color].instances) world.health[color][id] = { state: 'healthy' };
+}
+
+let env: Record<string, string | undefined>;
+const deps = () => ({ now: () => clock, env });
+
+const startEvent = (release: string = RELEASE) => ({
+  action: 'start',
+  input: { release, pipelineExecutionId: PIPELINE_EXECUTION },
+  executionArn: EXECUTION,
+  startedAt: new Date(T0).toISOString(),
+});
+
+function awsError(name: string, message: string, httpStatusCode = 400): Error {
+  return Object.assign(new Error(message), { name, $fault: httpStatusCode >= 500 ? 'server' : 'client', $metadata: { httpStatusCode } });
+}
+const throttled = () => awsError('ThrottlingException', 'Rate exceeded');
+const accessDenied = (action: string) => awsError('AccessDeniedException', `User: arn:aws:sts::123456789012:assumed-role/release/fn is not authorized to perform: ${action}`);
+
+/**
+ * Runs the state machine's loop (see the spec): Route on `next`, Wait `waitSeconds` (the clock moves), the smoke test
+ * task at `smoke`, retries of `RetryableError` (at most 3 per step), the Catch to `rollback` with `caught`. `hooks`
+ * change the world before a step (e.g. instances become healthy).
+ */
+async function runMachine(options: {
+  smoke?: { passed: boolean; summary: string };
+  before?: (action: string, state: ReleaseState, n: number) => void;
+} = {}): Promise<{ final: ReleaseState; actions: string[] }> {
+  const actions: string[] = [];
+  let event: Record<string, unknown> = startEvent();
+  let previous: ReleaseState | undefined;
+  for (let n = 0; n < 400; n++) {
+    const action = String(event.action);
+    actions.push(action);
+    options.before?.(action, previous ?? ({} as ReleaseState), n);
+    let state: ReleaseState;
+    try {
+      state = await stepWithRetries(event);
+    } catch (err) {
+      if (action === 'rollback') throw Object.assign(new Error(`RollbackFailed: ${(err as Error).message}`), { actions });
+      const caught = { Error: (err as Error).name, Cause: JSON.stringify({ errorType: (err as Error).name, errorMessage: (err as Error).message }) };
+      event = { action: 'rollback', state: { ...(previous ?? {}), caught }, executionArn: EXECUTION };
+      continue;
+    }
+    previous = state;
+    if (state.next === 'succeeded' || state.next === 'failed') return { final: state, actions };
+    if (state.next === 'smoke') {
+      actions.push('smoke');
+      event = { action: 'afterSmoke', state: { ...state, smoke: options.smoke ?? { passed: true, summary: '3 of 3 checks passed' } } };
+      continue;
+    }
+    clock += state.waitSeconds * 1000;
+    event = { action: state.next, state };
+  }
+  throw new Error(`the release did not end: ${actions.join(' ')}`);
+}
+
+async function stepWithRetries(event: unknown): Promise<ReleaseState> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step(event, deps());
+    } catch (err) {
+      if (!(err instanceof RetryableError) || attempt >= 3) throw err;
+      clock += 2_000;
+    }
+  }
+}
+
+/** A state in the middle of a release (green is the target), for single-step tests. */
+function midRelease(overrides: Partial<ReleaseState> = {}): ReleaseState {
+  return {
+    next: 'health',
+    waitSeconds: 0,
+    message: '',
+    release: RELEASE,
+    pipelineExecutionId: PIPELINE_EXECUTION,
+    executionArn: EXECUTION,
+    startedAt: new Date(T0).toISOString(),
+    live: 'blue',
+    previousRelease: 'r41',
+    target: 'green',
+    capacity: 3,
+    trafficPercent: 0,
+    scaledUpAt: new Date(T0 + 10_000).toISOString(),
+    ...overrides,
+  };
+}
+
+/** The world as it is during a release of `midRelease()`: lock held, green scaled up and healthy. */
+function duringRelease(): void {
+  world.params[LOCK] = `running ${EXECUTION}`;
+  world.params[REL_GREEN] = RELEASE;
+  world.groups.green = { min: 3, max: 6, desired: 3, instances: ['i-g1', 'i-g2', 'i-g3'] };
+  world.health.green = { 'i-g1': { state: 'healthy' }, 'i-g2': { state: 'healthy' }, 'i-g3': { state: 'healthy' } };
+}
+
+const writes = () => calls.filter((c) => /^(PutParameter|UpdateAutoScalingGroup|ModifyListener|Publish)/.test(c));
+
+beforeEach(() => {
+  env = { ...ENV };
+  world = defaultWorld();
+  clock = T0;
+  calls = [];
+  launched = 0;
+  ssmMock = mockClient(SSMClient);
+  asgMock = mockClient(AutoScalingClient);
+  elbMock = mockClient(ElasticLoadBalancingV2Client);
+  cwMock = mockClient(CloudWatchClient);
+  cpMock = mockClient(CodePipelineClient);
+  snsMock = mockClient(SNSClient);
+  sfnMock = mockClient(SFNClient);
+  cfnMock = mockClient(CloudFormationClient);
+  installFake();
+  jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  jest.spyOn(console, 'error').mockImplementation(() => undefined);
+});
+
+afterEach(() => {
+  for (const mock of [ssmMock, asgMock, elbMock, cwMock, cpMock, snsMock, sfnMock, cfnMock]) mock.restore();
+  jest.restoreAllMocks();
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Whole releases
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('a whole release', () => {
+  test('success: start -> health -> smoke -> afterSmoke -> shift -> bake -> finish, green recorded live before anything else', async () => {
+    const { final, actions } = await runMachine({ before: (action) => { if (action === 'health') makeHealthy('green'); } });
+
+    expect(final.next).toBe('succeeded');
+    expect(final.message).toBe('production runs r42 on green');
+    expect(actions.slice(0, 5)).toEqual(['start', 'health', 'smoke', 'afterSmoke', 'shift']);
+    expect(actions.filter((a) => a === 'bake').length).toBe(11); // 300 s in waits of at most 30 s, plus the last check
+    expect(actions[actions.length - 1]).toBe('finish');
+    expect(writes()).toEqual([
+      `PutParameter ${LOCK}=running ${EXECUTION}`,
+      `PutParameter ${REL_GREEN}=r42`,
+      'UpdateAutoScalingGroup green min=3 max=6 desired=3', // the live group's capacity
+      'ModifyListener green',
+      `PutParameter ${LIVE}=green`,
+      `PutParameter ${LOCK}=free`,
+      'UpdateAutoScalingGroup blue min=0 max=- desired=0',
+      'Publish Released: r42',
+    ]);
+    expect(world.params).toEqual({ [LIVE]: 'green', [LOCK]: 'free', [REL_BLUE]: 'r41', [REL_GREEN]: 'r42' });
+    expect(forwardedTargetGroups(world.listener)).toEqual([TG.green]);
+    // The bake watched the target's and the deployment's alarms, never the old color's.
+    expect(cwMock).toHaveReceivedCommandWith(DescribeAlarmsCommand, {
+      AlarmNames: ['green-5xx', 'green-latency', 'app-errors'], AlarmTypes: ['MetricAlarm', 'CompositeAlarm'],
+    });
+    expect(final.bakeUntil).toBe(new Date(Date.parse(final.shiftedAt!) + 300_000).toISOString());
+    const published = snsMock.commandCalls(PublishCommand)[0].args[0].input;
+    expect(published.Message).toContain('production runs r42 on green');
+    expect(published.Message).toContain('Before: r41 on blue');
+  });
+
+  test('first release: nothing live, the default capacity on blue, production from the 503 straight to 100 % (no canary)', async () => {
+    world = unreleasedWorld();
+    env = { ...ENV, ...CANARY };
+    const { final } = await runMachine({ before: (action) => { if (action === 'health') makeHealthy('blue'); } });
+
+    expect(final.message).toBe('production runs r42 on blue');
+    expect(writes()).toEqual([
+      `PutParameter ${LOCK}=running ${EXECUTION}`,
+      `PutParameter ${REL_BLUE}=r42`,
+      'UpdateAutoScalingGroup blue min=2 max=4 desired=2',
+      'ModifyListener blue',
+      `PutParameter ${LIVE}=blue`,
+      `PutParameter ${LOCK}=free`,
+      'Publish Released: r42', // no old color to scale down
+    ]);
+    expect(calls).toContain('DescribeAutoScalingGroups web-blue'); // the live group is not asked for: there is none
+  });
+
+  test('canary: 10 % for CANARY_SECONDS with alarm checks, then 100 %, then the bake', async () => {
+    env = { ...ENV, ...CANARY };
+    const { final, actions } = await runMachine({ before: (action) => { if (action === 'health') makeHealthy('green'); } });
+
+    expect(final.message).toBe('production runs r42 on green');
+    expect(calls.filter((c) => c.startsWith('ModifyListener'))).toEqual(['ModifyListener blue=90,green=10', 'ModifyListener green']);
+    const shifts = actions.map((a, i) => [a, i] as const).filter(([a]) => a === 'shift').map(([, i]) => i);
+    expect(shifts).toHaveLength(2);
+    // 120 s of canary in waits of 30 s: four bakes with a wait, one that sends to shift.
+    expect(actions.slice(shifts[0] + 1, shifts[1])).toEqual(['bake', 'bake', 'bake', 'bake', 'bake']);
+  });
+
+  test('with the approval gate: ready for review (published), then approved, then production', async () => {
+    env = { ...ENV, ...GATE };
+    let readyAt: string | undefined;
+    const { final, actions } = await runMachine({
+      before: (action, state) => {
+        if (action === 'health') makeHealthy('green');
+        if (action === 'approval' && state.readyAt !== undefined && readyAt === undefined) {
+          readyAt = state.readyAt;
+          world.approvals = [{
+            stageName: 'Release',
+            actionName: 'Approve',
+            status: 'Succeeded',
+            updatedBy: 'arn:aws:iam::123456789012:user/reviewer',
+            startTime: new Date(T0),
+            lastUpdateTime: new Date(clock),
+          }];
+        }
+      },
+    });
+
+    expect(final.message).toBe('production runs r42 on green');
+    expect(actions.slice(0, 6)).toEqual(['start', 'health', 'smoke', 'afterSmoke', 'approval', 'shift']);
+    expect(cpMock).toHaveReceivedCommandWith(ListActionExecutionsCommand, { pipelineName: 'web-pipeline', filter: { pipelineExecutionId: PIPELINE_EXECUTION } });
+    const ready = snsMock.commandCalls(PublishCommand)[0].args[0].input;
+    expect(ready.Subject).toBe('Ready for review: release r42');
+    expect(ready.Message).toContain('Test URL: http://test.web.example:8080/');
+    expect(ready.Message).toContain('approve the action Approve in stage Release of pipeline web-pipeline');
+    expect(ready.Message).toContain(`An approval given before ${readyAt} does not count`);
+    expect(ready.Message).toContain('Production still runs: r41 on blue');
+    // Shifted only after the approval.
+    expect(calls.indexOf('ListActionExecutions')).toBeLessThan(calls.findIndex((c) => c.startsWith('ModifyListener')));
+  });
+
+  test('smoke failure: rolls back without touching production, green scaled to 0, lock freed, live color untouched', async () => {
+    const { final, actions } = await runMachine({
+      smoke: { passed: false, summary: '1 of 3 checks failed: GET /health answered 500' },
+      before: (action) => { if (action === 'health') makeHealthy('green'); },
+    });
+
+    expect(actions.slice(-2)).toEqual(['afterSmoke', 'rollback']);
+    expect(final.next).toBe('failed');
+    expect(final.message).toBe('rolled back (smoke test failed: 1 of 3 checks failed: GET /health answered 500): production runs r41 on blue everywhere');
+    expect(calls.filter((c) => c.startsWith('ModifyListener'))).toEqual([]);
+    expect(writes().slice(-3)).toEqual(['UpdateAutoScalingGroup green min=0 max=- desired=0', `PutParameter ${LOCK}=free`, 'Publish Rolled back: r42']);
+    expect(world.params[LIVE]).toBe('blue');
+    expect(calls.some((c) => c.startsWith(`PutParameter ${LIVE}`))).toBe(false);
+  });
+
+  test('alarm during the bake: production back to blue, verified, before green goes', async () => {
+    const { final } = await runMachine({
+      before: (action, state) => {
+        if (action === 'health') makeHealthy('green');
+        if (action === 'bake' && state.trafficPercent === 100 && clock > Date.parse(state.shiftedAt!) + 60_000) world.alarms['green-5xx'] = 'ALARM';
+      },
+    });
+
+    expect(final.message).toBe('rolled back (alarm green-5xx went into ALARM during the bake): production runs r41 on blue everywhere');
+    const tail = calls.slice(calls.lastIndexOf('ModifyListener green') + 1);
+    expect(tail.filter((c) => !c.startsWith('Describe') && c !== 'GetParameters')).toEqual([
+      'ModifyListener blue', 'UpdateAutoScalingGroup green min=0 max=- desired=0', `PutParameter ${LOCK}=free`, 'Publish Rolled back: r42',
+    ]);
+    // Verified: a DescribeListeners after the ModifyListener and before the scale-down.
+    const modify = calls.lastIndexOf('ModifyListener blue');
+    expect(calls.slice(modify, calls.indexOf('UpdateAutoScalingGroup green min=0 max=- desired=0', modify))).toContain('DescribeListeners');
+    expect(forwardedTargetGroups(world.listener)).toEqual([TG.blue]);
+    expect(world.params[LIVE]).toBe('blue');
+  });
+
+  test('alarm during the canary: rolls back from the weighted listener', async () => {
+    env = { ...ENV, ...CANARY };
+    const { final } = await runMachine({
+      before: (action, state) => {
+        if (action === 'health') makeHealthy('green');
+        if (action === 'bake' && state.trafficPercent === 10) world.alarms['app-errors'] = 'ALARM';
+      },
+    });
+    expect(final.message).toBe('rolled back (alarm app-errors went into ALARM during the canary (10 % of production)): production runs r41 on blue everywhere');
+    expect(calls.filter((c) => c.startsWith('ModifyListener'))).toEqual(['ModifyListener blue=90,green=10', 'ModifyListener blue']);
+  });
+
+  test('an instance that never becomes healthy: rollback after HEALTH_TIMEOUT_SECONDS, naming the reasons', async () => {
+    const { final, actions } = await runMachine({
+      before: (action) => {
+        if (action === 'health') {
+          const [a, b, c] = world.groups.green.instances;
+          world.health.green[a] = { state: 'healthy' };
+          world.health.green[b] = { state: 'healthy' };
+          world.health.green[c] = { state: 'unhealthy', description: 'Health checks failed with these codes: [502]' };
+        }
+      },
+    });
+    // Checks 15 s, 30 s, ... 915 s after the scale-up: the first one past HEALTH_TIMEOUT_SECONDS rolls back.
+    expect(actions.filter((a) => a === 'health')).toHaveLength(61);
+    expect(final.message).toBe(
+      'rolled back (2 of 3 instances healthy after 15.3 minutes (i-g3: unhealthy (Health checks failed with these codes: [502])); '
+      + 'the health timeout is 900 s): production runs r41 on blue everywhere');
+    expect(calls.filter((c) => c.startsWith('ModifyListener'))).toEqual([]);
+    expect(world.groups.green.desired).toBe(0);
+  });
+
+  test('a real error (access denied) in a step: the Catch rolls back, quoting the error', async () => {
+    elbMock.on(DescribeTargetHealthCommand).rejects(accessDenied('elasticloadbalancing:DescribeTargetHealth'));
+    const { final, actions } = await runMachine();
+    expect(actions).toEqual(['start', 'health', 'rollback']); // not retried: access denied is no RetryableError
+    expect(final.message).toMatch(new RegExp('^rolled back \\(ReleaseStepError: elasticloadbalancing:DescribeTargetHealth \\(.*\\) failed: '
+      + 'AccessDeniedException: User: .* is not authorized to perform: elasticloadbalancing:DescribeTargetHealth\\): production runs r41 on blue everywhere$'));
+    expect(world.groups.green.desired).toBe(0);
+    expect(world.params[LOCK]).toBe('free');
+  });
+
+  test('the rollback fails too: RollbackFailed, the lock left (stale once the execution ended: the guard lets deployments pass)', async () => {
+    asgMock.on(UpdateAutoScalingGroupCommand).rejects(accessDenied('autoscaling:UpdateAutoScalingGroup'));
+    const error = await runMachine().catch((e: unknown) => e as Error & { actions: string[] });
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toMatch(/^RollbackFailed: autoscaling:UpdateAutoScalingGroup \(web-green\) failed: AccessDeniedException: User: .* not authorized/);
+    expect((error as { actions: string[] }).actions).toEqual(['start', 'rollback']);
+    expect(world.params[LOCK]).toBe(`running ${EXECUTION}`);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// start
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('start', () => {
+  test('takes the lock after the checks, then scales the target up; the state names everything later steps need', async () => {
+    const state = await step(startEvent(), deps());
+    expect(state).toEqual({
+      next: 'health',
+      waitSeconds: 15,
+      message: 'release r42: green group web-green scaled to 3 instance(s); production still runs r41 on blue',
+      release: RELEASE,
+      pipelineExecutionId: PIPELINE_EXECUTION,
+      executionArn: EXECUTION,
+      startedAt: new Date(T0).toISOString(),
+      live: 'blue',
+      previousRelease: 'r41',
+      target: 'green',
+      capacity: 3,
+      trafficPercent: 0,
+      scaledUpAt: new Date(T0).toISOString(),
+    });
+    expect(calls).toEqual([
+      'ListExecutions',
+      'DescribeStacks',
+      'GetParameters',
+      `PutParameter ${LOCK}=running ${EXECUTION}`,
+      'DescribeAutoScalingGroups web-green,web-blue',
+      `PutParameter ${REL_GREEN}=r42`,
+      'UpdateAutoScalingGroup green min=3 max=6 desired=3',
+    ]);
+    expect(sfnMock).toHaveReceivedCommandWith(ListExecutionsCommand, { stateMachineArn: STATE_MACHINE, statusFilter: 'RUNNING' });
+    expect(ssmMock).toHaveReceivedCommandWith(PutParameterCommand, { Name: LOCK, Value: `running ${EXECUTION}`, Type: 'String', Overwrite: true });
+  });
+
+  test('the handler entry point runs the same step with the real clock and process.env', async () => {
+    const saved = process.env;
+    process.env = { ...saved, ...ENV };
+    try {
+      const state = await handler({ ...startEvent(), startedAt: new Date().toISOString() });
+      expect(state.next).toBe('health');
+      expect(state.target).toBe('green');
+    } finally {
+      process.env = saved;
+    }
+  });
+
+  test('duplicate invocation for the same execution: the same scale-up again, no drain of its own instances', async () => {
+    const first = await step(startEvent(), deps());
+    clock += 5_000;
+    const second = await step(startEvent(), deps());
+    expect(second.next).toBe('health');
+    expect({ ...second, scaledUpAt: undefined }).toEqual({ ...first, scaledUpAt: undefined });
+    expect(calls.filter((c) => c.startsWith('UpdateAutoScalingGroup'))).toEqual([
+      'UpdateAutoScalingGroup green min=3 max=6 desired=3',
+      'UpdateAutoScalingGroup green min=3 max=6 desired=3',
+    ]);
+    expect(world.groups.green.instances).toHaveLength(3);
+  });
+
+  test('another release running: failed, nothing written', async () => {
+    world.running = [{ executionArn: OTHER_EXECUTION, name: 'exec-41' }, { executionArn: EXECUTION, name: 'exec-42' }];
+    const state = await step(startEvent(), deps());
+    expect(state.next).toBe('failed');
+    expect(state.message).toBe(`release exec-41 (execution ${OTHER_EXECUTION}) is running; this release changed nothing`);
+    expect(calls).toEqual(['ListExecutions']);
+  });
+
+  test('reads every page of running executions, ignoring itself', async () => {
+    sfnMock.on(ListExecutionsCommand)
+      .resolvesOnce({ executions: [{ executionArn: EXECUTION, name: 'exec-42', stateMachineArn: STATE_MACHINE, status: 'RUNNING', startDate: new Date(T0) }], nextToken: 'p2' })
+      .resolvesOnce({ executions: [{ executionArn: OTHER_EXECUTION, name: 'exec-41', stateMachineArn: STATE_MACHINE, status: 'RUNNING', startDate: new Date(T0) }] });
+    const state = await step(startEvent(), deps());
+    expect(state.message).toMatch(/^release exec-41 .* is running; this release changed nothing$/);
+    expect(sfnMock).toHaveReceivedNthCommandWith(2, ListExecutionsCommand, { nextToken: 'p2' });
+  });
+
+  test('stack update in progress: start again in 30 s without taking the lock; then it proceeds', async () => {
+    world.stackStatus = 'UPDATE_IN_PROGRESS';
+    const waiting = await step(startEvent(), deps());
+    expect(waiting).toMatchObject({ next: 'start', waitSeconds: 30, release: RELEASE, executionArn: EXECUTION });
+    expect(waiting.message).toBe('release r42: stack web-fleet is UPDATE_IN_PROGRESS; starting again in 30 s');
+    expect(writes()).toEqual([]);
+
+    world.stackStatus = 'UPDATE_COMPLETE';
+    clock += 30_000;
+    const started = await step({ action: 'start', state: waiting }, deps());
+    expect(started).toMatchObject({ next: 'health', target: 'green', release: RELEASE, startedAt: new Date(T0).toISOString() });
+    expect(world.params[LOCK]).toBe(`running ${EXECUTION}`);
+  });
+
+  test('stack still in progress at the deadline: failed, nothing changed', async () => {
+    world.stackStatus = 'UPDATE_ROLLBACK_IN_PROGRESS';
+    clock = T0 + 3_280_000;
+    const state = await step(startEvent(), deps());
+    expect(state.next).toBe('failed');
+    expect(state.message).toBe('release r42: stack web-fleet was still UPDATE_ROLLBACK_IN_PROGRESS at the release deadline 2025-07-01T10:55:00.000Z; this release changed nothing');
+    expect(writes()).toEqual([]);
+  });
+
+  test('an aborted earlier release left instances on the target: scale it to 0, drain, then scale up', async () => {
+    world.groups.green = { min: 2, max: 4, desired: 2, instances: ['i-old1', 'i-old2'] };
+    world.params[REL_GREEN] = 'r40';
+    const draining = await step(startEvent(), deps());
+    expect(draining).toMatchObject({ next: 'drain', waitSeconds: 15 });
+    expect(writes()).toEqual([`PutParameter ${LOCK}=running ${EXECUTION}`, 'UpdateAutoScalingGroup green min=0 max=- desired=0']);
+    expect(world.params[REL_GREEN]).toBe('r40'); // not before the old instances are gone
+
+    clock += 15_000;
+    const still = await step({ action: 'drain', state: draining }, deps());
+    expect(still).toMatchObject({ next: 'drain', waitSeconds: 15 });
+    expect(still.message).toBe('release r42: green group web-green still has 2 instance(s); waiting for them to go');
+
+    terminate('green');
+    clock += 15_000;
+    const up = await step({ action: 'drain', state: still }, deps());
+    expect(up).toMatchObject({ next: 'health', scaledUpAt: new Date(clock).toISOString() });
+    expect(writes().slice(-2)).toEqual([`PutParameter ${REL_GREEN}=r42`, 'UpdateAutoScalingGroup green min=3 max=6 desired=3']);
+  });
+
+  test.each([
+    ['', 'invalid release id "": expected 1 to 128 characters A-Z a-z 0-9 . _ -; this release changed nothing'],
+    ['r 1', 'invalid release id "r 1": expected 1 to 128 characters A-Z a-z 0-9 . _ -; this release changed nothing'],
+    ['a'.repeat(129), /^invalid release id "a+": expected/],
+    ['r1;rm', 'invalid release id "r1;rm": expected 1 to 128 characters A-Z a-z 0-9 . _ -; this release changed nothing'],
+  ])('refuses the release id %j without calling AWS', async (release, message) => {
+    const state = await step(startEvent(release), deps());
+    expect(state.next).toBe('failed');
+    expect(state.message).toMatch(message);
+    expect(calls).toEqual([]);
+  });
+
+  test('accepts a release id of 128 allowed characters', async () => {
+    const release = `${'A-z_0.9'.repeat(18)}ab`;
+    expect(release).toHaveLength(128);
+    expect((await step(startEvent(release), deps())).next).toBe('health');
+  });
+
+  test.each([
+    [{ executionArn: undefined }, 'release r42: the start event has no executionArn; this release changed nothing'],
+    [{ startedAt: 'yesterday' }, 'release r42: the start event has no valid startedAt (got "yesterday"); this release changed nothing'],
+  ])('a start event with %j is refused without calling AWS', async (overrides, message) => {
+    const state = await step({ ...startEvent(), ...overrides }, deps());
+    expect(state).toMatchObject({ next: 'failed', message });
+    expect(calls).toEqual([]);
+  });
+
+  test('a live color parameter with an unexpected value: failed before the lock', async () => {
+    world.params[LIVE] = 'purple';
+    const state = await step(startEvent(), deps());
+    expect(state.message).toBe(`release r42: SSM parameter ${LIVE} must be none, blue or green, got "purple"; this release changed nothing`);
+    expect(writes()).toEqual([]);
+  });
+
+  test('with the approval gate, a start without pipelineExecutionId is refused', async () => {
+    env = { ...ENV, ...GATE };
+    const state = await step({ ...startEvent(), input: { release: RELEASE } }, deps());
+    expect(state.message).toBe('release r42: the approval gate needs input.pipelineExecutionId; this release changed nothing');
+  });
+
+  test('throttling: RetryableError, so the state machine runs start again', async () => {
+    sfnMock.on(ListExecutionsCommand).rejects(throttled());
+    const error = await step(startEvent(), deps()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RetryableError);
+    expect(error).toMatchObject({ name: 'RetryableError', message: 'states:ListExecutions failed: ThrottlingException: Rate exceeded' });
+  });
+
+  test.each([
+    ['a 5xx', awsError('InternalFailure', 'internal error', 500)],
+    ['a timeout', Object.assign(new Error('socket timed out'), { name: 'TimeoutError' })],
+  ])('%s is retryable too', async (_label, err) => {
+    cfnMock.on(DescribeStacksCommand).rejects(err);
+    await expect(step(startEvent(), deps())).rejects.toMatchObject({ name: 'RetryableError' });
+  });
+
+  test('access denied: a real error (not retried), naming the call', async () => {
+    ssmMock.on(PutParameterCommand).rejects(accessDenied('ssm:PutParameter'));
+    const error = await step(startEvent(), deps()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ReleaseStepError);
+    expect(error).not.toBeInstanceOf(RetryableError);
+    expect((error as Error).message).toMatch(/^ssm:PutParameter \(\/web\/release-lock\) failed: AccessDeniedException: User: .* is not authorized to perform: ssm:PutParameter$/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// health
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('health', () => {
+  beforeEach(() => duringRelease());
+
+  test('enough healthy targets of the group\'s own instances: smoke', async () => {
+    const state = await step({ action: 'health', state: midRelease() }, deps());
+    expect(state).toMatchObject({ next: 'smoke', waitSeconds: 0, message: 'release r42: 3 of 3 green instances healthy; smoke test next' });
+    expect(elbMock).toHaveReceivedCommandWith(DescribeTargetHealthCommand, { TargetGroupArn: TG.green });
+  });
+
+  test('healthy targets that are not the group\'s instances do not count', async () => {
+    world.health.green = { 'i-g1': { state: 'healthy' }, 'i-g2': { state: 'healthy' }, 'i-stranger': { state: 'healthy' }, 'i-g3': { state: 'initial' } };
+    clock = T0 + 20_000;
+    const state = await step({ action: 'health', state: midRelease() }, deps());
+    expect(state).toMatchObject({ next: 'health', waitSeconds: 15 });
+    expect(state.message).toBe('release r42 on green: 2 of 3 instances healthy after 0.2 minutes (i-g3: initial); checking again in 15 s');
+  });
+
+  test('an instance not registered yet is named as such', async () => {
+    delete world.health.green['i-g2'];
+    const state = await step({ action: 'health', state: midRelease() }, deps());
+    expect(state.message).toContain('(i-g2: not registered in the target group)');
+  });
+
+  test('the deadline comes before the health timeout: rollback', async () => {
+    world.health.green['i-g3'] = { state: 'unhealthy', description: 'Request timed out' };
+    clock = T0 + 3_290_000;
+    const state = await step({ action: 'health', state: midRelease({ scaledUpAt: new Date(T0 + 3_000_000).toISOString() }) }, deps());
+    expect(state.next).toBe('rollback');
+    expect(state.reason).toBe('2 of 3 instances healthy after 4.8 minutes (i-g3: unhealthy (Request timed out)), and the release deadline '
+      + '2025-07-01T10:55:00.000Z (3300 s after the start) has come');
+    expect(writes()).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// afterSmoke and approval
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('afterSmoke', () => {
+  beforeEach(() => duringRelease());
+
+  test('without the gate: shift', async () => {
+    const state = await step({ action: 'afterSmoke', state: midRelease({ smoke: { passed: true, summary: 'ok' } }) }, deps());
+    expect(state).toMatchObject({ next: 'shift', waitSeconds: 0 });
+    expect(snsMock).not.toHaveReceivedCommand(PublishCommand);
+  });
+
+  test.each([
+    [{ passed: false, summary: 'GET / answered 404' }, 'smoke test failed: GET / answered 404'],
+    [undefined, 'the smoke test gave no result'],
+    [{ summary: 'no passed field' }, 'smoke test failed: no passed field'],
+  ])('smoke %j: rollback', async (smoke, reason) => {
+    const state = await step({ action: 'afterSmoke', state: midRelease({ smoke }) }, deps());
+    expect(state).toMatchObject({ next: 'rollback', reason });
+  });
+
+  test('with the gate: readyAt, then approval in 30 s', async () => {
+    env = { ...ENV, ...GATE };
+    const state = await step({ action: 'afterSmoke', state: midRelease({ smoke: { passed: true, summary: 'ok' } }) }, deps());
+    expect(state).toMatchObject({ next: 'approval', waitSeconds: 30, readyAt: new Date(T0).toISOString() });
+    expect(snsMock).toHaveReceivedCommandTimes(PublishCommand, 1);
+  });
+
+  test('with the gate, throttled publish: RetryableError', async () => {
+    env = { ...ENV, ...GATE };
+    snsMock.on(PublishCommand).rejects(throttled());
+    await expect(step({ action: 'afterSmoke', state: midRelease({ smoke: { passed: true, summary: 'ok' } }) }, deps()))
+      .rejects.toMatchObject({ name: 'RetryableError' });
+  });
+
+  test('with the gate, publish denied: rollback (nobody would know to review)', async () => {
+    env = { ...ENV, ...GATE };
+    snsMock.on(PublishCommand).rejects(accessDenied('sns:Publish'));
+    const state = await step({ action: 'afterSmoke', state: midRelease({ smoke: { passed: true, summary: 'ok' } }) }, deps());
+    expect(state.next).toBe('rollback');
+    expect(state.reason).toMatch(/^could not send the ready-for-review notification: sns:Publish \(.*\) failed: AccessDeniedException/);
+  });
+});
+
+describe('approval', () => {
+  const READY = T0 + 600_000;
+  const approvalState = () => midRelease({ readyAt: new Date(READY).toISOString() });
+  const run = (status: string, at: number, extra: Partial<ActionExecutionDetail> = {}): ActionExecutionDetail => ({
+    stageName: 'Release', actionName: 'Approve', status: status as ActionExecutionDetail['status'], startTime: new Date(T0), lastUpdateTime: new Date(at), ...extra,
+  });
+
+  beforeEach(() => {
+    duringRelease();
+    env = { ...ENV, ...GATE };
+    clock = READY + 60_000;
+  });
+
+  test('approved after readyAt: shift', async () => {
+    world.approvals = [run('Succeeded', READY + 30_000, { updatedBy: 'reviewer' })];
+    const state = await step({ action: 'approval', state: approvalState() }, deps());
+    expect(state).toMatchObject({ next: 'shift', message: 'release r42: approval Approve granted by reviewer at 2025-07-01T10:10:30.000Z; shifting production' });
+  });
+
+  test('approved before the new version was on the test listener: rollback', async () => {
+    world.approvals = [run('Succeeded', READY - 1_000)];
+    const state = await step({ action: 'approval', state: approvalState() }, deps());
+    expect(state.next).toBe('rollback');
+    expect(state.reason).toMatch(/^approval Approve was approved before the new version was on the test listener \(approved at 2025-07-01T10:09:59.000Z, ready at 2025-07-01T10:10:00.000Z\)/);
+  });
+
+  test.each(['Failed', 'Abandoned'])('%s (rejected or timed out): rollback', async (status) => {
+    world.approvals = [run(status, READY + 1_000, { updatedBy: 'reviewer' })];
+    const state = await step({ action: 'approval', state: approvalState() }, deps());
+    expect(state).toMatchObject({ next: 'rollback', reason: `approval Approve rejected or timed out (status ${status}, by reviewer)` });
+  });
+
+  test('the latest run of the action counts (a retried stage), and only the configured stage and action', async () => {
+    world.approvals = [
+      run('Failed', READY - 100_000, { startTime: new Date(T0 - 1_000) }),
+      run('InProgress', READY, { startTime: new Date(T0 + 1_000) }),
+      run('Succeeded', READY, { actionName: 'Other' }),
+      run('Succeeded', READY, { stageName: 'Other', startTime: new Date(T0 + 5_000) }),
+    ];
+    const state = await step({ action: 'approval', state: approvalState() }, deps());
+    expect(state).toMatchObject({ next: 'approval', waitSeconds: 30 });
+    expect(state.message).toBe('release r42: waiting for approval Approve (in progress); asking again in 30 s');
+  });
+
+  test('not started yet: wait 30 s', async () => {
+    const state = await step({ action: 'approval', state: approvalState() }, deps());
+    expect(state).toMatchObject({ next: 'approval', waitSeconds: 30, message: 'release r42: waiting for approval Approve (not started yet); asking again in 30 s' });
+  });
+
+  test('no answer within APPROVAL_TIMEOUT_SECONDS: rollback', async () => {
+    world.approvals = [run('InProgress', READY)];
+    clock = READY + 1_800_001;
+    const state = await step({ action: 'approval', state: approvalState() }, deps());
+    expect(state).toMatchObject({ next: 'rollback' });
+    expect(state.reason).toBe('approval Approve not given within 30 minutes after the release was ready for review (until 2025-07-01T10:40:00.000Z)');
+  });
+
+  test('the deadline comes before the approval timeout: rollback', async () => {
+    env = { ...env, APPROVAL_TIMEOUT_SECONDS: '86400' };
+    clock = T0 + 3_290_000;
+    const state = await step({ action: 'approval', state: approvalState() }, deps());
+    expect(state.next).toBe('rollback');
+    expect(state.reason).toBe('approval Approve was not given, and the release deadline 2025-07-01T10:55:00.000Z (3300 s after the start) has come');
+  });
+
+  test('an unknown status: rollback, quoting it', async () => {
+    world.approvals = [run('Superseded', READY + 1)];
+    const state = await step({ action: 'approval', state: approvalState() }, deps());
+    expect(state).toMatchObject({ next: 'rollback', reason: 'approval Approve has an unexpected status "Superseded"' });
+  });
+
+  test('reads every page of action executions', async () => {
+    cpMock.on(ListActionExecutionsCommand)
+      .resolvesOnce({ actionExecutionDetails: [], nextToken: 'p2' })
+      .resolvesOnce({ actionExecutionDetails: [run('Succeeded', READY + 1)] });
+    const state = await step({ action: 'approval', state: approvalState() }, deps());
+    expect(state.next).toBe('shift');
+    expect(cpMock).toHaveReceivedNthCommandWith(2, ListActionExecutionsCommand, { nextToken: 'p2', pipelineName: 'web-pipeline' });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// shift and bake
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('shift', () => {
+  beforeEach(() => duringRelease());
+
+  test('all at once: forward 100 % green, bake until now + BAKE_SECONDS', async () => {
+    const state = await step({ action: 'shift', state: midRelease() }, deps());
+    expect(elbMock).toHaveReceivedCommandWith(ModifyListenerCommand, { ListenerArn: LISTENER, DefaultActions: [{ Type: 'forward', TargetGroupArn: TG.green }] });
+    expect(state).toMatchObject({
+      next: 'bake',
+      trafficPercent: 100,
+      shiftedAt: new Date(T0).toISOString(),
+      bakeUntil: new Date(T0 + 300_000).toISOString(),
+      message: 'release r42: production sends all traffic to green (r42); baking until 2025-07-01T10:05:00.000Z',
+    });
+  });
+
+  test('canary: weighted forward, live 90 / target 10, until now + CANARY_SECONDS', async () => {
+    env = { ...ENV, ...CANARY };
+    const state = await step({ action: 'shift', state: midRelease() }, deps());
+    expect(elbMock).toHaveReceivedCommandWith(ModifyListenerCommand, {
+      DefaultActions: [{ Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: TG.blue, Weight: 90 }, { TargetGroupArn: TG.green, Weight: 10 }] } }],
+    });
+    expect(state).toMatchObject({ next: 'bake', trafficPercent: 10, canaryUntil: new Date(T0 + 120_000).toISOString() });
+    expect(state.bakeUntil).toBeUndefined();
+    expect(state.message).toBe('release r42: production sends 10 % to green (r42) and 90 % to r41 on blue until 2025-07-01T10:02:00.000Z');
+  });
+
+  test('a bake that would end after the deadline: rollback, production not touched', async () => {
+    clock = T0 + 3_100_000;
+    const state = await step({ action: 'shift', state: midRelease() }, deps());
+    expect(state.next).toBe('rollback');
+    expect(state.reason).toBe('the bake would end at 2025-07-01T10:56:40.000Z, after the release deadline 2025-07-01T10:55:00.000Z; production traffic was not moved');
+    expect(elbMock).not.toHaveReceivedCommand(ModifyListenerCommand);
+  });
+
+  test('ModifyListener throttled: RetryableError', async () => {
+    elbMock.on(ModifyListenerCommand).rejects(throttled());
+    await expect(step({ action: 'shift', state: midRelease() }, deps())).rejects.toMatchObject({
+      name: 'RetryableError', message: `elasticloadbalancing:ModifyListener (${LISTENER}) failed: ThrottlingException: Rate exceeded`,
+    });
+  });
+});
+
+describe('bake', () => {
+  beforeEach(() => duringRelease());
+  const baking = (overrides: Partial<ReleaseState> = {}) => midRelease({
+    trafficPercent: 100, shiftedAt: new Date(T0).toISOString(), bakeUntil: new Date(T0 + 300_000).toISOString(), ...overrides,
+  });
+
+  test('no alarm, bake not over: wait at most 30 s; then the remainder; then finish', async () => {
+    clock = T0 + 100_000;
+    expect(await step({ action: 'bake', state: baking() }, deps())).toMatchObject({ next: 'bake', waitSeconds: 30 });
+    clock = T0 + 290_500;
+    expect(await step({ action: 'bake', state: baking() }, deps())).toMatchObject({ next: 'bake', waitSeconds: 10 });
+    clock = T0 + 300_000;
+    expect(await step({ action: 'bake', state: baking() }, deps())).toMatchObject({ next: 'finish', waitSeconds: 0 });
+  });
+
+  test('an alarm in INSUFFICIENT_DATA does not roll back', async () => {
+    world.alarms['green-latency'] = 'INSUFFICIENT_DATA';
+    clock = T0 + 300_000;
+    expect((await step({ action: 'bake', state: baking() }, deps())).next).toBe('finish');
+  });
+
+  test('a composite alarm in ALARM rolls back', async () => {
+    cwMock.on(DescribeAlarmsCommand).resolves({ MetricAlarms: [], CompositeAlarms: [{ AlarmName: 'app-health', StateValue: 'ALARM' }] });
+    const state = await step({ action: 'bake', state: baking() }, deps());
+    expect(state).toMatchObject({ next: 'rollback', reason: 'alarm app-health went into ALARM during the bake' });
+  });
+
+  test('asks for the alarms in batches of 100', async () => {
+    env = { ...ENV, DEPLOYMENT_ALARMS: Array.from({ length: 150 }, (_, i) => `alarm-${i}`).join(',') };
+    await step({ action: 'bake', state: baking() }, deps());
+    expect(cwMock).toHaveReceivedCommandTimes(DescribeAlarmsCommand, 2);
+    expect(calls.filter((c) => c.startsWith('DescribeAlarms'))).toEqual(['DescribeAlarms 100', 'DescribeAlarms 52']);
+  });
+
+  test('no alarms configured: no DescribeAlarms call', async () => {
+    env = { ...ENV, ALARMS_GREEN: '', DEPLOYMENT_ALARMS: '' };
+    clock = T0 + 300_000;
+    expect((await step({ action: 'bake', state: baking() }, deps())).next).toBe('finish');
+    expect(cwMock).not.toHaveReceivedCommand(DescribeAlarmsCommand);
+  });
+
+  test('canary over: shift to 100 %', async () => {
+    clock = T0 + 120_000;
+    const state = await step({ action: 'bake', state: midRelease({ trafficPercent: 10, canaryUntil: new Date(T0 + 120_000).toISOString() }) }, deps());
+    expect(state).toMatchObject({ next: 'shift', message: 'release r42: canary on green passed; shifting all production traffic' });
+  });
+
+  test.each([
+    ['the bake', baking({ bakeUntil: new Date(T0 + 3_400_000).toISOString() }), 'the bake had not ended (all production traffic on green)'],
+    ['the canary', midRelease({ trafficPercent: 10, canaryUntil: new Date(T0 + 3_400_000).toISOString() }), 'the canary had not ended (10 % of production on green)'],
+  ])('deadline during %s: rollback', async (_label, state, reason) => {
+    clock = T0 + 3_280_000;
+    const result = await step({ action: 'bake', state }, deps());
+    expect(result.next).toBe('rollback');
+    expect(result.reason).toBe(`${reason}, and the release deadline 2025-07-01T10:55:00.000Z (3300 s after the start) has come`);
+  });
+});
+
+describe('deadline in each waiting step', () => {
+  beforeEach(() => duringRelease());
+
+  test('drain', async () => {
+    world.groups.green.instances = ['i-old'];
+    clock = T0 + 3_290_000;
+    const state = await step({ action: 'drain', state: midRelease() }, deps());
+    expect(state.next).toBe('rollback');
+    expect(state.reason).toBe('green group web-green still had 1 instance(s) from an earlier release, and the release deadline 2025-07-01T10:55:00.000Z (3300 s after the start) has come');
+  });
+
+  test.each([
+    ['start (stack)', 'failed'],
+    ['health', 'rollback'],
+    ['approval', 'rollback'],
+    ['bake', 'rollback'],
+  ])('%s: never a wait that ends after the deadline', async (which, verdict) => {
+    clock = T0 + 3_300_000 - 10_000; // 10 s left: no wait of 15 or 30 s fits
+    env = { ...ENV, ...GATE };
+    world.stackStatus = 'UPDATE_IN_PROGRESS';
+    world.health.green['i-g1'] = { state: 'initial' };
+    const events: Record<string, unknown> = {
+      'start (stack)': startEvent(),
+      'health': { action: 'health', state: midRelease({ scaledUpAt: new Date(clock - 60_000).toISOString() }) },
+      'approval': { action: 'approval', state: midRelease({ readyAt: new Date(clock - 60_000).toISOString() }) },
+      'bake': { action: 'bake', state: midRelease({ trafficPercent: 100, bakeUntil: new Date(clock + 60_000).toISOString() }) },
+    };
+    const state = await step(events[which], deps());
+    expect(state.next).toBe(verdict);
+    expect(state.waitSeconds).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// finish
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('finish', () => {
+  beforeEach(() => {
+    duringRelease();
+    world.listener = forward('green');
+  });
+  const finishing = () => midRelease({ trafficPercent: 100, shiftedAt: new Date(T0).toISOString(), bakeUntil: new Date(T0).toISOString() });
+
+  test('the live color first, then the lock, then the old color down, then the notification', async () => {
+    const state = await step({ action: 'finish', state: finishing() }, deps());
+    expect(state).toMatchObject({ next: 'succeeded', waitSeconds: 0, message: 'production runs r42 on green' });
+    expect(calls).toEqual([`PutParameter ${LIVE}=green`, `PutParameter ${LOCK}=free`, 'UpdateAutoScalingGroup blue min=0 max=- desired=0', 'Publish Released: r42']);
+  });
+
+  test('scaling the old color fails: still succeeded, the live color was written first, the message says what was not done', async () => {
+    asgMock.on(UpdateAutoScalingGroupCommand).rejects(accessDenied('autoscaling:UpdateAutoScalingGroup'));
+    const state = await step({ action: 'finish', state: finishing() }, deps());
+    expect(state.next).toBe('succeeded');
+    expect(state.message).toMatch(/^production runs r42 on green; could not scale the old blue group web-blue to 0: .*AccessDeniedException: User: .* not authorized/);
+    const live = ssmMock.commandCalls(PutParameterCommand).find((c) => c.args[0].input.Name === LIVE)!;
+    const scale = asgMock.commandCalls(UpdateAutoScalingGroupCommand)[0];
+    expect(live.calledBefore(scale)).toBe(true);
+    expect(calls.slice(0, 2)).toEqual([`PutParameter ${LIVE}=green`, `PutParameter ${LOCK}=free`]);
+    expect(snsMock.commandCalls(PublishCommand)[0].args[0].input.Message).toContain('could not scale the old blue group');
+  });
+
+  test('every best-effort step fails (throttled too): still succeeded, naming each', async () => {
+    ssmMock.on(PutParameterCommand, { Name: LOCK }).rejects(throttled());
+    asgMock.on(UpdateAutoScalingGroupCommand).rejects(throttled());
+    snsMock.on(PublishCommand).rejects(throttled());
+    const state = await step({ action: 'finish', state: finishing() }, deps());
+    expect(state.next).toBe('succeeded');
+    expect(state.message).toBe('production runs r42 on green; could not free the release lock /web/release-lock: ThrottlingException: Rate exceeded; '
+      + 'could not scale the old blue group web-blue to 0: autoscaling:UpdateAutoScalingGroup (web-blue) failed: ThrottlingException: Rate exceeded; '
+      + 'could not send the release notification: ThrottlingException: Rate exceeded');
+    expect(world.params[LIVE]).toBe('green');
+  });
+
+  test('the live-color write fails: an error (the state machine rolls back), nothing after it done', async () => {
+    ssmMock.on(PutParameterCommand, { Name: LIVE }).rejects(accessDenied('ssm:PutParameter'));
+    await expect(step({ action: 'finish', state: finishing() }, deps())).rejects.toMatchObject({
+      name: 'ReleaseStepError', message: expect.stringMatching(/^ssm:PutParameter \(\/web\/live-color\) failed: AccessDeniedException/),
+    });
+    expect(asgMock).not.toHaveReceivedCommand(UpdateAutoScalingGroupCommand);
+    expect(world.params[LOCK]).toBe(`running ${EXECUTION}`);
+  });
+
+  test('the live-color write throttled: RetryableError (finish runs again)', async () => {
+    ssmMock.on(PutParameterCommand, { Name: LIVE }).rejects(throttled());
+    await expect(step({ action: 'finish', state: finishing() }, deps())).rejects.toMatchObject({ name: 'RetryableError' });
+  });
+
+  test('first release: no old color to scale down', async () => {
+    const state = await step({ action: 'finish', state: { ...finishing(), live: 'none', previousRelease: 'none' } }, deps());
+    expect(state.message).toBe('production runs r42 on green');
+    expect(asgMock).not.toHaveReceivedCommand(UpdateAutoScalingGroupCommand);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// rollback
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('rollback', () => {
+  beforeEach(() => duringRelease());
+
+  test('the live-color write failed in finish: production back to blue, verified; the live color never written', async () => {
+    world.listener = forward('green');
+    const state = await step({
+      action: 'rollback',
+      state: midRelease({
+        trafficPercent: 100,
+        caught: { Error: 'ReleaseStepError', Cause: JSON.stringify({ errorType: 'ReleaseStepError', errorMessage: 'ssm:PutParameter (/web/live-color) failed: AccessDeniedException: no' }) },
+      }),
+    }, deps());
+    expect(state).toMatchObject({ next: 'failed', waitSeconds: 0 });
+    expect(state.message).toBe('rolled back (ReleaseStepError: ssm:PutParameter (/web/live-color) failed: AccessDeniedException: no): production runs r41 on blue everywhere');
+    expect(calls).toEqual([
+      'GetParameters',
+      'DescribeListeners',
+      'ModifyListener blue',
+      'DescribeListeners',
+      'UpdateAutoScalingGroup green min=0 max=- desired=0',
+      `PutParameter ${LOCK}=free`,
+      'Publish Rolled back: r42',
+    ]);
+    expect(elbMock).toHaveReceivedCommandWith(ModifyListenerCommand, { ListenerArn: LISTENER, DefaultActions: [{ Type: 'forward', TargetGroupArn: TG.blue }] });
+    expect(world.params[LIVE]).toBe('blue');
+  });
+
+  test('the listener does not show the change: RetryableError, and nothing said or freed', async () => {
+    world.listener = forward('green');
+    elbMock.on(ModifyListenerCommand).callsFake((input) => {
+      calls.push(`ModifyListener ${describeActions(input.DefaultActions)}`);
+      return {};
+    });
+    await expect(step({ action: 'rollback', state: midRelease({ trafficPercent: 100 }) }, deps())).rejects.toMatchObject({
+      name: 'RetryableError', message: 'rollback of release r42: the production listener still does: forward to green',
+    });
+    expect(calls.slice(-2)).toEqual(['ModifyListener blue', 'DescribeListeners']);
+    expect(world.params[LOCK]).toBe(`running ${EXECUTION}`);
+    expect(world.groups.green.desired).toBe(3);
+  });
+
+  test('the listener shows the target although trafficPercent says 0 (a shift whose answer was lost): restored', async () => {
+    world.listener = forward('green');
+    await step({ action: 'rollback', state: midRelease({ trafficPercent: 0, reason: 'x' }) }, deps());
+    expect(calls).toContain('ModifyListener blue');
+    expect(forwardedTargetGroups(world.listener)).toEqual([TG.blue]);
+  });
+
+  test('nothing live: back to the fixed 503 with NOT_RELEASED_BODY', async () => {
+    world.params[LIVE] = 'none';
+    world.listener = forward('green');
+    const state = await step({ action: 'rollback', state: midRelease({ live: 'none', previousRelease: 'none', trafficPercent: 100, reason: 'alarm x went into ALARM during the bake' }) }, deps());
+    expect(elbMock).toHaveReceivedCommandWith(ModifyListenerCommand, {
+      DefaultActions: [{ Type: 'fixed-response', FixedResponseConfig: { StatusCode: '503', ContentType: 'text/plain', MessageBody: NOT_RELEASED } }],
+    });
+    expect(state.message).toBe('rolled back (alarm x went into ALARM during the bake): production answers 503, nothing was released before');
+    expect(world.listener).toEqual(fixed503);
+  });
+
+  test('idempotent: a second rollback changes nothing and says the same about production', async () => {
+    world.listener = forward('green');
+    const state = midRelease({ trafficPercent: 100, reason: 'smoke test failed: x' });
+    const first = await step({ action: 'rollback', state }, deps());
+    calls = [];
+    const second = await step({ action: 'rollback', state }, deps());
+    expect(first.message).toBe('rolled back (smoke test failed: x): production runs r41 on blue everywhere');
+    expect(second.next).toBe('failed');
+    expect(second.message).toBe('rolled back (smoke test failed: x): release r42 holds no lock, nothing left to undo; production runs r41 on blue everywhere');
+    expect(writes()).toEqual([]);
+  });
+
+  test('a lock held by another release: nothing touched, not even the listener', async () => {
+    world.params[LOCK] = `running ${OTHER_EXECUTION}`;
+    world.listener = forward('green');
+    const state = await step({ action: 'rollback', state: midRelease({ trafficPercent: 100, reason: 'x' }) }, deps());
+    expect(state.message).toBe(`rolled back (x): release r42 holds no lock, nothing left to undo (the release lock says: running ${OTHER_EXECUTION}); production runs r41 on blue everywhere`);
+    expect(calls).toEqual(['GetParameters']);
+  });
+
+  test('a start that failed after the lock (the Catch gives the start\'s input only): the executionArn of the event finds the lock', async () => {
+    const state = await step({
+      action: 'rollback',
+      executionArn: EXECUTION,
+      state: { release: RELEASE, pipelineExecutionId: PIPELINE_EXECUTION, caught: { Error: 'ReleaseStepError', Cause: 'plain text cause' } },
+    }, deps());
+    expect(state.message).toBe('rolled back (ReleaseStepError: plain text cause): production runs r41 on blue everywhere');
+    expect(writes()).toEqual(['UpdateAutoScalingGroup green min=0 max=- desired=0', `PutParameter ${LOCK}=free`, 'Publish Rolled back: r42']);
+  });
+
+  test('finish\'s live-color write landed but its answer was lost: production stays on green, said so', async () => {
+    world.params[LIVE] = 'green';
+    world.listener = forward('green');
+    const state = await step({ action: 'rollback', state: midRelease({ trafficPercent: 100, caught: { Error: 'RetryableError', Cause: 'timeout' } }) }, deps());
+    expect(state.next).toBe('succeeded');
+    expect(state.message).toBe('not rolled back (RetryableError: timeout): green was already recorded as live, production runs r42 on green');
+    expect(calls.filter((c) => c.startsWith('ModifyListener'))).toEqual([]);
+    expect(writes()).toEqual([`PutParameter ${LOCK}=free`, 'UpdateAutoScalingGroup blue min=0 max=- desired=0', 'Publish Released: r42']);
+  });
+
+  test('the notification fails: still rolled back, said so', async () => {
+    snsMock.on(PublishCommand).rejects(accessDenied('sns:Publish'));
+    const state = await step({ action: 'rollback', state: midRelease({ reason: 'x' }) }, deps());
+    expect(state.message).toMatch(/^rolled back \(x\): production runs r41 on blue everywhere; could not send the notification: AccessDeniedException/);
+    expect(world.params[LOCK]).toBe('free');
+  });
+
+  test('throttled: RetryableError, the lock kept until the rollback is done', async () => {
+    asgMock.on(UpdateAutoScalingGroupCommand).rejects(throttled());
+    await expect(step({ action: 'rollback', state: midRelease({ reason: 'x' }) }, deps())).rejects.toMatchObject({ name: 'RetryableError' });
+    expect(world.params[LOCK]).toBe(`running ${EXECUTION}`);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Configuration, events, helpers
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('configuration', () => {
+  test('reads the environment', () => {
+    const parsed = readConfig({ ...ENV, ...GATE, ...CANARY });
+    expect(parsed).toMatchObject({
+      ok: true,
+      value: {
+        colors: { blue: { groupName: 'web-blue', targetGroupArn: TG.blue, alarms: ['blue-5xx', 'blue-latency'], releaseParameter: REL_BLUE } },
+        defaultCapacity: 2,
+        releaseDeadlineSeconds: 3300,
+        canaryPercent: 10,
+        canarySeconds: 120,
+        deploymentAlarms: ['app-errors'],
+        approval: { pipelineName: 'web-pipeline', actionName: 'Approve', stageName: 'Release', timeoutSeconds: 1800 },
+      },
+    });
+  });
+
+  test.each([
+    [{ DEFAULT_CAPACITY: '0' }, 'DEFAULT_CAPACITY must be an integer from 1 to 20, got "0"'],
+    [{ DEFAULT_CAPACITY: '21' }, 'DEFAULT_CAPACITY must be an integer from 1 to 20, got "21"'],
+    [{ DEFAULT_CAPACITY: '2.5' }, 'DEFAULT_CAPACITY must be an integer from 1 to 20, got "2.5"'],
+    [{ CANARY_PERCENT: '100' }, 'CANARY_PERCENT must be an integer from 0 to 99, got "100"'],
+    [{ CANARY_PERCENT: '10', CANARY_SECONDS: '' }, 'CANARY_SECONDS must be set when CANARY_PERCENT is not 0'],
+    [{ BAKE_SECONDS: '-1' }, 'BAKE_SECONDS must be an integer from 0 to 3600, got "-1"'],
+    [{ RELEASE_DEADLINE_SECONDS: '7200' }, 'RELEASE_DEADLINE_SECONDS must be an integer from 60 to 3600, got "7200"'],
+    [{ STACK_NAME: '', LOCK_PARAMETER: ' ' }, 'environment variable(s) not set: LOCK_PARAMETER, STACK_NAME'],
+    [{ APPROVAL_PIPELINE_NAME: 'p' }, 'the approval gate needs APPROVAL_PIPELINE_NAME, APPROVAL_ACTION_NAME, APPROVAL_TIMEOUT_SECONDS together; not set: APPROVAL_ACTION_NAME, APPROVAL_TIMEOUT_SECONDS'],
+    [{ APPROVAL_STAGE_NAME: 'Release' }, 'APPROVAL_STAGE_NAME is set without the approval gate'],
+    [{ NOT_RELEASED_BODY: 'x'.repeat(1025) }, 'NOT_RELEASED_BODY must be at most 1024 characters, got 1025'],
+  ])('refuses %j', (overrides, error) => {
+    const parsed = readConfig({ ...ENV, ...overrides });
+    expect(parsed.ok).toBe(false);
+    expect(!parsed.ok && parsed.error).toContain(error);
+  });
+
+  test('a bad configuration: failed with a clear message, no AWS call', async () => {
+    env = { ...ENV, DEFAULT_CAPACITY: 'many' };
+    const state = await step(startEvent(), deps());
+    expect(state.next).toBe('failed');
+    expect(state.message).toBe('invalid configuration: DEFAULT_CAPACITY must be an integer from 1 to 20, got "many"; the start step changed nothing');
+    expect(calls).toEqual([]);
+  });
+});
+
+describe('events', () => {
+  test.each([
+    [undefined],
+    [{ action: 'explode', state: {} }],
+    ['start'],
+  ])('not a step event (%j): a real error', async (event) => {
+    await expect(step(event, deps())).rejects.toThrow(/^not an EC2 release step event/);
+  });
+
+  test('a later step with a broken state: a real error naming what is missing', async () => {
+    await expect(step({ action: 'health', state: { release: RELEASE, target: 'green', live: 'green' } }, deps()))
+      .rejects.toThrow('the health step got a state without a valid executionArn, previousRelease, startedAt, target, capacity');
+  });
+});
+
+describe('rollbackReason', () => {
+  test('joins the reason and the caught error, reading Lambda\'s JSON Cause', () => {
+    expect(rollbackReason({ reason: 'r', caught: { Error: 'E', Cause: JSON.stringify({ errorMessage: 'm', trace: [] }) } })).toBe('r; E: m');
+    expect(rollbackReason({ caught: { Error: 'States.Timeout' } })).toBe('States.Timeout');
+    expect(rollbackReason({})).toBe('no reason given');
+  });
+});
+
+describe('forwardedTargetGroups', () => {
+  test('weights of 0 do not count; a plain TargetGroupArn does', () => {
+    expect(forwardedTargetGroups([{ Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: 'a', Weight: 0 }, { TargetGroupArn: 'b', Weight: 5 }] } }])).toEqual(['b']);
+    expect(forwardedTargetGroups([{ Type: 'forward', TargetGroupArn: 'a' }])).toEqual(['a']);
+    expect(forwardedTargetGroups(fixed503)).toEqual([]);
+  });
+});
