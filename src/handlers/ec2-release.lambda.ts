@@ -200,6 +200,7 @@ export interface Ec2ReleaseConfig {
   readonly lockParameter: string;
   readonly colors: Readonly<Record<Color, ColorConfig>>;
   readonly productionListenerArn: string;
+  readonly testListenerArn: string;
   readonly notReleasedBody: string;
   readonly defaultCapacity: number;
   readonly releaseDeadlineSeconds: number;
@@ -220,7 +221,7 @@ export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok
 
 const REQUIRED = [
   'LIVE_COLOR_PARAMETER', 'LOCK_PARAMETER', 'RELEASE_PARAMETER_BLUE', 'RELEASE_PARAMETER_GREEN', 'BLUE_GROUP_NAME',
-  'GREEN_GROUP_NAME', 'BLUE_TARGET_GROUP_ARN', 'GREEN_TARGET_GROUP_ARN', 'PRODUCTION_LISTENER_ARN', 'DEFAULT_CAPACITY',
+  'GREEN_GROUP_NAME', 'BLUE_TARGET_GROUP_ARN', 'GREEN_TARGET_GROUP_ARN', 'PRODUCTION_LISTENER_ARN', 'TEST_LISTENER_ARN', 'DEFAULT_CAPACITY',
   'RELEASE_DEADLINE_SECONDS', 'HEALTH_TIMEOUT_SECONDS', 'BAKE_SECONDS', 'CANARY_PERCENT', 'STACK_NAME', 'STATE_MACHINE_ARN',
 ] as const;
 
@@ -286,6 +287,7 @@ export function readConfig(env: Record<string, string | undefined>): Parsed<Ec2R
       lockParameter: text('LOCK_PARAMETER')!,
       colors: { blue: color('BLUE'), green: color('GREEN') },
       productionListenerArn: text('PRODUCTION_LISTENER_ARN')!,
+      testListenerArn: text('TEST_LISTENER_ARN')!,
       notReleasedBody: env.NOT_RELEASED_BODY!,
       defaultCapacity,
       releaseDeadlineSeconds,
@@ -583,6 +585,13 @@ async function drain(ctx: Context, state: Running): Promise<ReleaseState> {
 /** The target's release parameter, then its group to `capacity` instances. */
 async function scaleUp(ctx: Context, state: Running): Promise<ReleaseState> {
   const color = ctx.cfg.colors[state.target];
+  // The test listener serves the target. CloudFormation declares it on the idle color too, but moves it only on the
+  // next stack update, which may not have run since the last release recorded its color.
+  await aws(`elasticloadbalancing:ModifyListener (${ctx.cfg.testListenerArn})`, () =>
+    ctx.c.elb.send(new ModifyListenerCommand({
+      ListenerArn: ctx.cfg.testListenerArn,
+      DefaultActions: [{ Type: 'forward', TargetGroupArn: color.targetGroupArn }],
+    })));
   await aws(`ssm:PutParameter (${color.releaseParameter})`, () =>
     ctx.c.ssm.send(new PutParameterCommand({ Name: color.releaseParameter, Value: state.release, Type: 'String', Overwrite: true })));
   await aws(`autoscaling:UpdateAutoScalingGroup (${color.groupName})`, () =>

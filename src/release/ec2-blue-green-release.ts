@@ -179,7 +179,8 @@ export class Ec2BlueGreenRelease extends Release {
       role: releaseRole,
       logGroup: releaseLogs,
       description: `Decides each step of the blue/green releases of ${fleet.node.path}`,
-      timeout: Duration.minutes(1),
+      // A step makes up to about 8 AWS calls, each bounded by its client's timeouts and attempts.
+      timeout: Duration.minutes(2),
       memorySize: 256,
       architecture: lambda.Architecture.ARM_64,
       tracing: lambda.Tracing.ACTIVE,
@@ -193,6 +194,7 @@ export class Ec2BlueGreenRelease extends Release {
         BLUE_TARGET_GROUP_ARN: fleet.blueTargetGroup.targetGroupArn,
         GREEN_TARGET_GROUP_ARN: fleet.greenTargetGroup.targetGroupArn,
         PRODUCTION_LISTENER_ARN: fleet.productionListener.listenerArn,
+        TEST_LISTENER_ARN: fleet.testListener.listenerArn,
         NOT_RELEASED_BODY,
         DEFAULT_CAPACITY: String(fleet.capacity),
         RELEASE_DEADLINE_SECONDS: String(this.releaseMinutes() * 60),
@@ -234,7 +236,7 @@ export class Ec2BlueGreenRelease extends Release {
     }));
     releaseRole.addToPolicy(new iam.PolicyStatement({
       actions: ['elasticloadbalancing:ModifyListener'],
-      resources: [fleet.productionListener.listenerArn],
+      resources: [fleet.productionListener.listenerArn, fleet.testListener.listenerArn],
     }));
     releaseRole.addToPolicy(new iam.PolicyStatement({ actions: ['states:ListExecutions'], resources: [stateMachineArn] }));
     releaseRole.addToPolicy(new iam.PolicyStatement({
@@ -284,7 +286,7 @@ export class Ec2BlueGreenRelease extends Release {
       role: guardRole,
       logGroup: guardLogs,
       description: `Refuses a stack update of ${fleet.node.path} while one of its releases runs`,
-      timeout: Duration.minutes(1),
+      timeout: Duration.minutes(2),
       memorySize: 128,
       architecture: lambda.Architecture.ARM_64,
       tracing: lambda.Tracing.ACTIVE,
@@ -457,7 +459,10 @@ function workflow(scope: Construct, fn: lambda.IFunction, smoke: lambda.IFunctio
   }));
   const step = invoke('Step', sfn.TaskInput.fromObject({ action: sfn.JsonPath.stringAt('$.next'), state: sfn.JsonPath.entirePayload }));
   const afterSmoke = invoke('AfterSmokeTest', sfn.TaskInput.fromObject({ action: 'afterSmoke', state: sfn.JsonPath.entirePayload }));
-  const rollback = invoke('Rollback', sfn.TaskInput.fromObject({ action: 'rollback', state: sfn.JsonPath.entirePayload }));
+  // The execution's id too: when Start failed after taking the lock, the state is only the execution's input.
+  const rollback = invoke('Rollback', sfn.TaskInput.fromObject({
+    action: 'rollback', state: sfn.JsonPath.entirePayload, executionArn: sfn.JsonPath.stringAt('$$.Execution.Id'),
+  }));
   const smokeTest = retry(new tasks.LambdaInvoke(scope, 'SmokeTest', {
     lambdaFunction: smoke,
     payload: sfn.TaskInput.fromObject({}),

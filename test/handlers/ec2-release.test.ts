@@ -48,6 +48,7 @@ const TG = {
   green: 'arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/2222222222222222',
 } as const;
 const LISTENER = 'arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/3333333333333333/4444444444444444';
+const TEST_LISTENER = 'arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/3333333333333333/5555555555555555';
 const STATE_MACHINE = 'arn:aws:states:us-east-1:123456789012:stateMachine:web-release';
 const EXECUTION = 'arn:aws:states:us-east-1:123456789012:execution:web-release:exec-42';
 const OTHER_EXECUTION = 'arn:aws:states:us-east-1:123456789012:execution:web-release:exec-41';
@@ -65,6 +66,7 @@ const ENV: Record<string, string> = {
   BLUE_TARGET_GROUP_ARN: TG.blue,
   GREEN_TARGET_GROUP_ARN: TG.green,
   PRODUCTION_LISTENER_ARN: LISTENER,
+  TEST_LISTENER_ARN: TEST_LISTENER,
   NOT_RELEASED_BODY: NOT_RELEASED,
   DEFAULT_CAPACITY: '2',
   RELEASE_DEADLINE_SECONDS: '3300',
@@ -102,6 +104,8 @@ interface World {
   params: Record<string, string>;
   groups: Record<Color, Group>;
   listener: ListenerAction[];
+  /** What the test listener forwards to, once a release moved it. */
+  testListener?: ListenerAction[];
   /** Target health per target group: instance id -> state (and description). */
   health: Record<Color, Record<string, { state: string; description?: string }>>;
   alarms: Record<string, 'OK' | 'ALARM' | 'INSUFFICIENT_DATA'>;
@@ -232,7 +236,12 @@ function installFake(): void {
     calls.push('DescribeListeners');
     return { Listeners: [{ ListenerArn: LISTENER, Port: 443, DefaultActions: world.listener }] };
   });
-  elbMock.on(ModifyListenerCommand).callsFake((input) => {
+  elbMock.on(ModifyListenerCommand, { ListenerArn: TEST_LISTENER }).callsFake((input) => {
+    calls.push(`ModifyTestListener ${describeActions(input.DefaultActions)}`);
+    world.testListener = normalize(input.DefaultActions ?? []);
+    return { Listeners: [{ ListenerArn: TEST_LISTENER, DefaultActions: world.testListener }] };
+  });
+  elbMock.on(ModifyListenerCommand, { ListenerArn: LISTENER }).callsFake((input) => {
     calls.push(`ModifyListener ${describeActions(input.DefaultActions)}`);
     world.listener = normalize(input.DefaultActions ?? []);
     return { Listeners: [{ ListenerArn: LISTENER, DefaultActions: world.listener }] };
@@ -605,11 +614,15 @@ describe('start', () => {
       'GetParameters',
       `PutParameter ${LOCK}=running ${EXECUTION}`,
       'DescribeAutoScalingGroups web-green,web-blue',
+      // The test listener serves the target before it has instances (CloudFormation moves it only on a stack update).
+      'ModifyTestListener green',
       `PutParameter ${REL_GREEN}=r42`,
       'UpdateAutoScalingGroup green min=3 max=6 desired=3',
     ]);
     expect(sfnMock).toHaveReceivedCommandWith(ListExecutionsCommand, { stateMachineArn: STATE_MACHINE, statusFilter: 'RUNNING' });
     expect(ssmMock).toHaveReceivedCommandWith(PutParameterCommand, { Name: LOCK, Value: `running ${EXECUTION}`, Type: 'String', Overwrite: true });
+    expect(elbMock).toHaveReceivedCommandWith(ModifyListenerCommand, { ListenerArn: TEST_LISTENER, DefaultActions: [{ Type: 'forward', TargetGroupArn: TG.green }] });
+    expect(elbMock).not.toHaveReceivedCommandWith(ModifyListenerCommand, { ListenerArn: LISTENER });
   });
 
   test('the handler entry point runs the same step with the real clock and process.env', async () => {
