@@ -18,29 +18,33 @@ export interface BlueGreenFleetAlarmOptions {
  * graphs of both colors side by side, where a release shows as traffic moving. Returns the per-color alarms.
  * @internal
  */
-export function addBlueGreenFleetAlarms(monitoring: ServiceMonitoring, fleet: BlueGreenEc2Fleet, options: BlueGreenFleetAlarmOptions): Record<Color, cloudwatch.IAlarm[]> {
+export function addBlueGreenFleetAlarms(
+  monitoring: ServiceMonitoring,
+  fleet: BlueGreenEc2Fleet,
+  options: BlueGreenFleetAlarmOptions,
+): Record<Color, cloudwatch.IAlarm[]> {
   const byColorAlarms: Record<Color, cloudwatch.IAlarm[]> = { blue: [], green: [] };
   const latencyThreshold = options.latencyThreshold ?? Duration.seconds(2);
   const minute = Duration.minutes(1);
   for (const color of COLORS) {
     const group = fleet.targetGroup(color);
-    const Color = color === 'blue' ? 'Blue' : 'Green';
+    const name = color === 'blue' ? 'Blue' : 'Green';
     const alarms = [
-      monitoring.addAlarm(`${Color}Http5xx`, {
+      monitoring.addAlarm(`${name}Http5xx`, {
         metric: group.metrics.httpCodeTarget(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, { period: minute, statistic: cloudwatch.Stats.SUM }),
         threshold: 5,
         evaluationPeriods: 3,
         datapointsToAlarm: 2,
         description: `The ${color} instances answer 5xx (5 or more a minute, 2 minutes out of 3)`,
       }),
-      monitoring.addAlarm(`${Color}UnhealthyHosts`, {
+      monitoring.addAlarm(`${name}UnhealthyHosts`, {
         metric: group.metrics.unhealthyHostCount({ period: minute, statistic: cloudwatch.Stats.MAXIMUM }),
         threshold: 1,
         evaluationPeriods: 3,
         datapointsToAlarm: 3,
-        description: `${Color} instances fail the load balancer health check (3 minutes in a row)`,
+        description: `${name} instances fail the load balancer health check (3 minutes in a row)`,
       }),
-      monitoring.addAlarm(`${Color}LatencyP99`, {
+      monitoring.addAlarm(`${name}LatencyP99`, {
         metric: group.metrics.targetResponseTime({ period: minute, statistic: cloudwatch.Stats.p(99) }),
         threshold: latencyThreshold.toSeconds({ integral: false }),
         evaluationPeriods: 3,

@@ -6,15 +6,15 @@ import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
-import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { Release, ReleaseConfig, ReleaseContext } from './release';
 import { SmokeTest } from './smoke-test';
 import { TrafficShift } from './traffic-shift';
-import { Ec2ReleaseGuardFunction } from '../handlers/ec2-release-guard-function';
 import { Ec2ReleaseFunction } from '../handlers/ec2-release-function';
+import { Ec2ReleaseGuardFunction } from '../handlers/ec2-release-guard-function';
 import { ApprovalPlacement } from '../pipeline/approval';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
@@ -226,8 +226,10 @@ export class Ec2BlueGreenRelease extends Release {
     releaseRole.addToPolicy(new iam.PolicyStatement({
       actions: ['autoscaling:UpdateAutoScalingGroup'],
       resources: COLORS.map((color) => stack.formatArn({
-        service: 'autoscaling', resource: 'autoScalingGroup',
-        resourceName: `*:autoScalingGroupName/${fleet.group(color).autoScalingGroupName}`, arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+        service: 'autoscaling',
+        resource: 'autoScalingGroup',
+        resourceName: `*:autoScalingGroupName/${fleet.group(color).autoScalingGroupName}`,
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
       })),
     }));
     releaseRole.addToPolicy(new iam.PolicyStatement({
@@ -437,11 +439,11 @@ function lambdaRole(scope: Construct, id: string, logGroup: logs.ILogGroup, star
 function workflow(scope: Construct, fn: lambda.IFunction, smoke: lambda.IFunction): sfn.IChainable {
   const retry = (task: tasks.LambdaInvoke): tasks.LambdaInvoke => {
     task.addRetry({
-    errors: ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException', 'RetryableError'],
-    interval: Duration.seconds(5),
-    maxAttempts: 6,
-    backoffRate: 2,
-    maxDelay: Duration.seconds(60),
+      errors: ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException', 'RetryableError'],
+      interval: Duration.seconds(5),
+      maxAttempts: 6,
+      backoffRate: 2,
+      maxDelay: Duration.seconds(60),
     });
     return task;
   };

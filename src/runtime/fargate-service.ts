@@ -7,8 +7,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
-import { createPublicVpc, createWebLoadBalancer } from '../private/web-front';
 import { checkDuration, checkInteger, invalidInput } from '../private/validate';
+import { createPublicVpc, createWebLoadBalancer } from '../private/web-front';
 
 /**
  * Properties of `BlueGreenFargateService`.
