@@ -5,6 +5,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
@@ -253,7 +254,7 @@ export interface Ec2BlueGreenPipelineProps {
   readonly alarmEmails?: string[];
 
   /**
-   * Keep the pipeline's artifacts (and the release bundles) and their key when the stack is deleted.
+   * Keep the pipeline's artifacts, the release bundles and their key when the stack is deleted.
    *
    * @default false - `cdk destroy` removes everything
    */
@@ -292,6 +293,8 @@ export class Ec2BlueGreenPipeline extends Construct {
   public readonly instanceSecurityGroup: ec2.ISecurityGroup;
   /** The application's logs (one stream per instance). */
   public readonly logGroup: logs.ILogGroup;
+  /** The release bundles (`releases/<id>/bundle.tgz`), which the instances install; kept until the stack is deleted. */
+  public readonly bundleBucket: s3.IBucket;
   /** The release workflow the pipeline starts. */
   public readonly stateMachine: sfn.IStateMachine;
   /** The production URL. */
@@ -383,6 +386,7 @@ export class Ec2BlueGreenPipeline extends Construct {
       trafficShift: props.trafficShift,
       expectedPhrase: props.expectedPhrase,
       logRetention: props.logRetention,
+      retainBundles: props.retainArtifacts,
     });
     this.pipeline = new DeliveryPipeline(this, 'Pipeline', {
       source: props.source,
@@ -396,14 +400,16 @@ export class Ec2BlueGreenPipeline extends Construct {
         environmentVariables: {
           ...props.buildEnvironmentVariables,
           APP_DIRECTORY: appDirectory,
-          // The build uploads the bundle next to the pipeline's artifacts, under releases/.
-          ARTIFACT_BUCKET: Lazy.string({ produce: () => this.pipeline.artifactBucket.bucketName }),
+          // The build uploads the bundle to the release's bundle bucket, under releases/.
+          BUNDLE_BUCKET: Lazy.string({ produce: () => release.bundleBucket!.bucketName }),
         },
         secrets: props.buildSecrets,
         testReportDirectory: appDirectory === '.' ? 'reports/junit' : `${appDirectory}/reports/junit`,
       },
       release,
     });
+    release.grantUpload(this.pipeline.buildStep.role);
+    this.bundleBucket = release.bundleBucket!;
     release.acknowledgeFindings(this.pipeline);
     this.stateMachine = release.stateMachine!;
 

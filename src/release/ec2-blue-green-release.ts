@@ -6,6 +6,7 @@ import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
@@ -50,6 +51,8 @@ export interface Ec2BlueGreenReleaseProps {
   readonly trafficShift?: TrafficShift;
   readonly expectedPhrase?: string;
   readonly logRetention?: logs.RetentionDays;
+  /** Keep the bundle bucket when the stack is deleted (with the pipeline's artifacts). */
+  readonly retainBundles?: boolean;
   /** The pipeline's name (known before the pipeline exists, so the function can look its approval up without a cycle). */
   readonly pipelineName: string;
 }
@@ -83,6 +86,8 @@ export class Ec2BlueGreenRelease extends Release {
   public guardFunction?: lambda.Function;
   /** Set once bound. */
   public smokeTest?: SmokeTest;
+  /** Set once bound: where the build uploads the release bundles (`releases/<id>/bundle.tgz`). */
+  public bundleBucket?: s3.IBucket;
   private readonly watched: Record<Color, cloudwatch.IAlarm[]> = { blue: [], green: [] };
   private readonly deploymentAlarms: cloudwatch.IAlarm[] = [];
   private readonly readable = new Set<cloudwatch.IAlarm>();
@@ -120,6 +125,18 @@ export class Ec2BlueGreenRelease extends Release {
     return Duration.minutes(this.releaseMinutes() - this.busyMinutes());
   }
 
+  /** Lets the build upload release bundles (`releases/*` of the bundle bucket, encrypted with the pipeline's key). */
+  public grantUpload(grantee: iam.IRole): void {
+    const bucket = this.bundleBucket;
+    if (!bucket) throw new Error('Ec2BlueGreenRelease: grantUpload before the release is bound');
+    grantee.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [bucket.arnForObjects(`${RELEASES_PREFIX}*`)] }));
+    const ref = nagRef(bucket, 'Arn');
+    if (ref) {
+      acknowledge(grantee, [`AwsSolutions-IAM5[Resource::${ref}/${RELEASES_PREFIX}*]`],
+        'The build uploads one bundle per release under releases/<commit>-<build>/ of the release\'s own bundle bucket.');
+    }
+  }
+
   /** Alarms that watch one color (its target group): they roll back a release onto that color. */
   public watchColor(color: Color, alarms: cloudwatch.IAlarm[]): void {
     this.watched[color].push(...alarms);
@@ -151,11 +168,26 @@ export class Ec2BlueGreenRelease extends Release {
         throw invalidInput('Approval.beforeProductionTraffic', 'timeout', given, `must be at most ${window.toMinutes()} minutes with an EC2 blue/green release: ${why}`);
       }
     }
-    const bucket = context.artifactBucket;
-    if (!bucket) {
-      throw new Error(`${owner.node.path}: the EC2 release needs the pipeline's artifact bucket (ReleaseContext.artifactBucket)`);
-    }
-    fleet.bindReleaseStore(bucket, context.artifactKey);
+    // The bundles live apart from the pipeline's artifacts, which expire: an instance replaced by Auto Scaling or an
+    // instance refresh installs the live release again, however old it is. Small (one archive per release), they are
+    // kept until the stack is deleted.
+    const bundles = new s3.Bucket(resources, 'Bundles', {
+      encryption: s3.BucketEncryption.KMS,
+      encryptionKey: context.artifactKey,
+      bucketKeyEnabled: true,
+      enforceSSL: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      lifecycleRules: [{ abortIncompleteMultipartUploadAfter: Duration.days(1) }],
+      removalPolicy: this.props.retainBundles ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
+      autoDeleteObjects: !this.props.retainBundles,
+    });
+    Validations.of(bundles).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason: 'Release bundles, written only by this pipeline\'s build and read only by this fleet\'s instances; an ' +
+        'access-log bucket would outlive cdk destroy.',
+    });
+    this.bundleBucket = bundles;
+    fleet.bindReleaseStore(bundles, context.artifactKey);
 
     const stackName = stack.stackName;
     const stateMachineName = uniquePhysicalName(resources, 19);
@@ -524,7 +556,7 @@ export function ec2BundleBuildSpec(testCommands: string[] | undefined, buildComm
           'REVISION=$(printf "%s" "${CODEBUILD_RESOLVED_SOURCE_VERSION:-unknown}" | tr -c "A-Za-z0-9_.-" "-" | cut -c1-40)',
           'export RELEASE_ID="${REVISION}-${CODEBUILD_BUILD_NUMBER}"',
           'tar --exclude=./.git --exclude=./reports -czf /tmp/bundle.tgz -C "$CODEBUILD_SRC_DIR/$APP_DIRECTORY" .',
-          `aws s3 cp /tmp/bundle.tgz "s3://$ARTIFACT_BUCKET/${RELEASES_PREFIX}$RELEASE_ID/bundle.tgz" --only-show-errors`,
+          `aws s3 cp /tmp/bundle.tgz "s3://$BUNDLE_BUCKET/${RELEASES_PREFIX}$RELEASE_ID/bundle.tgz" --only-show-errors`,
           'printf \'{"release":"%s"}\' "$RELEASE_ID" > "$CODEBUILD_SRC_DIR/release.json"',
         ],
       },

@@ -1,4 +1,4 @@
-import { ArnFormat, CfnCondition, Duration, Fn, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { ArnFormat, CfnCondition, Duration, Fn, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
@@ -189,13 +189,10 @@ export class BlueGreenEc2Fleet extends Construct {
     this.instanceRole = new iam.Role(this, 'InstanceRole', {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
       description: `Instances of ${this.node.path}: read their release and secrets, write their logs`,
-      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
     });
-    Validations.of(this.instanceRole).acknowledge({
-      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]',
-      reason: 'Session Manager instead of SSH and a bastion: the AWS-maintained policy of the SSM agent (instance ' +
-        'registration and the session channels), which AWS updates with the agent.',
-    });
+    // Session Manager instead of SSH and a bastion: what the SSM agent needs to register and open sessions, and no
+    // more (AmazonSSMManagedInstanceCore would also let the instances read every parameter of the account).
+    this.instanceRole.addToPolicy(new iam.PolicyStatement({ actions: SESSION_MANAGER_ACTIONS, resources: ['*'] }));
     const stack = Stack.of(this);
     this.instanceRole.addToPolicy(new iam.PolicyStatement({
       actions: ['ssm:GetParameter'],
@@ -364,9 +361,9 @@ export class BlueGreenEc2Fleet extends Construct {
     acknowledge(this.lifecyclePolicy, groupFindings,
       'An instance completes the launch lifecycle hook of its own group: the two groups of this fleet (Auto Scaling ' +
       'puts a generated id in a group\'s ARN).');
-    acknowledgeStarResourceOnlyFor(this.instanceRole, ['autoscaling:DescribeAutoScalingInstances'],
-      'autoscaling:DescribeAutoScalingInstances (read only) has no resource-level permissions; an instance uses it to ' +
-      'find its own group.');
+    acknowledgeStarResourceOnlyFor(this.instanceRole, ['autoscaling:DescribeAutoScalingInstances', ...SESSION_MANAGER_ACTIONS],
+      'autoscaling:DescribeAutoScalingInstances (read only; an instance finds its own group) and the SSM agent\'s ' +
+      'registration and Session Manager channel actions have no resource-level permissions.');
   }
 
   private validate(props: BlueGreenEc2FleetProps, v: {
@@ -430,6 +427,21 @@ export class BlueGreenEc2Fleet extends Construct {
     }
   }
 }
+
+/** What the SSM agent needs for Session Manager (registration, the session channels). @internal */
+export const SESSION_MANAGER_ACTIONS = [
+  'ssm:UpdateInstanceInformation',
+  'ssmmessages:CreateControlChannel',
+  'ssmmessages:CreateDataChannel',
+  'ssmmessages:OpenControlChannel',
+  'ssmmessages:OpenDataChannel',
+  'ec2messages:AcknowledgeMessage',
+  'ec2messages:DeleteMessage',
+  'ec2messages:FailMessage',
+  'ec2messages:GetEndpoint',
+  'ec2messages:GetMessages',
+  'ec2messages:SendReply',
+];
 
 /** Node.js 24 from Amazon Linux 2023's own packages, and the CloudWatch agent. @internal */
 export const DEFAULT_SETUP_COMMANDS = ['dnf install -y nodejs24 nodejs24-npm amazon-cloudwatch-agent'];

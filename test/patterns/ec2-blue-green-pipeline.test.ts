@@ -13,6 +13,7 @@ import { IConstruct } from 'constructs';
 import {
   Approval, BuildSecret, Ec2BlueGreenPipeline, Ec2BlueGreenPipelineProps, InstanceSecret, PipelineSource, TrafficShift,
 } from '../../src';
+import { SESSION_MANAGER_ACTIONS } from '../../src/runtime/ec2-fleet';
 import { checkApp, describeFailures, StackReport } from '../compliance/harness';
 import { CONNECTION_ARN, flatten } from '../util/fixtures';
 
@@ -247,6 +248,7 @@ const ids = {
   test: idOf(web.testListener),
   instanceRole: idOf(web.instanceRole),
   bucket: idOf(web.pipeline.artifactBucket),
+  bundles: idOf(web.bundleBucket),
   key: idOf(web.pipeline.artifactKey),
 };
 
@@ -480,7 +482,7 @@ describe('Ec2BlueGreenPipeline defaults: launch templates', () => {
     const userData = userDataOf(stack, template, launchTemplateId);
     expect(userData).toContain(`aws ssm get-parameter --name '${own}'`);
     expect(userData).not.toContain(other);
-    expect(userData).toContain(`s3://\${${ids.bucket}}/releases/$RELEASE/bundle.tgz`);
+    expect(userData).toContain(`s3://\${${ids.bundles}}/releases/$RELEASE/bundle.tgz`);
     expect(userData).toContain(`APP_COLOR=${color}`);
   });
 
@@ -510,24 +512,35 @@ describe('Ec2BlueGreenPipeline defaults: launch templates', () => {
 describe('Ec2BlueGreenPipeline defaults: the instance role (least privilege)', () => {
   const statements = statementsOfRole(template, ids.instanceRole);
 
-  test('its statements grant exactly: the release parameters, the bundles, the key, its logs and its lifecycle hook', () => {
+  test('its statements grant exactly: the release parameters, the bundles, the key, its logs, its lifecycle hook and Session Manager', () => {
     expect(statements.flatMap(actionsOf).sort()).toEqual([
       'autoscaling:CompleteLifecycleAction',
       'autoscaling:DescribeAutoScalingInstances',
+      'ec2messages:AcknowledgeMessage',
+      'ec2messages:DeleteMessage',
+      'ec2messages:FailMessage',
+      'ec2messages:GetEndpoint',
+      'ec2messages:GetMessages',
+      'ec2messages:SendReply',
       'kms:Decrypt',
       'logs:CreateLogStream',
       'logs:DescribeLogStreams',
       'logs:PutLogEvents',
       's3:GetObject',
       'ssm:GetParameter',
+      'ssm:UpdateInstanceInformation',
+      'ssmmessages:CreateControlChannel',
+      'ssmmessages:CreateDataChannel',
+      'ssmmessages:OpenControlChannel',
+      'ssmmessages:OpenDataChannel',
     ]);
   });
 
-  test('S3: only GetObject, only under releases/ of the artifact bucket', () => {
+  test('S3: only GetObject, only under releases/ of the bundle bucket', () => {
     const s3 = statements.filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')));
     expect(s3).toHaveLength(1);
     expect(actionsOf(s3[0])).toEqual(['s3:GetObject']);
-    expect(resourcesOf(s3[0]).map((r) => flatten(stack, r))).toEqual([`\${${ids.bucket}.Arn}/releases/*`]);
+    expect(resourcesOf(s3[0]).map((r) => flatten(stack, r))).toEqual([`\${${ids.bundles}.Arn}/releases/*`]);
   });
 
   test('SSM: only GetParameter on the two release parameters (no lock, no live color, no other parameter)', () => {
@@ -729,16 +742,16 @@ describe('Ec2BlueGreenPipeline defaults: the build', () => {
     expect(Object.values(spec.reports)).toEqual([expect.objectContaining({ 'base-directory': 'reports/junit' })]);
   });
 
-  test('then the build script and a production prune, then the bundle goes to releases/$RELEASE_ID/bundle.tgz of the artifact bucket', () => {
+  test('then the build script and a production prune, then the bundle goes to releases/$RELEASE_ID/bundle.tgz of the bundle bucket', () => {
     const build: string[] = spec.phases.build.commands;
     const buildCommand = build.findIndex((c) => c.includes('npm run build --if-present && npm prune --omit=dev'));
     const exportId = build.findIndex((c) => c.startsWith('export RELEASE_ID='));
-    const upload = build.findIndex((c) => c.startsWith('aws s3 cp /tmp/bundle.tgz "s3://$ARTIFACT_BUCKET/releases/$RELEASE_ID/bundle.tgz"'));
+    const upload = build.findIndex((c) => c.startsWith('aws s3 cp /tmp/bundle.tgz "s3://$BUNDLE_BUCKET/releases/$RELEASE_ID/bundle.tgz"'));
     expect(buildCommand).toBeGreaterThan(0);
     expect(exportId).toBeGreaterThan(buildCommand);
     expect(upload).toBeGreaterThan(exportId);
     expect(build[exportId]).toContain('CODEBUILD_BUILD_NUMBER');
-    expect(flatten(stack, buildEnvOf(template).ARTIFACT_BUCKET.Value)).toBe(`\${${ids.bucket}}`);
+    expect(flatten(stack, buildEnvOf(template).BUNDLE_BUCKET.Value)).toBe(`\${${ids.bundles}}`);
     expect(buildEnvOf(template).APP_DIRECTORY.Value).toBe('.');
   });
 
@@ -752,16 +765,20 @@ describe('Ec2BlueGreenPipeline defaults: the build', () => {
     expect(build.find((c) => c.startsWith('REVISION='))).toContain('tr -c "A-Za-z0-9_.-" "-"');
   });
 
-  test('the build role may write the bundle under releases/ of the artifact bucket', () => {
+  test('the build role may write the bundle under releases/ of the bundle bucket, and nowhere else of it', () => {
     const roleId = onlyResource(template, 'AWS::CodeBuild::Project').Properties.ServiceRole['Fn::GetAtt'][0];
-    const put = grantsOf(statementsOfRole(template, roleId), 's3:PutObject');
-    expect(put.flatMap(resourcesOf).map((r) => flatten(stack, r))).toContain(`\${${ids.bucket}.Arn}/*`);
+    const statements = statementsOfRole(template, roleId);
+    const put = grantsOf(statements, 's3:PutObject');
+    expect(put.flatMap(resourcesOf).map((r) => flatten(stack, r))).toContain(`\${${ids.bundles}.Arn}/releases/*`);
+    const onBundles = statements.filter((st) => resourcesOf(st).some((r) => flatten(stack, r).includes(ids.bundles)));
+    expect(onBundles.flatMap(actionsOf)).toEqual(['s3:PutObject']);
   });
 
   test('the release bundles the live color installs at every boot do not expire with the pipeline\'s other artifacts', () => {
     // An instance replaced by Auto Scaling, or an instance refresh from a `cdk deploy`, installs the live release's
     // bundle again: a lifecycle rule that expires it takes the live color down once it is older than the rule.
-    const rules = resourceOf(template, ids.bucket).Properties.LifecycleConfiguration?.Rules ?? [];
+    expect(ids.bundles).not.toBe(ids.bucket);
+    const rules = resourceOf(template, ids.bundles).Properties.LifecycleConfiguration?.Rules ?? [];
     const expiring = (rules as any[]).filter((rule) => rule.Status === 'Enabled' && rule.ExpirationInDays !== undefined);
     for (const rule of expiring) {
       const prefix: string | undefined = rule.Prefix;
@@ -867,7 +884,7 @@ describe('Ec2BlueGreenPipeline invariant 6: only the release moves traffic', () 
     const managed = (Object.values(template.findResources('AWS::IAM::Role')) as any[])
       .flatMap((role) => role.Properties.ManagedPolicyArns ?? [])
       .map((arn: unknown) => /:policy\/([A-Za-z0-9/_+=,.@-]+)/.exec(JSON.stringify(stack.resolve(arn)))?.[1] ?? JSON.stringify(arn));
-    expect([...new Set(managed)].sort()).toEqual(['AmazonSSMManagedInstanceCore', 'service-role/AWSLambdaBasicExecutionRole']);
+    expect([...new Set(managed)].sort()).toEqual(['service-role/AWSLambdaBasicExecutionRole']);
   });
 
   test('the Release stage holds no CloudFormation or CodeDeploy action that could move traffic outside the workflow', () => {
@@ -1166,7 +1183,9 @@ describe('Ec2BlueGreenPipeline overrides: secrets', () => {
     expect(secretRead).toHaveLength(1);
     expect(resourcesOf(secretRead[0]).map((r) => flatten(overStack, r))).toEqual([expect.stringMatching(/:secret:shop\/api-\?{6}$/)]);
     const onStar = statements.filter((s) => resourcesOf(s).includes('*')).flatMap(actionsOf);
-    expect(onStar).toEqual(['autoscaling:DescribeAutoScalingInstances']);
+    // Only actions without resource-level permissions: finding its group, and the SSM agent's Session Manager calls.
+    expect(onStar.sort()).toEqual(['autoscaling:DescribeAutoScalingInstances', ...SESSION_MANAGER_ACTIONS].sort());
+    expect(onStar.filter((a) => /^(ssm:Get|secretsmanager:|kms:)/.test(a))).toEqual([]);
   });
 });
 
