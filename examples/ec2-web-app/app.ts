@@ -52,7 +52,7 @@ export class Ec2WebAppStack extends Stack {
       expectedPhrase: DEFAULT_WELCOME_PHRASE,
       environment: { SECRET_PARAMETER_NAME: described.parameterName },
       secrets: { API_TOKEN: InstanceSecret.fromSecretsManager(token) },
-      approval: Approval.beforeProductionTraffic({ timeout: Duration.minutes(20) }),
+      approval: Approval.beforeProductionTraffic({ timeout: Duration.minutes(40) }),
       trafficShift: TrafficShift.canary(10, Duration.minutes(5)),
       notifications: { emails: ['release-team@example.com'] },
       alarmEmails: ['on-call@example.com'],

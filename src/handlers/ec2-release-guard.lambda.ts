@@ -140,7 +140,7 @@ async function decide(request: Record<string, unknown>, client: SFNClient): Prom
   }
   if (status === 'RUNNING') {
     return failed(`a release (${executionArn}) is running: deploy again after it ended `
-      + `(or stop it: aws stepfunctions stop-execution --execution-arn ${executionArn})`);
+      + `(or stop it, which rolls it back: aws stepfunctions stop-execution --execution-arn ${executionArn})`);
   }
   return success(`the release ${executionArn} that left the lock is ${status ?? 'in an unknown state'}, not running: a stale lock`);
 }

@@ -531,25 +531,45 @@ async function start(ctx: Context, event: Record<string, unknown>, state: Record
   const others = await runningExecutions(ctx, executionArn);
   if (others.length > 0) return refuse(`release ${others[0]} is running`);
 
-  const stack = await aws(`cloudformation:DescribeStacks (${cfg.stackName})`, () =>
-    c.cloudFormation.send(new DescribeStacksCommand({ StackName: cfg.stackName })));
-  const stackStatus = stack.Stacks?.[0]?.StackStatus ?? 'unknown';
-  if (stackStatus.endsWith('_IN_PROGRESS')) {
-    const deadline = Date.parse(startedAt) + cfg.releaseDeadlineSeconds * 1000;
-    if (ctx.now() + STACK_WAIT_SECONDS * 1000 > deadline) {
-      return refuse(`release ${release}: stack ${cfg.stackName} was still ${stackStatus} at the release deadline ${iso(deadline)}`);
-    }
-    return { ...base, next: 'start', waitSeconds: STACK_WAIT_SECONDS, message: `release ${release}: stack ${cfg.stackName} is ${stackStatus}; starting again in ${STACK_WAIT_SECONDS} s` };
-  }
-
   const params = await readParameters(ctx);
   if (!params.ok) return refuse(`release ${release}: ${params.error}`);
   const { live, lock, releases } = params.value;
   const target = other(live);
   const previousRelease = live === 'none' ? 'none' : releases[live];
 
-  await aws(`ssm:PutParameter (${cfg.lockParameter})`, () =>
-    c.ssm.send(new PutParameterCommand({ Name: cfg.lockParameter, Value: lockValue(executionArn), Type: 'String', Overwrite: true })));
+  // The lock first, then the stack: a stack update whose change set was made before the lock was taken did not see
+  // it, so the release waits for it to end before it touches anything.
+  if (lock !== lockValue(executionArn)) {
+    await aws(`ssm:PutParameter (${cfg.lockParameter})`, () =>
+      c.ssm.send(new PutParameterCommand({ Name: cfg.lockParameter, Value: lockValue(executionArn), Type: 'String', Overwrite: true })));
+  }
+  const stack = await aws(`cloudformation:DescribeStacks (${cfg.stackName})`, () =>
+    c.cloudFormation.send(new DescribeStacksCommand({ StackName: cfg.stackName })));
+  const stackStatus = stack.Stacks?.[0]?.StackStatus ?? 'unknown';
+  if (stackStatus.endsWith('_IN_PROGRESS')) {
+    const deadline = Date.parse(startedAt) + cfg.releaseDeadlineSeconds * 1000;
+    if (ctx.now() + STACK_WAIT_SECONDS * 1000 > deadline) {
+      await aws(`ssm:PutParameter (${cfg.lockParameter})`, () =>
+        c.ssm.send(new PutParameterCommand({ Name: cfg.lockParameter, Value: LOCK_FREE, Type: 'String', Overwrite: true })));
+      return refuse(`release ${release}: stack ${cfg.stackName} was still ${stackStatus} at the release deadline ${iso(deadline)}`);
+    }
+    return { ...base, next: 'start', waitSeconds: STACK_WAIT_SECONDS, message: `release ${release}: stack ${cfg.stackName} is ${stackStatus}; starting again in ${STACK_WAIT_SECONDS} s` };
+  }
+
+  // A release that ended without its own rollback (stopped, or timed out) may have left production's listener on
+  // its target: production returns to the recorded live color before anything else.
+  const before = await listenerActions(ctx);
+  let repaired = '';
+  if (!servesOnly(before, live, cfg)) {
+    await modifyListener(ctx, live === 'none'
+      ? [{ Type: 'fixed-response', FixedResponseConfig: { StatusCode: '503', ContentType: 'text/plain', MessageBody: cfg.notReleasedBody } }]
+      : [{ Type: 'forward', TargetGroupArn: cfg.colors[live].targetGroupArn }]);
+    const after = await listenerActions(ctx);
+    if (!servesOnly(after, live, cfg)) {
+      throw new RetryableError(`release ${release}: the production listener still does: ${describeListener(after, cfg)}`);
+    }
+    repaired = `; production's listener did ${describeListener(before, cfg)} and was returned to the recorded live color first`;
+  }
 
   const groups = await describeGroups(ctx, live === 'none' ? [target] : [target, live]);
   const liveDesired = live === 'none' ? 0 : groups[live]?.DesiredCapacity ?? 0;
@@ -566,10 +586,11 @@ async function start(ctx: Context, event: Record<string, unknown>, state: Record
   if (!repeated && (instances > 0 || (targetGroup.DesiredCapacity ?? 0) > 0)) {
     await scaleToZero(ctx, target);
     return waitOrRollback(ctx, running, 'drain', DRAIN_WAIT_SECONDS,
-      `release ${release}: ${target} group ${cfg.colors[target].groupName} still has ${instances} instance(s) from an earlier release; scaling it to 0 first`,
+      `release ${release}: ${target} group ${cfg.colors[target].groupName} still has ${instances} instance(s) from an earlier release; scaling it to 0 first${repaired}`,
       `${target} group ${cfg.colors[target].groupName} still has ${instances} instance(s)`);
   }
-  return scaleUp(ctx, running);
+  const scaled = await scaleUp(ctx, running);
+  return repaired === '' ? scaled : { ...scaled, message: clip(`${scaled.message}${repaired}`, REASON_LIMIT + 300) };
 }
 
 async function drain(ctx: Context, state: Running): Promise<ReleaseState> {

@@ -90,7 +90,8 @@ export interface Ec2BlueGreenPipelineProps {
    * Commands an instance runs at boot before it installs the release (as root). They must install the runtime the
    * application needs and the CloudWatch agent.
    *
-   * @default - `dnf install -y nodejs24 nodejs24-npm amazon-cloudwatch-agent` (Node.js 24 of Amazon Linux 2023)
+   * @default - `dnf install -y nodejs22 nodejs22-npm amazon-cloudwatch-agent` (Node.js 22 of Amazon Linux 2023, the
+   *   version the build runs)
    */
   readonly setupCommands?: string[];
 
@@ -421,7 +422,7 @@ export class Ec2BlueGreenPipeline extends Construct {
     });
     this.alarmTopic = this.monitoring.alarmTopic;
     this.dashboard = this.monitoring.dashboard;
-    fleet.notifyScalingEvents(this.alarmTopic);
+    fleet.notifyScalingEvents(this.alarmTopic, this.pipeline.artifactKey);
     const alarms = addBlueGreenFleetAlarms(this.monitoring, fleet, {
       latencyThreshold: props.latencyThreshold,
       p95LatencyThreshold: props.p95LatencyThreshold,

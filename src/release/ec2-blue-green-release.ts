@@ -3,6 +3,8 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -19,6 +21,7 @@ import { Ec2ReleaseGuardFunction } from '../handlers/ec2-release-guard-function'
 import { ApprovalPlacement } from '../pipeline/approval';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
+import { createDeadLetterQueue } from '../private/encrypted-topic';
 import { uniquePhysicalName } from '../private/names';
 import { checkDuration, invalidInput } from '../private/validate';
 import { BlueGreenEc2Fleet, COLORS, Color, NOT_RELEASED_BODY, RELEASES_PREFIX } from '../runtime/ec2-fleet';
@@ -156,6 +159,7 @@ export class Ec2BlueGreenRelease extends Release {
     const resources = new Construct(scope, 'Ec2Release');
     const gate = context.approval.placement === ApprovalPlacement.BEFORE_PRODUCTION_TRAFFIC;
     const window = this.approvalWindow();
+    const actionTimeout = Duration.minutes(EC2_HEALTH_TIMEOUT.toMinutes() + window.toMinutes());
     if (gate) {
       const why = `the release has ${this.releaseMinutes()} minutes of CodePipeline's hour for the Step Functions action, of ` +
         `which ${EC2_HEALTH_TIMEOUT.toMinutes()} go to the new instances and the smoke test, ${this.trafficShift.interval.toMinutes()} to the ` +
@@ -163,9 +167,17 @@ export class Ec2BlueGreenRelease extends Release {
       if (window.toMinutes() < 5) {
         throw invalidInput(owner, 'bakeTime', this.bakeTime, `must leave the approval at least 5 minutes with Approval.beforeProductionTraffic(): ${why}`);
       }
+      // The approval action starts with the workflow: its timeout also covers the new instances and the smoke test.
       const given = context.approval.givenTimeout;
-      if (given !== undefined && !given.isUnresolved() && given.toSeconds() > window.toSeconds()) {
-        throw invalidInput('Approval.beforeProductionTraffic', 'timeout', given, `must be at most ${window.toMinutes()} minutes with an EC2 blue/green release: ${why}`);
+      if (given !== undefined && !given.isUnresolved() && given.toSeconds() > actionTimeout.toSeconds()) {
+        throw invalidInput('Approval.beforeProductionTraffic', 'timeout', given,
+          `must be at most ${actionTimeout.toMinutes()} minutes with an EC2 blue/green release (it starts with the release, ` +
+          `${EC2_HEALTH_TIMEOUT.toMinutes()} minutes before the new version can be ready for review): ${why}`);
+      }
+      if (given !== undefined && !given.isUnresolved() && given.toSeconds() < EC2_HEALTH_TIMEOUT.toSeconds() + 5 * 60) {
+        throw invalidInput('Approval.beforeProductionTraffic', 'timeout', given,
+          `must be at least ${EC2_HEALTH_TIMEOUT.toMinutes() + 5} minutes with an EC2 blue/green release: it starts with the release, ` +
+          `which may take ${EC2_HEALTH_TIMEOUT.toMinutes()} minutes before the new version is ready for review`);
       }
     }
     // The bundles live apart from the pipeline's artifacts, which expire: an instance replaced by Auto Scaling or an
@@ -243,6 +255,7 @@ export class Ec2BlueGreenRelease extends Release {
           APPROVAL_PIPELINE_NAME: this.props.pipelineName,
           APPROVAL_STAGE_NAME: EC2_RELEASE_STAGE_NAME,
           APPROVAL_ACTION_NAME: EC2_APPROVAL_ACTION_NAME,
+          // From "ready for review" on: what is left of the approval action's own timeout at the earliest.
           APPROVAL_TIMEOUT_SECONDS: String(window.toSeconds()),
         } : {}),
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
@@ -347,11 +360,36 @@ export class Ec2BlueGreenRelease extends Release {
         StackName: stackName,
       },
     });
-    for (const target of [fleet.productionListener, fleet.testListener, fleet.blueGroup, fleet.greenGroup]) {
+    // Everything a running release uses waits for the guard: a refused update changes none of it.
+    for (const target of [
+      fleet.productionListener, fleet.testListener, fleet.blueGroup, fleet.greenGroup, fleet.blueTargetGroup, fleet.greenTargetGroup,
+      ...fleet.launchTemplates, releaseFunction, releaseRole, this.stateMachine,
+    ]) {
       target.node.addDependency(guard);
     }
 
     this.applyAlarms();
+
+    // A workflow that ends without its own rollback (stopped, timed out, or its rollback failed) still rolls back:
+    // the function undoes what the execution holding the lock changed, and nothing when it holds none.
+    new events.Rule(resources, 'UnfinishedReleases', {
+      description: `Rolls back a release of ${fleet.node.path} whose workflow ended without finishing (ADR 0008)`,
+      eventPattern: {
+        source: ['aws.states'],
+        detailType: ['Step Functions Execution Status Change'],
+        detail: { stateMachineArn: [stateMachineArn], status: ['ABORTED', 'TIMED_OUT', 'FAILED'] },
+      },
+      targets: [new targets.LambdaFunction(releaseFunction, {
+        event: events.RuleTargetInput.fromObject({
+          action: 'rollback',
+          executionArn: events.EventField.fromPath('$.detail.executionArn'),
+          state: { reason: `the release workflow ended ${events.EventField.fromPath('$.detail.status')}` },
+        }),
+        retryAttempts: 8,
+        maxEventAge: Duration.hours(2),
+        deadLetterQueue: createDeadLetterQueue(resources, 'rollbacks of unfinished releases'),
+      })],
+    });
 
     const releaseActions: codepipeline.IAction[] = [
       new actions.StepFunctionInvokeAction({
@@ -369,7 +407,7 @@ export class Ec2BlueGreenRelease extends Release {
         actionName: EC2_APPROVAL_ACTION_NAME,
         runOrder: 1,
         defaultReviewUrl: fleet.testUrl,
-        defaultTimeout: window,
+        defaultTimeout: actionTimeout,
         defaultMessage: `The new version runs on the test listener (${fleet.testUrl}) and passed its smoke test. ` +
           'Approve to shift production traffic to it; rejecting, or letting the approval time out, rolls it back. ' +
           'An approval given before the "ready for review" message also rolls it back.',
@@ -542,6 +580,8 @@ export function ec2BundleBuildSpec(testCommands: string[] | undefined, buildComm
     version: '0.2',
     env: { 'shell': 'bash', 'exported-variables': ['RELEASE_ID'] },
     phases: {
+      // The Node.js major the instances install by default, so that native modules built here load there.
+      install: { 'runtime-versions': { nodejs: 22 } },
       pre_build: {
         commands: [
           'cd "$CODEBUILD_SRC_DIR/$APP_DIRECTORY"',

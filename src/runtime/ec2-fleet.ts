@@ -88,6 +88,8 @@ export class BlueGreenEc2Fleet extends Construct {
   public readonly capacity: number;
   public readonly port: number;
   public readonly healthCheckPath: string;
+  /** The launch templates of both colors. */
+  public readonly launchTemplates: ec2.LaunchTemplate[] = [];
   private readonly userData = {} as Record<Color, ec2.UserData>;
   private readonly scripts = {} as Record<Color, InstanceScriptOptions>;
   private releaseBucket?: s3.IBucket;
@@ -245,6 +247,7 @@ export class BlueGreenEc2Fleet extends Construct {
           volume: ec2.BlockDeviceVolume.ebs(8, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3, deleteOnTermination: true }),
         }],
       });
+      this.launchTemplates.push(launchTemplate);
       const group = new autoscaling.AutoScalingGroup(this, `${Color}Group`, {
         vpc: this.vpc,
         vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
@@ -329,8 +332,28 @@ export class BlueGreenEc2Fleet extends Construct {
     return color === 'blue' ? this.blueTargetGroup : this.greenTargetGroup;
   }
 
-  /** Sends both groups' launch and termination events (and their errors) to a topic. */
-  public notifyScalingEvents(topic: sns.ITopic): void {
+  /**
+   * Sends both groups' launch and termination events (and their errors) to a topic. Auto Scaling publishes with its
+   * service-linked role, whose own permissions include no customer managed key: the topic's key lets that role
+   * (and only it, by its ARN) encrypt for the topic.
+   */
+  public notifyScalingEvents(topic: sns.ITopic, topicKey?: kms.IKey): void {
+    if (topicKey) {
+      const stack = Stack.of(this);
+      topicKey.addToResourcePolicy(new iam.PolicyStatement({
+        sid: 'AutoScalingNotificationsToEncryptedTopics',
+        principals: [new iam.AnyPrincipal()],
+        actions: ['kms:GenerateDataKey*', 'kms:Decrypt'],
+        resources: ['*'],
+        conditions: {
+          // By ARN in a condition: a principal that does not exist yet (no group in the account before this one)
+          // would make the key policy invalid.
+          ArnEquals: {
+            'aws:PrincipalArn': `arn:${stack.partition}:iam::${stack.account}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling`,
+          },
+        },
+      }));
+    }
     for (const group of [this.blueGroup, this.greenGroup]) {
       (group.node.defaultChild as autoscaling.CfnAutoScalingGroup).notificationConfigurations = [{
         topicArn: topic.topicArn,
@@ -443,8 +466,11 @@ export const SESSION_MANAGER_ACTIONS = [
   'ec2messages:SendReply',
 ];
 
-/** Node.js 24 from Amazon Linux 2023's own packages, and the CloudWatch agent. @internal */
-export const DEFAULT_SETUP_COMMANDS = ['dnf install -y nodejs24 nodejs24-npm amazon-cloudwatch-agent'];
+/**
+ * Node.js 22 from Amazon Linux 2023's own packages (the major version the build runs, so that native modules in the
+ * bundle load), and the CloudWatch agent. @internal
+ */
+export const DEFAULT_SETUP_COMMANDS = ['dnf install -y nodejs22 nodejs22-npm amazon-cloudwatch-agent'];
 
 /** @internal */
 export interface InstanceScriptOptions {
@@ -477,7 +503,10 @@ export function instanceScript(o: InstanceScriptOptions): string[] {
     'TOKEN=$(curl -sS -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
     'INSTANCE_ID=$(curl -sS -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/instance-id)',
     `export AWS_DEFAULT_REGION=${shellQuote(o.region)}`,
-    'GROUP=$(aws autoscaling describe-auto-scaling-instances --instance-ids "$INSTANCE_ID" --query "AutoScalingInstances[0].AutoScalingGroupName" --output text)',
+    // The group this instance belongs to (Auto Scaling may report it a few seconds after launch).
+    'GROUP=""',
+    'for i in $(seq 1 30); do GROUP=$(aws autoscaling describe-auto-scaling-instances --instance-ids "$INSTANCE_ID" --query "AutoScalingInstances[0].AutoScalingGroupName" --output text || true); if [ -n "$GROUP" ] && [ "$GROUP" != "None" ]; then break; fi; GROUP=""; sleep 2; done',
+    'if [ -z "$GROUP" ]; then echo "this instance does not know its Auto Scaling group; its launch lifecycle hook will time out (ABANDON)"; exit 1; fi',
     `finish_hook() { aws autoscaling complete-lifecycle-action --lifecycle-hook-name ${READY_HOOK_NAME} --auto-scaling-group-name "$GROUP" --instance-id "$INSTANCE_ID" --lifecycle-action-result "$1" || true; }`,
     'trap \'echo "boot failed at line $LINENO"; finish_hook ABANDON\' ERR',
     ...o.setupCommands,
@@ -504,8 +533,12 @@ export function instanceScript(o: InstanceScriptOptions): string[] {
     'if [ "$RELEASE" = "none" ] || ! printf "%s" "$RELEASE" | grep -Eq "^[A-Za-z0-9._-]{1,128}$"; then echo "no release to install: $RELEASE"; finish_hook ABANDON; exit 1; fi',
     `aws s3 cp "s3://${o.bucket}/${RELEASES_PREFIX}$RELEASE/bundle.tgz" /tmp/bundle.tgz`,
     'id app >/dev/null 2>&1 || useradd --system --home-dir /opt/app --shell /sbin/nologin app',
-    'mkdir -p "/opt/app/releases/$RELEASE" && tar -xzf /tmp/bundle.tgz -C "/opt/app/releases/$RELEASE" && rm -f /tmp/bundle.tgz',
-    'ln -sfn "/opt/app/releases/$RELEASE" /opt/app/current && chown -R app:app /opt/app /var/log/app',
+    // One command a line: set -e and the ERR trap ignore a failure inside an && chain.
+    'mkdir -p "/opt/app/releases/$RELEASE"',
+    'tar -xzf /tmp/bundle.tgz -C "/opt/app/releases/$RELEASE"',
+    'rm -f /tmp/bundle.tgz',
+    'ln -sfn "/opt/app/releases/$RELEASE" /opt/app/current',
+    'chown -R app:app /opt/app /var/log/app',
     // Plain settings, then the secrets (root only, read by systemd before it drops to the app user).
     'cat > /etc/app/app.env <<\'CDK_DP_EOF\'',
     `PORT=${o.port}`,
@@ -545,7 +578,8 @@ export function instanceScript(o: InstanceScriptOptions): string[] {
     '[Install]',
     'WantedBy=multi-user.target',
     'CDK_DP_EOF',
-    'systemctl daemon-reload && systemctl enable --now app.service',
+    'systemctl daemon-reload',
+    'systemctl enable --now app.service',
     // The local readiness check: the workshop's cfn-signal, done with the lifecycle hook.
     `for i in $(seq 1 60); do if curl -fsS --max-time 3 "http://127.0.0.1:${o.port}${o.healthCheckPath}" | grep -Eq '"status" *: *"ok"'; then finish_hook CONTINUE; exit 0; fi; sleep 5; done`,
     `echo "the app did not answer {\\"status\\":\\"ok\\"} on ${o.healthCheckPath} within 5 minutes"`,

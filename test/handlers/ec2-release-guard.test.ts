@@ -98,7 +98,7 @@ describe('verdicts', () => {
     const response = await respond(request('Update', `running ${EXECUTION}`));
     expect(response).toMatchObject({ Status: 'FAILED', PhysicalResourceId: 'release-guard-web-fleet' });
     expect(response.Reason).toBe(`a release (${EXECUTION}) is running: deploy again after it ended `
-      + `(or stop it: aws stepfunctions stop-execution --execution-arn ${EXECUTION})`);
+      + `(or stop it, which rolls it back: aws stepfunctions stop-execution --execution-arn ${EXECUTION})`);
     expect(sfnMock).toHaveReceivedCommandWith(DescribeExecutionCommand, { executionArn: EXECUTION });
   });
 

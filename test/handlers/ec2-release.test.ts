@@ -610,9 +610,11 @@ describe('start', () => {
     });
     expect(calls).toEqual([
       'ListExecutions',
-      'DescribeStacks',
       'GetParameters',
       `PutParameter ${LOCK}=running ${EXECUTION}`,
+      'DescribeStacks',
+      // Production's listener already serves only the live color: nothing to repair.
+      'DescribeListeners',
       'DescribeAutoScalingGroups web-green,web-blue',
       // The test listener serves the target before it has instances (CloudFormation moves it only on a stack update).
       'ModifyTestListener green',
@@ -667,12 +669,13 @@ describe('start', () => {
     expect(sfnMock).toHaveReceivedNthCommandWith(2, ListExecutionsCommand, { nextToken: 'p2' });
   });
 
-  test('stack update in progress: start again in 30 s without taking the lock; then it proceeds', async () => {
+  test('stack update in progress: the lock is taken first (a change set made earlier did not see it), then start again in 30 s; then it proceeds', async () => {
     world.stackStatus = 'UPDATE_IN_PROGRESS';
     const waiting = await step(startEvent(), deps());
     expect(waiting).toMatchObject({ next: 'start', waitSeconds: 30, release: RELEASE, executionArn: EXECUTION });
     expect(waiting.message).toBe('release r42: stack web-fleet is UPDATE_IN_PROGRESS; starting again in 30 s');
-    expect(writes()).toEqual([]);
+    // Nothing but the lock: no group, no listener, no release parameter touched while the stack updates.
+    expect(writes()).toEqual([`PutParameter ${LOCK}=running ${EXECUTION}`]);
 
     world.stackStatus = 'UPDATE_COMPLETE';
     clock += 30_000;
@@ -687,7 +690,33 @@ describe('start', () => {
     const state = await step(startEvent(), deps());
     expect(state.next).toBe('failed');
     expect(state.message).toBe('release r42: stack web-fleet was still UPDATE_ROLLBACK_IN_PROGRESS at the release deadline 2025-07-01T10:55:00.000Z; this release changed nothing');
-    expect(writes()).toEqual([]);
+    // The lock it took is free again.
+    expect(writes()).toEqual([`PutParameter ${LOCK}=running ${EXECUTION}`, `PutParameter ${LOCK}=free`]);
+    expect(world.params[LOCK]).toBe('free');
+  });
+
+  test('a stopped earlier release left production on canary weights: start returns it to the live color before anything else', async () => {
+    world.listener = [{
+      Type: 'forward',
+      ForwardConfig: { TargetGroups: [{ TargetGroupArn: TG.blue, Weight: 90 }, { TargetGroupArn: TG.green, Weight: 10 }] },
+    }];
+    const state = await step(startEvent(), deps());
+    expect(state.next).toBe('health');
+    expect(forwardedTargetGroups(world.listener)).toEqual([TG.blue]);
+    expect(state.message).toContain('was returned to the recorded live color first');
+    const order = writes();
+    expect(order.findIndex((w) => w.startsWith('ModifyListener'))).toBeLessThan(order.findIndex((w) => w.startsWith('UpdateAutoScalingGroup')));
+  });
+
+  test('the repair is verified: a listener that still carries the stale weights fails the step for a retry', async () => {
+    world.listener = [{
+      Type: 'forward',
+      ForwardConfig: { TargetGroups: [{ TargetGroupArn: TG.blue, Weight: 90 }, { TargetGroupArn: TG.green, Weight: 10 }] },
+    }];
+    const stale = world.listener;
+    elbMock.on(ModifyListenerCommand, { ListenerArn: LISTENER }).callsFake(() => ({ Listeners: [{ ListenerArn: LISTENER, DefaultActions: stale }] }));
+    await expect(step(startEvent(), deps())).rejects.toMatchObject({ name: 'RetryableError' });
+    expect(asgMock).not.toHaveReceivedCommand(UpdateAutoScalingGroupCommand);
   });
 
   test('an aborted earlier release left instances on the target: scale it to 0, drain, then scale up', async () => {

@@ -491,7 +491,7 @@ describe('Ec2BlueGreenPipeline defaults: launch templates', () => {
     expect(userData).toContain('exec npm start');
     expect(userData).toContain('PORT=8080');
     expect(userData).toMatch(/curl [^\n]*"http:\/\/127\.0\.0\.1:8080\/healthcheck"[^\n]*finish_hook CONTINUE/);
-    expect(userData).toContain('dnf install -y nodejs24 nodejs24-npm amazon-cloudwatch-agent');
+    expect(userData).toContain('dnf install -y nodejs22 nodejs22-npm amazon-cloudwatch-agent');
   });
 
   test('the application logs go to a log group kept 30 days and deleted with the stack, named in the user data', () => {
@@ -1001,8 +1001,9 @@ describe('Ec2BlueGreenPipeline overrides: approval before production traffic', (
     ]);
   });
 
-  test('without a timeout it waits what the release\'s hour leaves: 55 - 15 (instances) - 5 (canary) - 10 (bake) = 25 minutes', () => {
-    expect(actionOf(overTemplate, custom, 'Release', 'ApproveProductionTraffic').TimeoutInMinutes).toBe(25);
+  test('without a timeout the reviewer gets what the release\'s hour leaves: 55 - 15 (instances) - 5 (canary) - 10 (bake) = 25 minutes after "ready for review"', () => {
+    // The approval action starts with the workflow, up to 15 minutes before the new version is ready for review.
+    expect(actionOf(overTemplate, custom, 'Release', 'ApproveProductionTraffic').TimeoutInMinutes).toBe(15 + 25);
     expect(overEnv.APPROVAL_TIMEOUT_SECONDS).toBe('1500');
   });
 
@@ -1346,9 +1347,12 @@ describe('Ec2BlueGreenPipeline bad input', () => {
     ['a canary step and a bake time that do not fit the release\'s hour (30 + 30 minutes)',
       () => ({ trafficShift: TrafficShift.canary(10, Duration.minutes(30)), bakeTime: Duration.minutes(30) }),
       /'bakeTime' with the canary step \(30 minutes\) must fit .* at most 40 minutes together, got 30 minutes/],
-    ['an approval timeout over the window (36 minutes, the window being 35)',
-      () => ({ approval: Approval.beforeProductionTraffic({ timeout: Duration.minutes(36) }) }),
-      /'timeout' must be at most 35 minutes with an EC2 blue\/green release.*got 36 minutes/],
+    ['an approval timeout over the window (51 minutes: 15 for the instances and 35 for the reviewer)',
+      () => ({ approval: Approval.beforeProductionTraffic({ timeout: Duration.minutes(51) }) }),
+      /'timeout' must be at most 50 minutes with an EC2 blue\/green release.*got 51 minutes/],
+    ['an approval timeout that could end before the new version is ready for review (19 minutes)',
+      () => ({ approval: Approval.beforeProductionTraffic({ timeout: Duration.minutes(19) }) }),
+      /'timeout' must be at least 20 minutes with an EC2 blue\/green release.*got 19 minutes/],
     ['a bake time that leaves the approval less than 5 minutes (canary 6 + bake 30)',
       () => ({
         approval: Approval.beforeProductionTraffic(),
@@ -1391,5 +1395,75 @@ describe('Ec2BlueGreenPipeline bad input', () => {
     expect(build({ capacity: 20, bakeTime: Duration.minutes(30) })).not.toThrow();
     expect(build({ trafficShift: TrafficShift.canary(99, Duration.minutes(10)) })).not.toThrow();
     expect(build({ approval: Approval.beforeProductionTraffic({ timeout: Duration.minutes(35) }) })).not.toThrow();
+  });
+});
+
+describe('Ec2BlueGreenPipeline: releases that end without their own rollback (review fixes)', () => {
+  const rules = template.findResources('AWS::Events::Rule', {
+    Properties: { EventPattern: { 'source': ['aws.states'], 'detail-type': ['Step Functions Execution Status Change'] } },
+  });
+
+  test('a rule on this workflow\'s stopped, timed-out and failed executions invokes the release function\'s rollback', () => {
+    expect(Object.keys(rules)).toHaveLength(1);
+    const rule = Object.values(rules)[0] as any;
+    expect(rule.Properties.EventPattern.detail).toEqual({
+      stateMachineArn: [expect.anything()],
+      status: ['ABORTED', 'TIMED_OUT', 'FAILED'],
+    });
+    // The ARN from the workflow's name (known at synth: no dependency of the rule on the state machine is needed).
+    const name = resourceOf(template, idOf(web.stateMachine)).Properties.StateMachineName;
+    expect(flatten(stack, rule.Properties.EventPattern.detail.stateMachineArn[0])).toBe(`arn:\${AWS::Partition}:states:us-east-1:123456789012:stateMachine:${name}`);
+    const [target] = rule.Properties.Targets;
+    expect(target.Arn).toEqual({ 'Fn::GetAtt': [idOf(web.pipeline.node.findChild('Ec2Release').node.findChild('ReleaseFunction')), 'Arn'] });
+    const input = target.InputTransformer;
+    expect(input.InputPathsMap).toEqual(expect.objectContaining({ 'detail-executionArn': '$.detail.executionArn', 'detail-status': '$.detail.status' }));
+    expect(input.InputTemplate).toContain('"action":"rollback"');
+    expect(input.InputTemplate).toContain('"executionArn":<detail-executionArn>');
+    expect(target.DeadLetterConfig.Arn).toBeDefined();
+    expect(target.RetryPolicy).toEqual({ MaximumEventAgeInSeconds: 7200, MaximumRetryAttempts: 8 });
+  });
+
+  test('EventBridge may invoke the release function, and only from that rule', () => {
+    const ruleId = Object.keys(rules)[0];
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'events.amazonaws.com',
+      SourceArn: { 'Fn::GetAtt': [ruleId, 'Arn'] },
+    });
+  });
+});
+
+describe('Ec2BlueGreenPipeline: the guard holds back everything a running release uses (review fixes)', () => {
+  const guardId = Object.keys(template.findResources('Custom::ReleaseGuard'))[0];
+  const release = web.pipeline.node.findChild('Ec2Release');
+  test.each([
+    ['the launch templates', () => template.findResources('AWS::EC2::LaunchTemplate')],
+    ['the target groups', () => template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup')],
+    ['the release function', () => ({ fn: resourceOf(template, idOf(release.node.findChild('ReleaseFunction'))) })],
+    ['the state machine', () => ({ sm: resourceOf(template, idOf(web.stateMachine)) })],
+  ])('%s depend on the guard', (_what, resources) => {
+    const found = Object.values(resources()) as any[];
+    expect(found.length).toBeGreaterThan(0);
+    for (const resource of found) expect(resource.DependsOn ?? []).toContain(guardId);
+  });
+});
+
+describe('Ec2BlueGreenPipeline: Auto Scaling notifications reach the encrypted alarm topic (review fixes)', () => {
+  test('the topic\'s key lets the Auto Scaling service-linked role, by ARN in a condition, encrypt for it', () => {
+    const key = resourceOf(template, idOf(web.pipeline.artifactKey));
+    const statement = key.Properties.KeyPolicy.Statement.find((s: any) => s.Sid === 'AutoScalingNotificationsToEncryptedTopics');
+    expect(statement).toMatchObject({ Effect: 'Allow', Principal: { AWS: '*' }, Action: ['kms:GenerateDataKey*', 'kms:Decrypt'] });
+    expect(flatten(stack, statement.Condition.ArnEquals['aws:PrincipalArn']))
+      .toBe('arn:${AWS::Partition}:iam::123456789012:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling');
+  });
+});
+
+describe('Ec2BlueGreenPipeline: the build runs the Node.js the instances run (review fixes)', () => {
+  test('the build pins nodejs 22, the major version the default setup installs on the instances', () => {
+    const spec = buildSpecOf(stack, template);
+    expect(spec.phases.install['runtime-versions']).toEqual({ nodejs: 22 });
+    for (const launchTemplate of Object.values(template.findResources('AWS::EC2::LaunchTemplate')) as any[]) {
+      expect(flatten(stack, launchTemplate.Properties.LaunchTemplateData.UserData['Fn::Base64'])).toContain('dnf install -y nodejs22 ');
+    }
   });
 });

@@ -37,8 +37,8 @@ describe('instanceScript', () => {
     expect(lines.filter((line) => line === 'CDK_DP_EOF')).toHaveLength(opened);
   });
 
-  test('stops at the first failure (set -euo pipefail) and abandons the launch from an ERR trap set before anything can fail', () => {
-    expect(lines[0]).toBe('set -euo pipefail');
+  test('stops at the first failure (set -Eeuo pipefail: also inside functions) and abandons the launch from an ERR trap set before anything can fail', () => {
+    expect(lines[0]).toBe('set -Eeuo pipefail');
     const hook = indexOf((line) => line.startsWith('finish_hook() {'));
     const trap = indexOf((line) => line.startsWith('trap '));
     expect(lines[trap]).toMatch(/finish_hook ABANDON' ERR$/);
