@@ -2,6 +2,7 @@
  * The EC2 example wires the sample service: its directory, its welcome phrase, a secret from Secrets Manager, the
  * parameter its /secret route describes, a canary step and an approval before production traffic.
  */
+import { Token } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { createApp, Ec2WebAppStack } from './app';
 import { checkApp } from '../../test/compliance/harness';
@@ -53,8 +54,21 @@ test('the instances read the token from Secrets Manager at boot, and may read th
   expect(userData).toContain('SECRET_PARAMETER_NAME');
 });
 
-test('without the caller\'s account the example is environment-agnostic; with it, it deploys there', () => {
-  expect(createApp({}, undefined).node.findChild('Ec2WebAppExample') as Ec2WebAppStack).toBeDefined();
+test('the example deploys into the caller\'s account and region (CDK_DEFAULT_*), environment-agnostic without them', () => {
+  const saved = { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION };
+  try {
+    process.env.CDK_DEFAULT_ACCOUNT = '111122223333';
+    process.env.CDK_DEFAULT_REGION = 'eu-west-1';
+    const deployed = createApp().node.findChild('Ec2WebAppExample') as Ec2WebAppStack;
+    expect({ account: deployed.account, region: deployed.region }).toEqual({ account: '111122223333', region: 'eu-west-1' });
+    delete process.env.CDK_DEFAULT_ACCOUNT;
+    const agnostic = createApp().node.findChild('Ec2WebAppExample') as Ec2WebAppStack;
+    expect(Token.isUnresolved(agnostic.account)).toBe(true);
+  } finally {
+    for (const [name, value] of [['CDK_DEFAULT_ACCOUNT', saved.account], ['CDK_DEFAULT_REGION', saved.region]] as const) {
+      if (value === undefined) delete process.env[name]; else process.env[name] = value;
+    }
+  }
   expect(stack.account).toBe('123456789012');
 });
 

@@ -13,6 +13,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { Approval, Ec2BlueGreenPipeline, InstanceSecret, PipelineSource, TrafficShift } from '../../src';
+import { callerEnvironment } from '../caller-environment';
 import { DEFAULT_WELCOME_PHRASE } from '../service/src/app';
 
 export interface Ec2WebAppStackProps extends StackProps {
@@ -61,13 +62,6 @@ export class Ec2WebAppStack extends Stack {
 
     new CfnOutput(this, 'PipelineName', { value: this.web.pipeline.pipeline.pipelineName });
   }
-}
-
-/** The account and region of the caller's credentials, as the CDK CLI sets them; none when synthesized without it. */
-function callerEnvironment(): Environment | undefined {
-  const account = process.env.CDK_DEFAULT_ACCOUNT;
-  const region = process.env.CDK_DEFAULT_REGION;
-  return account && region ? { account, region } : undefined;
 }
 
 /** Builds the example app; `npm run examples` and the tests call this (tests with a fixed env), `cdk synth` runs the file. */

@@ -6,7 +6,7 @@ import { Template, Match } from 'aws-cdk-lib/assertions';
 import { createApp, FargateServiceStack } from './app';
 import { DEFAULT_WELCOME_PHRASE } from '../service/src/app';
 
-const app = createApp();
+const app = createApp({}, { account: '123456789012', region: 'us-east-1' });
 const stack = app.node.findChild('FargateServiceExample') as FargateServiceStack;
 const template = Template.fromStack(stack);
 

@@ -7,7 +7,7 @@ import { createApp, SAMPLE_ROUTES, ServerlessApiStack } from './app';
 import { flatten } from '../../test/util/fixtures';
 import { DEFAULT_WELCOME_PHRASE } from '../service/src/app';
 
-const app = createApp();
+const app = createApp({}, { account: '123456789012', region: 'us-east-1' });
 const stack = app.node.findChild('ServerlessApiExample') as ServerlessApiStack;
 const template = Template.fromStack(stack);
 

@@ -7,10 +7,11 @@
  *   cdk deploy -c connectionArn=arn:aws:codeconnections:<region>:<account>:connection/<id> -c repo=owner/repo
  *   cdk destroy
  */
-import { App, AppProps, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
+import { App, AppProps, CfnOutput, Duration, Environment, Stack, StackProps } from 'aws-cdk-lib';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { PipelineSource, ServerlessApiPipeline } from '../../src';
+import { callerEnvironment } from '../caller-environment';
 import { DEFAULT_WELCOME_PHRASE } from '../service/src/app';
 
 export interface ServerlessApiStackProps extends StackProps {
@@ -59,11 +60,14 @@ export class ServerlessApiStack extends Stack {
   }
 }
 
-/** Builds the example app; `npm run examples` and the tests call this, `cdk synth` runs the file. */
-export function createApp(props: AppProps = {}): App {
+/**
+ * Builds the example app in the account and region of the caller's credentials; `npm run examples` and the tests call
+ * this (the tests with a fixed environment), `cdk synth` runs the file.
+ */
+export function createApp(props: AppProps = {}, env: Environment | undefined = callerEnvironment()): App {
   const app = new App(props);
   new ServerlessApiStack(app, 'ServerlessApiExample', {
-    env: { account: '123456789012', region: 'us-east-1' },
+    env,
     repo: app.node.tryGetContext('repo') ?? 'my-org/delivery-pipelines-sample',
     connectionArn: app.node.tryGetContext('connectionArn')
       ?? 'arn:aws:codeconnections:us-east-1:123456789012:connection/11111111-2222-3333-4444-555555555555',
