@@ -20,8 +20,8 @@
  *    before anything changes: CodeDeploy refuses such an alias.
  * 3. Sweep of stale release alarms: `DescribeAlarms` (`AlarmNamePrefix` `<ALARM_PREFIX>-`, metric alarms, every
  *    page up to `SWEEP_PAGE_LIMIT`), then `DeleteAlarms` of the names found whose release has no running deployment
- *    (from step 1), 100 at a time, logged. Nothing is swept while a deployment of unknown origin runs. Best effort:
- *    any error is logged as WARN and the release goes on.
+ *    (from step 1), 100 at a time, logged; a running deployment of another or unknown release has refused the
+ *    release in step 1 already. Best effort: any error is logged as WARN and the release goes on.
  * 4. For every function not adopted (`CONCURRENCY` at a time): `UpdateFunctionCode` (`$LATEST`, from
  *    `s3://ARTIFACT_BUCKET/<prefix>/<id>.zip`, not published; a `ResourceConflictException`, an update in progress
  *    by a `cdk deploy` or a duplicate invocation, is awaited and tried once more); `GetFunctionConfiguration` every
@@ -961,18 +961,13 @@ export function releaseOfAlarm(alarmPrefix: string, alarmName: string): string |
 /**
  * Deletes the metric alarms named `<ALARM_PREFIX>-<release id>-<n>` whose release has no running deployment in
  * `active`: alarms of releases whose controller ended before it could delete them (see step 3 of the file comment).
- * Nothing is deleted while a running deployment does not name its release. Best effort: an error is logged as WARN,
- * never thrown, and the release goes on.
+ * Best effort: an error is logged as WARN, never thrown, and the release goes on.
  */
 async function sweepStaleAlarms(job: Job, active: readonly ActiveDeployment[]): Promise<void> {
   const alarmNamePrefix = `${job.config.alarmPrefix}-`;
   const fields = { ...job.fields, alarmNamePrefix };
-  const unknown = active.filter((a) => a.release?.releaseId === undefined);
-  if (unknown.length > 0) {
-    log('WARN', 'a running deployment does not name its release: not sweeping stale release alarms', { ...fields, running: unknown.map((a) => a.deploymentId) });
-    return;
-  }
-  const running = new Set<string>([job.releaseId, ...active.map((a) => a.release!.releaseId!)]);
+  // Here every running deployment is this release's: one of another or unknown release refused the release (step 1).
+  const running = new Set<string>([job.releaseId, ...active.flatMap((a) => (a.release?.releaseId === undefined ? [] : [a.release.releaseId]))]);
   const found = new Set<string>();
   const kept = new Set<string>();
   let nextToken: string | undefined;
@@ -1242,7 +1237,8 @@ async function rollBack(job: Job, state: ReleaseState, looked?: readonly Looked[
   if (pending.length === 0 && stuck.length === 0) {
     parts.push(`rolled back: every function serves its previous version again (verified): ${servesText(restored)}`);
   } else {
-    if (timedOut && pending.length > 0) {
+    if (pending.length > 0) {
+      // Still moving here means the time is up (otherwise the rollback continues above).
       parts.push(`the rollback did NOT finish within ${minutes(ROLLBACK_LIMIT_MS)}: production may run MIXED versions`);
     } else {
       parts.push('the rollback is NOT complete: production runs MIXED versions');
@@ -1283,7 +1279,7 @@ async function settle(job: Job, state: ReleaseState, deploymentId: string, known
       // It ended between the read and the stop: read again, and handle what it became.
       l = await lookAt(deploymentId);
       if (l.error !== undefined || !isEnded(l.info?.status)) {
-        return { ...at, kind: 'pending', moving: true, note: `${deploymentLabel(known ?? l)} ended before it could be stopped: to be checked again` };
+        return { ...at, kind: 'pending', moving: true, note: `${deploymentLabel(at)} ended before it could be stopped: to be checked again` };
       }
     }
   }

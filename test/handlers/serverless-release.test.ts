@@ -1892,3 +1892,325 @@ describe('reporting to CodePipeline fails', () => {
     expect(cpMock).toHaveReceivedCommandWith(PutJobSuccessResultCommand, { jobId: JOB_ID, continuationToken: token(1) });
   });
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Edges the mutation run found unpinned
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('inputs: edges', () => {
+  test.each([
+    ['live!', 'an invalid last character'],
+    ['!live', 'an invalid first character'],
+  ])('alias name %j is refused (%s)', (aliasName) => {
+    expect(parseFunctions(JSON.stringify([{ ...A, aliasName }]))).toEqual({ ok: false, error: `FUNCTIONS[0].aliasName is not a Lambda alias name, got "${aliasName}"` });
+  });
+
+  test('an alias name that starts with digits but is not only digits is accepted', () => {
+    expect(parseFunctions(JSON.stringify([{ ...A, aliasName: '1live' }]))).toMatchObject({ ok: true });
+  });
+
+  test('blank FUNCTIONS is "not set"; values are trimmed; an alarm prefix of exactly 200 characters is accepted', () => {
+    expect(parseFunctions('   ')).toEqual({ ok: false, error: 'FUNCTIONS is not set: expected a JSON array of functions' });
+    expect(parseFunctions(JSON.stringify([{ ...A, functionName: ' ' }]))).toMatchObject({ ok: false, error: 'FUNCTIONS[0].functionName must be a non-empty string without whitespace, got " "' });
+    const config = readConfig({
+      ...envFor([A]),
+      CODEDEPLOY_APPLICATION: ` ${APPLICATION} `,
+      ARTIFACT_BUCKET: ` ${BUCKET}\n`,
+      PRE_TRAFFIC_HOOK: ` ${HOOK} `,
+      ALARM_PREFIX: ` ${'p'.repeat(200)} `,
+      ALARM_TOPIC_ARN: ` ${TOPIC} `,
+      MAX_WAIT_MINUTES: ' 90 ',
+    });
+    expect(config).toEqual({
+      ok: true,
+      value: {
+        functions: [A], applicationName: APPLICATION, artifactBucket: BUCKET, preTrafficHook: HOOK, alarmPrefix: 'p'.repeat(200), alarmTopicArn: TOPIC, maxWaitMs: 90 * 60_000,
+      },
+    });
+    expect(readConfig({ ...envFor([A]), ALARM_TOPIC_ARN: '   ' })).toMatchObject({ ok: true, value: { alarmPrefix: ALARM_PREFIX } });
+    expect(readConfig({ ...envFor([A]), ALARM_TOPIC_ARN: '   ' })).not.toHaveProperty('value.alarmTopicArn');
+  });
+
+  test('UserParameters: null is missing, a blank prefix is empty, a . segment is refused', () => {
+    expect(parseUserParameters(null)).toEqual({ ok: false, error: 'UserParameters is missing: expected {"prefix":"<S3 key prefix>"}' });
+    expect(parseUserParameters('{"prefix":"   "}')).toEqual({ ok: false, error: 'UserParameters.prefix must be a non-empty string, got "   "' });
+    expect(parseUserParameters('{"prefix":"releases/./x"}')).toMatchObject({ ok: false, error: expect.stringMatching(/got "releases\/\.\/x"$/) });
+  });
+
+  test('releaseIdFor keeps letters, digits and - of the prefix\'s last segment; chunk by 1', () => {
+    expect(releaseIdFor('', 'releases/exec_12.ab')).toBe('exec12ab');
+    expect(chunk([1, 2], 1)).toEqual([[1], [2]]);
+  });
+
+  test('deployment descriptions with an empty field name no release', () => {
+    const fields = { functionId: A.id, functionName: A.functionName, aliasName: 'live', targetVersion: '8', previousVersion: '7' };
+    expect(parseDeploymentDescription(JSON.stringify({ ...fields, functionId: '' }))).toBeUndefined();
+    expect(parseDeploymentDescription(JSON.stringify({ ...fields, previousVersion: 7 }))).toBeUndefined();
+    expect(parseDeploymentDescription('"just a string"')).toBeUndefined();
+  });
+
+  test('continuation tokens: null starts; a 64-character release id, 0 alarms and 0 polls are valid; a list with one empty id is not', () => {
+    expect(parseContinuationToken(null)).toEqual({ kind: 'start' });
+    const base = { phase: 'wait', startedAt: T0, polls: 0, releaseId: 'r'.repeat(64), alarms: 0, deployments: ['d-1'] };
+    expect(parseContinuationToken(JSON.stringify(base), T0)).toEqual({ kind: 'follow', state: base });
+    expect(parseContinuationToken(JSON.stringify({ ...base, deployments: ['d-1', ''] }), T0)).toMatchObject({ kind: 'invalid' });
+    expect(parseContinuationToken(JSON.stringify({ ...base, phase: 'rollback' }), T0)).toMatchObject({ kind: 'invalid' });
+    expect(parseContinuationToken('[{"phase":"wait"}]', T0)).toMatchObject({ kind: 'invalid', error: 'not a release state: "[{\\"phase\\":\\"wait\\"}]"' });
+  });
+
+  test('releaseOfAlarm: a trailing character after the number is another shape', () => {
+    expect(releaseOfAlarm(ALARM_PREFIX, `${ALARM_1}x`)).toBeUndefined();
+  });
+});
+
+describe('first invocation: edges', () => {
+  test.each([
+    ['CreateDeployment returns no deployment id', () => codeDeployMock.on(CreateDeploymentCommand).resolves({}),
+      'codedeploy:CreateDeployment returned no deployment id for function GetSleepSecs (orders-api-GetSleepSecs)'],
+    ['GetAlias names no version', () => lambdaMock.on(GetAliasCommand, { FunctionName: A.functionName }).resolves({}),
+      'lambda:GetAlias named no version for alias live of function GetSleepSecs (orders-api-GetSleepSecs)'],
+    ['UpdateFunctionCode returns no CodeSha256', () => lambdaMock.on(UpdateFunctionCodeCommand, { FunctionName: A.functionName }).resolves({}),
+      'lambda:UpdateFunctionCode returned no CodeSha256 for function GetSleepSecs (orders-api-GetSleepSecs)'],
+    ['PublishVersion returns no version', () => lambdaMock.on(PublishVersionCommand, { FunctionName: A.functionName }).resolves({}),
+      'lambda:PublishVersion returned no version for function GetSleepSecs (orders-api-GetSleepSecs)'],
+  ])('%s: the job fails, saying so, before any alias moves', async (_label, answer, reason) => {
+    lambdaAnswers([SPEC_A, SPEC_B]);
+    createAnswers([SPEC_A, SPEC_B]);
+    answer();
+    await run(jobEvent());
+    expect(failure().message).toMatch(new RegExp(`^${reason.replace(/[()]/g, '\\$&')}; `));
+    expect(failure().message).toMatch(/no alias was changed: production still serves the previous versions$/);
+    expect(lambdaMock).not.toHaveReceivedCommand(UpdateAliasCommand);
+  });
+
+  test('a failed code update without a reason, and an update that never reports a status', async () => {
+    process.env.FUNCTIONS = JSON.stringify([A]);
+    lambdaAnswers([SPEC_A]);
+    lambdaMock.on(GetFunctionConfigurationCommand, { FunctionName: A.functionName }).resolves({ LastUpdateStatus: 'Failed' });
+    await run(jobEvent());
+    expect(failure().message).toMatch(/^the code update of function GetSleepSecs \(orders-api-GetSleepSecs\) failed: Lambda gave no reason; /);
+    cpMock.resetHistory();
+    lambdaMock.on(GetFunctionConfigurationCommand, { FunctionName: A.functionName }).resolves({});
+    // A deadline far away: the 60 s limit of one update applies, not the deadline.
+    await run(jobEvent(), { deadline: T0 + 10 * 60_000 });
+    expect(failure().message).toMatch(/did not finish within 60 s \(LastUpdateStatus not reported\): retry the stage; /);
+  });
+
+  test('at most CONCURRENCY calls in flight, and none started after a failure', async () => {
+    const specs = Array.from({ length: 7 }, (_, i): FnSpec => ({ fn: fnOf(`Fn${i}`), previous: '1', target: '2' }));
+    process.env.FUNCTIONS = JSON.stringify(specs.map((s) => s.fn));
+    lambdaAnswers(specs);
+    lambdaMock.on(GetAliasCommand, { FunctionName: specs[0].fn.functionName }).rejects(accessDenied('lambda:GetAlias'));
+    await run(jobEvent());
+    expect(lambdaMock).toHaveReceivedCommandTimes(GetAliasCommand, 5);
+    expect(failure().type).toBe('PermissionError');
+  });
+
+  test('ListDeployments without a deployments list, DescribeAlarms without alarms: nothing running, nothing swept', async () => {
+    codeDeployMock.on(ListDeploymentsCommand).resolves({});
+    cloudWatchMock.on(DescribeAlarmsCommand).resolves({});
+    lambdaAnswers([SPEC_A, SPEC_B]);
+    createAnswers([SPEC_A, SPEC_B]);
+    await run(jobEvent());
+    expect(codeDeployMock).not.toHaveReceivedCommand(GetDeploymentCommand);
+    expect(cloudWatchMock).not.toHaveReceivedCommand(DeleteAlarmsCommand);
+    expect(continuation()).toMatchObject({ phase: 'wait' });
+  });
+
+  test('a ListDeployments token that never ends: at most LIST_PAGE_LIMIT pages per group', async () => {
+    process.env.FUNCTIONS = JSON.stringify([A]);
+    codeDeployMock.on(ListDeploymentsCommand).resolves({ deployments: [], nextToken: 'again' });
+    lambdaAnswers([SPEC_A]);
+    createAnswers([SPEC_A]);
+    await run(jobEvent());
+    expect(codeDeployMock).toHaveReceivedCommandTimes(ListDeploymentsCommand, 10);
+  });
+
+  test('PutMetricAlarm fails in a retried invocation with adopted deployments: they keep their alarms and are rolled back', async () => {
+    codeDeployMock.on(ListDeploymentsCommand, { deploymentGroupName: A.deploymentGroupName }).resolves({ deployments: [deploymentIdOf(A)] });
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }]);
+    lambdaAnswers([{ ...SPEC_A, weights: { 8: 0.1 } }, SPEC_B]);
+    cloudWatchMock.on(PutMetricAlarmCommand).rejects(cloudWatchAccessDenied('cloudwatch:PutMetricAlarm'));
+    const { outcome } = await run(jobEvent());
+    expect(outcome).toEqual({ result: 'continue', phase: 'rollback', polls: 1 });
+    expect(cloudWatchMock).not.toHaveReceivedCommand(DeleteAlarmsCommand);
+    expect(codeDeployMock).toHaveReceivedCommandWith(StopDeploymentCommand, { deploymentId: deploymentIdOf(A) });
+    expect(codeDeployMock).not.toHaveReceivedCommand(CreateDeploymentCommand);
+    expect(continuation()).toMatchObject({ deployments: [deploymentIdOf(A)], failureType: 'PermissionError', alarms: 1 });
+  });
+
+  test.each([
+    ['another release', '9f8e7d6c', '13'],
+    ['this release with another target version', RELEASE_ID, '99'],
+  ])('DeploymentLimitExceeded by %s\'s deployment is not adopted: the created ones are rolled back', async (_label, releaseId, target) => {
+    lambdaAnswers([SPEC_A, SPEC_B]);
+    createAnswers([SPEC_A]);
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }]);
+    codeDeployMock.on(CreateDeploymentCommand, { deploymentGroupName: B.deploymentGroupName }).rejects(
+      new DeploymentLimitExceededException({ message: 'active deployment', $metadata: {} }));
+    codeDeployMock.on(ListDeploymentsCommand, { deploymentGroupName: B.deploymentGroupName })
+      .resolvesOnce({ deployments: [] })
+      .resolves({ deployments: ['d-RUNNINGB'] });
+    codeDeployMock.on(GetDeploymentCommand, { deploymentId: 'd-RUNNINGB' }).resolves({
+      deploymentInfo: { deploymentId: 'd-RUNNINGB', status: 'InProgress', description: describeDeployment({ ...releaseOf(SPEC_B), targetVersion: target }, releaseId) },
+    });
+    await run(jobEvent());
+    expect(continuation()).toMatchObject({ phase: 'rollback', deployments: [deploymentIdOf(A)] });
+    expect(codeDeployMock).not.toHaveReceivedCommandWith(StopDeploymentCommand, { deploymentId: 'd-RUNNINGB' });
+  });
+
+  test('DeploymentLimitExceeded, and the group cannot be listed: the original error is reported', async () => {
+    lambdaAnswers([SPEC_A, SPEC_B]);
+    codeDeployMock.on(CreateDeploymentCommand).rejects(new DeploymentLimitExceededException({ message: 'active deployment', $metadata: {} }));
+    codeDeployMock.on(ListDeploymentsCommand).resolvesOnce({ deployments: [] }).resolvesOnce({ deployments: [] })
+      .rejects(accessDenied('codedeploy:ListDeployments'));
+    await run(jobEvent());
+    expect(failure().message).toMatch(/^codedeploy:CreateDeployment failed for function GetSleepSecs \(orders-api-GetSleepSecs\): DeploymentLimitExceededException: active deployment; /);
+  });
+
+  test('an adopted deployment without createTime: the release counts from now', async () => {
+    codeDeployMock.on(ListDeploymentsCommand, { deploymentGroupName: A.deploymentGroupName }).resolves({ deployments: [deploymentIdOf(A)] });
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }]);
+    lambdaAnswers([SPEC_A, SPEC_B]);
+    createAnswers([SPEC_B]);
+    await run(jobEvent());
+    expect(continuation()).toMatchObject({ startedAt: T0, deployments: [deploymentIdOf(A), deploymentIdOf(B)] });
+    expect(logLines()).toContainEqual(expect.objectContaining({
+      message: 'deployments created: following them',
+      deployments: [
+        { id: A.id, deploymentId: deploymentIdOf(A), from: '7', to: '8', adopted: true },
+        { id: B.id, deploymentId: deploymentIdOf(B), from: '12', to: '13' },
+      ],
+    }));
+  });
+});
+
+describe('following and rolling back: edges', () => {
+  test('all Succeeded, one without a description: its version is unknown in the output variable', async () => {
+    deploymentAnswers([{ spec: SPEC_A, status: 'Succeeded' }, { spec: SPEC_B, status: 'Succeeded', info: { description: undefined } }]);
+    const { outcome } = await run(jobEvent({ continuationToken: waitToken([SPEC_A, SPEC_B]) }));
+    expect(outcome).toEqual({ result: 'released', versions: `GetSleepSecs=8,${deploymentIdOf(B)}=?` });
+  });
+
+  test('a one-minute limit says "1 minute"', async () => {
+    process.env.MAX_WAIT_MINUTES = '1';
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }]);
+    await run(jobEvent({ continuationToken: waitToken([SPEC_A], 4, 1, 60_000) }));
+    expect(continuation()).toMatchObject({ cause: expect.stringMatching(/^the release did not finish in time: still not finished after 1 minute \(the limit is 1 minute\): /) });
+  });
+
+  test('two GetDeployment errors, one denied: a permission error; another kind only: a job failure', async () => {
+    const missing = new CodeDeployServiceException({ name: 'DeploymentDoesNotExistException', $fault: 'client', message: 'gone', $metadata: {} });
+    codeDeployMock.on(GetDeploymentCommand, { deploymentId: deploymentIdOf(A) }).rejects(missing);
+    codeDeployMock.on(GetDeploymentCommand, { deploymentId: deploymentIdOf(B) }).rejects(accessDenied('codedeploy:GetDeployment'));
+    await run(jobEvent({ continuationToken: waitToken([SPEC_A, SPEC_B]) }));
+    expect(failure().type).toBe('PermissionError');
+    cpMock.resetHistory();
+    await run(jobEvent({ continuationToken: waitToken([SPEC_A]) }));
+    expect(failure()).toEqual({
+      type: 'JobFailed',
+      message: `release ${RELEASE_ID} failed: codedeploy:GetDeployment failed for deployment ${deploymentIdOf(A)}: DeploymentDoesNotExistException: gone; `
+        + `the rollback is NOT complete: production runs MIXED versions; NOT back on the previous version: ${deploymentIdOf(A)}: could not be read: `
+        + `codedeploy:GetDeployment failed for deployment ${deploymentIdOf(A)}: DeploymentDoesNotExistException: gone; check by hand; deleted the release alarms`,
+    });
+  });
+
+  test('AlreadyCompleted, and the deployment cannot be read again: still pending, checked again later', async () => {
+    process.env.FUNCTIONS = JSON.stringify([A]);
+    const aId = deploymentIdOf(A);
+    codeDeployMock.on(GetDeploymentCommand, { deploymentId: aId })
+      .resolvesOnce({ deploymentInfo: { deploymentId: aId, status: 'InProgress', description: describeDeployment(releaseOf(SPEC_A), RELEASE_ID) } })
+      .rejects(codeDeployThrottled());
+    codeDeployMock.on(StopDeploymentCommand).rejects(new CodeDeployServiceException({
+      name: 'DeploymentAlreadyCompletedException', $fault: 'client', message: 'completed', $metadata: {},
+    }));
+    await run(jobEvent({ continuationToken: rollbackToken([SPEC_A]) }));
+    expect(continuation()).toMatchObject({ phase: 'rollback' });
+    expect(logLines()).toContainEqual(expect.objectContaining({
+      pending: [`deployment ${aId} of function GetSleepSecs (orders-api-GetSleepSecs) ended before it could be stopped: to be checked again`],
+    }));
+    expect(lambdaMock).not.toHaveReceivedAnyCommand();
+  });
+
+  test('CodeDeploy\'s rollback deployment cannot be read (throttled): pending; (denied): the alias decides', async () => {
+    process.env.FUNCTIONS = JSON.stringify([A]);
+    deploymentAnswers([{ spec: SPEC_A, status: 'Stopped', info: { rollbackInfo: { rollbackDeploymentId: 'd-RBA' } } }]);
+    codeDeployMock.on(GetDeploymentCommand, { deploymentId: 'd-RBA' }).rejects(codeDeployThrottled());
+    await run(jobEvent({ continuationToken: rollbackToken([SPEC_A]) }));
+    expect(logLines()).toContainEqual(expect.objectContaining({
+      pending: ['CodeDeploy\'s rollback d-RBA could not be read: codedeploy:GetDeployment failed for deployment d-RBA: ThrottlingException: Rate exceeded'],
+    }));
+    expect(lambdaMock).not.toHaveReceivedAnyCommand();
+    cpMock.resetHistory();
+    codeDeployMock.on(GetDeploymentCommand, { deploymentId: 'd-RBA' }).rejects(accessDenied('codedeploy:GetDeployment'));
+    aliasAnswers([{ spec: SPEC_A, version: '7' }]);
+    await run(jobEvent({ continuationToken: rollbackToken([SPEC_A]) }));
+    expect(failure().message).toMatch(/rolled back: every function serves its previous version again \(verified\): GetSleepSecs=7; /);
+  });
+
+  test('the alias of a succeeded deployment cannot be read: throttled is pending, denied is named', async () => {
+    process.env.FUNCTIONS = JSON.stringify([A]);
+    deploymentAnswers([{ spec: SPEC_A, status: 'Succeeded' }]);
+    lambdaMock.on(GetAliasCommand).rejects(lambdaThrottled());
+    await run(jobEvent({ continuationToken: rollbackToken([SPEC_A]) }));
+    expect(continuation()).toMatchObject({ phase: 'rollback' });
+    cpMock.resetHistory();
+    lambdaMock.on(GetAliasCommand).rejects(accessDenied('lambda:GetAlias'));
+    await run(jobEvent({ continuationToken: rollbackToken([SPEC_A], { cause: 'alarm' }) }));
+    expect(failure().message).toBe(`release ${RELEASE_ID} failed: alarm; the rollback is NOT complete: production runs MIXED versions; `
+      + 'NOT back on the previous version: GetSleepSecs serves unknown (previous 7, new 8): lambda:GetAlias failed for function GetSleepSecs '
+      + '(orders-api-GetSleepSecs): AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/serverless-release/fn is not authorized to perform: '
+      + 'lambda:GetAlias; check by hand; deleted the release alarms');
+  });
+
+  test('a throttled UpdateAlias is tried again; the end of a rollback whose alarms cannot be deleted says so', async () => {
+    process.env.FUNCTIONS = JSON.stringify([A]);
+    deploymentAnswers([{ spec: SPEC_A, status: 'Succeeded' }]);
+    aliasAnswers([{ spec: SPEC_A, version: '8' }]);
+    lambdaMock.on(UpdateAliasCommand).rejects(lambdaThrottled());
+    await run(jobEvent({ continuationToken: rollbackToken([SPEC_A]) }));
+    expect(continuation()).toMatchObject({ phase: 'rollback' });
+    cpMock.resetHistory();
+    lambdaMock.on(UpdateAliasCommand).resolves({ FunctionVersion: '7' });
+    cloudWatchMock.on(DeleteAlarmsCommand).rejects(cloudWatchAccessDenied('cloudwatch:DeleteAlarms'));
+    await run(jobEvent({ continuationToken: rollbackToken([SPEC_A], { cause: 'alarm' }) }));
+    expect(failure().message).toBe(`release ${RELEASE_ID} failed: alarm; rolled back: every function serves its previous version again (verified): `
+      + `GetSleepSecs=7; NOT fully cleaned up, check by hand: could not delete the release alarms: cloudwatch:DeleteAlarms failed for alarms ${ALARM_1}: `
+      + 'AccessDenied: User: arn:aws:sts::123456789012:assumed-role/serverless-release/fn is not authorized to perform: cloudwatch:DeleteAlarms');
+  });
+
+  test('time up with only unreadable (not running) deployments left: the alarms are deleted', async () => {
+    process.env.FUNCTIONS = JSON.stringify([A]);
+    codeDeployMock.on(GetDeploymentCommand).rejects(codeDeployThrottled());
+    await run(jobEvent({ continuationToken: rollbackToken([SPEC_A], { rollbackElapsedMs: ROLLBACK_LIMIT_MS, cause: 'alarm' }) }));
+    expect(failure().message).toMatch(/^release 3f2a9c1e failed: alarm; the rollback did NOT finish within 30 minutes: production may run MIXED versions; NOT back on/);
+    expect(failure().message).not.toContain('; back on the previous version');
+    expect(failure().message).toMatch(/; deleted the release alarms$/);
+    expect(cloudWatchMock).toHaveReceivedCommandWith(DeleteAlarmsCommand, { AlarmNames: [ALARM_1] });
+  });
+
+  test('the pause is cut to the Lambda deadline minus the reporting margin, on the real clock', async () => {
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }]);
+    const { sleeps } = await run(jobEvent({ continuationToken: waitToken([SPEC_A]) }), { deadline: T0 + 12_000 });
+    expect(sleeps).toEqual([12_000 - REPORTING_MARGIN_MS]);
+    const late = await run(jobEvent({ continuationToken: waitToken([SPEC_A]) }), { deadline: T0 + 1_000 });
+    expect(late.sleeps).toEqual([0]);
+  });
+
+  test('the Lambda entry point passes the deadline from the context, and none without one (fake timers)', async () => {
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }]);
+    jest.useFakeTimers();
+    const token = JSON.stringify({ phase: 'wait', startedAt: Date.now(), polls: 0, releaseId: RELEASE_ID, alarms: 1, deployments: [deploymentIdOf(A)] });
+    const short = handler(jobEvent({ continuationToken: token }), { getRemainingTimeInMillis: () => 8_000 });
+    await jest.advanceTimersByTimeAsync(2_999);
+    expect(cpMock).not.toHaveReceivedAnyCommand();
+    await jest.advanceTimersByTimeAsync(1);
+    await expect(short).resolves.toMatchObject({ result: 'continue' });
+    cpMock.resetHistory();
+    const unbounded = handler(jobEvent({ continuationToken: token }));
+    await jest.advanceTimersByTimeAsync(POLL_DELAY_MS - 1);
+    expect(cpMock).not.toHaveReceivedAnyCommand();
+    await jest.advanceTimersByTimeAsync(1);
+    await expect(unbounded).resolves.toMatchObject({ result: 'continue' });
+  });
+});
