@@ -10,9 +10,12 @@ import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
-import { Construct } from 'constructs';
+import { Construct, IConstruct } from 'constructs';
 import { LambdaPreTrafficFunction } from '../handlers/lambda-pre-traffic-function';
 import { ServerlessReleaseFunction } from '../handlers/serverless-release-function';
+import {
+  LAMBDA_INVOKE_ACTION_LIMIT_MINUTES, MAX_WAIT_LIMIT_MINUTES, ROLLBACK_LIMIT_MINUTES, TEST_AND_BAKE_MINUTES,
+} from '../handlers/serverless-release-limits';
 import { ServiceMonitoring } from '../monitoring/service-monitoring';
 import { Approval } from '../pipeline/approval';
 import { BuildSecret } from '../pipeline/build-step';
@@ -314,6 +317,7 @@ export class ServerlessApiPipeline extends Construct {
     const routes = this.parseRoutes(props, memorySize, timeout);
     const deploymentConfig = props.deploymentConfig ?? codedeploy.LambdaDeploymentConfig.CANARY_10PERCENT_5MINUTES;
     checkDeploymentConfig(this, deploymentConfig);
+    checkDeploymentConfigDuration(this, deploymentConfig);
     checkInteger(this, 'throttlingRateLimit', props.throttlingRateLimit, 1, 10000);
     checkInteger(this, 'throttlingBurstLimit', props.throttlingBurstLimit, 0, 5000);
     if (props.expectedPhrase !== undefined) checkNotEmpty(this, 'expectedPhrase', props.expectedPhrase);
@@ -646,8 +650,9 @@ class LambdaAliasRelease extends Release {
         PRE_TRAFFIC_HOOK: this.hook.functionName,
         ALARM_PREFIX: alarmPrefix,
         ALARM_TOPIC_ARN: Lazy.string({ produce: () => this.alarmTopic?.topicArn ?? '' }),
-        // How long a release may take: the configuration's shift plus 30 minutes for tests and bake; a configuration
-        // whose length is unknown here (created or imported) gets the action's day.
+        // How long a release may wait, wall-clock: the configuration's shift plus 30 minutes for tests and bake; an
+        // imported configuration, whose length is unknown here, gets the longest wait that still leaves the rollback
+        // time before CodePipeline's 24 hours (checked at synth time, see checkDeploymentConfig).
         MAX_WAIT_MINUTES: String(maxWaitMinutes(this.deploymentConfig)),
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
       },
@@ -670,7 +675,11 @@ class LambdaAliasRelease extends Release {
     }));
     const application = this.service.application.applicationName;
     controllerRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['codedeploy:CreateDeployment', 'codedeploy:GetDeployment', 'codedeploy:StopDeployment', 'codedeploy:UpdateDeploymentGroup'],
+      // UpdateDeploymentGroup: CreateDeployment with overrideAlarmConfiguration needs it (CodeDeploy API Reference);
+      // ListDeployments: the check that no other release runs, and the stale-alarm sweep's check.
+      actions: [
+        'codedeploy:CreateDeployment', 'codedeploy:GetDeployment', 'codedeploy:ListDeployments', 'codedeploy:StopDeployment', 'codedeploy:UpdateDeploymentGroup',
+      ],
       resources: routeFunctions.map((rf) => rf.deploymentGroup.deploymentGroupArn),
     }));
     controllerRole.addToPolicy(new iam.PolicyStatement({
@@ -816,8 +825,42 @@ function checkDeploymentConfig(scope: Construct, config: codedeploy.ILambdaDeplo
 }
 
 
-function maxWaitMinutes(config: codedeploy.ILambdaDeploymentConfig): number {
+/**
+ * How long the traffic shift of a configuration takes, in minutes: predefined ones from CodeDeploy's list, those
+ * created with `codedeploy.LambdaDeploymentConfig` from their traffic routing; `undefined` for an imported one.
+ */
+function shiftMinutes(config: codedeploy.ILambdaDeploymentConfig): number | undefined {
   const name = config.deploymentConfigName;
-  const shift = Token.isUnresolved(name) ? undefined : SHIFT_MINUTES[name];
-  return shift === undefined ? 1440 : shift + 30;
+  if (!Token.isUnresolved(name) && SHIFT_MINUTES[name] !== undefined) return SHIFT_MINUTES[name];
+  const cfn = (config as unknown as Partial<IConstruct>).node?.defaultChild;
+  if (!(cfn instanceof codedeploy.CfnDeploymentConfig)) return undefined;
+  const routing = Stack.of(cfn).resolve(cfn.trafficRoutingConfig) as {
+    type?: string;
+    timeBasedCanary?: { canaryInterval?: unknown };
+    timeBasedLinear?: { linearInterval?: unknown; linearPercentage?: unknown };
+  } | undefined;
+  if (routing?.type === 'AllAtOnce') return 0;
+  const canary = routing?.timeBasedCanary?.canaryInterval;
+  if (routing?.type === 'TimeBasedCanary' && typeof canary === 'number') return canary;
+  const interval = routing?.timeBasedLinear?.linearInterval;
+  const percentage = routing?.timeBasedLinear?.linearPercentage;
+  if (routing?.type === 'TimeBasedLinear' && typeof interval === 'number' && typeof percentage === 'number' && percentage > 0) {
+    // As CodeDeploy's predefined LambdaLinear10PercentEvery1Minute, counted as 10 minutes.
+    return interval * Math.ceil(100 / percentage);
+  }
+  return undefined;
+}
+
+function maxWaitMinutes(config: codedeploy.ILambdaDeploymentConfig): number {
+  const shift = shiftMinutes(config);
+  return shift === undefined ? MAX_WAIT_LIMIT_MINUTES : Math.min(MAX_WAIT_LIMIT_MINUTES, shift + TEST_AND_BAKE_MINUTES);
+}
+
+/** A configuration whose shift, with the tests, the bake and the rollback, cannot end before CodePipeline gives up. */
+function checkDeploymentConfigDuration(scope: Construct, config: codedeploy.ILambdaDeploymentConfig): void {
+  const shift = shiftMinutes(config);
+  if (shift === undefined || shift + TEST_AND_BAKE_MINUTES <= MAX_WAIT_LIMIT_MINUTES) return;
+  throw invalidInput(scope, 'deploymentConfig', `a traffic shift of ${shift} minutes`,
+    `must shift traffic within ${MAX_WAIT_LIMIT_MINUTES - TEST_AND_BAKE_MINUTES} minutes: with ${TEST_AND_BAKE_MINUTES} minutes for tests and bake and `
+    + `${ROLLBACK_LIMIT_MINUTES} for a rollback, a release must end before CodePipeline fails the release action after ${LAMBDA_INVOKE_ACTION_LIMIT_MINUTES / 60} hours`);
 }

@@ -251,6 +251,10 @@ export class ServerlessApi extends Construct {
       role: this.deploymentRole,
       autoRollback: { failedDeployment: true, stoppedDeployment: true, deploymentInAlarm: false },
     });
+    // LambdaDeploymentGroup gives the alias CloudFormation's CodeDeployLambdaAliasUpdate update policy: with it, a
+    // stack update that touches the alias would start a CodeDeploy deployment of its own, shifting production outside
+    // a release. Only the release controller moves traffic (ADR 0007, invariant 6): no update policy at all.
+    (alias.node.defaultChild as lambda.CfnAlias).cfnOptions.updatePolicy = undefined;
     return { route, function: fn, alias, logGroup, role, deploymentGroup };
   }
 }

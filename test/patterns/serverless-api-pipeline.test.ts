@@ -971,3 +971,92 @@ describe('ServerlessApiPipeline: names of copies', () => {
     expect(names[1]).toMatch(/^shop-bob-/);
   });
 });
+
+describe('ServerlessApiPipeline release invariants (issue 8, ADR 0007)', () => {
+  /** A pattern with only a deployment configuration of its own, and its template. */
+  function withConfig(config: (s: Stack) => codedeploy.ILambdaDeploymentConfig): { pattern: ServerlessApiPipeline; template: Template } {
+    const s = new Stack(new App(), 'Configured', { env: ENV });
+    const pattern = new ServerlessApiPipeline(s, 'Api', { source: source(), routes: [{ route: ROOT, entry: 'src/root.ts' }], deploymentConfig: config(s) });
+    return { pattern, template: Template.fromStack(s) };
+  }
+
+  test('invariant 6: no alias has an UpdatePolicy (CodeDeployLambdaAliasUpdate): no CloudFormation update can shift traffic', () => {
+    // aws-cdk-lib's LambdaDeploymentGroup adds CodeDeployLambdaAliasUpdate to its alias; the pattern removes it.
+    for (const t of [template, overTemplate]) {
+      const aliases = Object.values(t.findResources('AWS::Lambda::Alias')) as any[];
+      expect(aliases).toHaveLength(2);
+      for (const alias of aliases) expect(alias.UpdatePolicy).toBeUndefined();
+      expect(JSON.stringify(t.toJSON())).not.toContain('CodeDeployLambdaAliasUpdate');
+    }
+  });
+
+  test('invariant 5: a cdk deploy with other props and another approval setting (Approval.none() vs beforeRelease()) changes no alias, version or code', () => {
+    // The default pattern has Approval.none(); the custom one Approval.beforeRelease() and other memory, timeouts,
+    // environment, runtime and deployment configuration. What serves production must be the same in both templates:
+    // the alias on its bootstrap version and the bootstrap code, so a stack update during a release moves nothing.
+    for (const route of [ROOT, SLEEP]) {
+      const aliasId = idOf(api.aliases[route]);
+      expect(idOf(custom.aliases[route])).toBe(aliasId);
+      expect(resourceOf(overTemplate, aliasId)).toEqual(resourceOf(template, aliasId));
+      const versionId = resourceOf(template, aliasId).Properties.FunctionVersion['Fn::GetAtt'][0];
+      expect(resourceOf(overTemplate, versionId)).toEqual(resourceOf(template, versionId));
+      const code = (t: Template, p: ServerlessApiPipeline) => functionOf(t, p, route).Code.ZipFile as string;
+      // Only the handler name differs (routes[].handler): the code is the bootstrap answer, never the user's code.
+      expect(code(template, api)).toContain('not released yet');
+      expect(code(overTemplate, custom)).toContain('not released yet');
+      expect(code(overTemplate, custom).replace('"main"', '"handler"')).toBe(code(template, api));
+    }
+  });
+
+  test('keeps codedeploy:UpdateDeploymentGroup: CreateDeployment with an alarm override (overrideAlarmConfiguration) needs it; it is not unused', () => {
+    const statements = statementsOfRole(template, idOf(api.releaseController.role!));
+    const groups = Object.values(deploymentGroupsOf(api)).map((g) => groupArn(api, g)).sort();
+    expect(resourcesGranted(stack, statements, 'codedeploy:UpdateDeploymentGroup')).toEqual(groups);
+  });
+
+  test('the controller may list deployments of its own deployment groups (only one release at a time, the stale-alarm sweep)', () => {
+    const statements = statementsOfRole(template, idOf(api.releaseController.role!));
+    const groups = Object.values(deploymentGroupsOf(api)).map((g) => groupArn(api, g)).sort();
+    expect(resourcesGranted(stack, statements, 'codedeploy:ListDeployments')).toEqual(groups);
+    expect(resourcesGranted(stack, statements, 'codedeploy:GetDeployment')).toEqual(groups);
+    expect(resourcesGranted(stack, statements, 'codedeploy:StopDeployment')).toEqual(groups);
+  });
+
+  test('invariant 4: the wait of a created canary configuration is its interval plus 30 minutes', () => {
+    const { pattern, template: t } = withConfig((s) => new codedeploy.LambdaDeploymentConfig(s, 'Slow', {
+      trafficRouting: codedeploy.TrafficRouting.timeBasedCanary({ interval: Duration.minutes(60), percentage: 5 }),
+    }));
+    expect(controllerEnvOf(t, pattern).MAX_WAIT_MINUTES).toBe('90');
+  });
+
+  test('invariant 4: the wait of a created linear configuration is its steps times its interval plus 30 minutes', () => {
+    const { pattern, template: t } = withConfig((s) => new codedeploy.LambdaDeploymentConfig(s, 'Steps', {
+      trafficRouting: codedeploy.TrafficRouting.timeBasedLinear({ interval: Duration.minutes(7), percentage: 30 }),
+    }));
+    expect(controllerEnvOf(t, pattern).MAX_WAIT_MINUTES).toBe(String(4 * 7 + 30));
+  });
+
+  test('invariant 4: an all-at-once configuration waits 30 minutes', () => {
+    const { pattern, template: t } = withConfig((s) => new codedeploy.LambdaDeploymentConfig(s, 'Now', { trafficRouting: codedeploy.TrafficRouting.allAtOnce() }));
+    expect(controllerEnvOf(t, pattern).MAX_WAIT_MINUTES).toBe('30');
+    const predefined = withConfig(() => codedeploy.LambdaDeploymentConfig.ALL_AT_ONCE);
+    expect(controllerEnvOf(predefined.template, predefined.pattern).MAX_WAIT_MINUTES).toBe('30');
+  });
+
+  test('invariant 4: an imported configuration (length unknown) waits at most 23 hours, below CodePipeline\'s 24 with the rollback', () => {
+    const { pattern, template: t } = withConfig((s) => codedeploy.LambdaDeploymentConfig.fromLambdaDeploymentConfigName(s, 'Mine', 'my-team-canary'));
+    expect(controllerEnvOf(t, pattern).MAX_WAIT_MINUTES).toBe('1380');
+  });
+
+  test('invariant 4: a created configuration whose shift cannot end before CodePipeline\'s 24 hours is refused at synth time', () => {
+    expect(() => withConfig((s) => new codedeploy.LambdaDeploymentConfig(s, 'TooSlow', {
+      trafficRouting: codedeploy.TrafficRouting.timeBasedLinear({ interval: Duration.minutes(136), percentage: 10 }),
+    }))).toThrow("ServerlessApiPipeline 'Configured/Api': 'deploymentConfig' must shift traffic within 1350 minutes: with 30 minutes for tests and bake and 30 for a rollback, "
+      + "a release must end before CodePipeline fails the release action after 24 hours, got 'a traffic shift of 1360 minutes'");
+    // 1350 minutes fit exactly.
+    const { pattern, template: t } = withConfig((s) => new codedeploy.LambdaDeploymentConfig(s, 'JustFits', {
+      trafficRouting: codedeploy.TrafficRouting.timeBasedLinear({ interval: Duration.minutes(135), percentage: 10 }),
+    }));
+    expect(controllerEnvOf(t, pattern).MAX_WAIT_MINUTES).toBe('1380');
+  });
+});
