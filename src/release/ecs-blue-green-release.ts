@@ -33,6 +33,8 @@ export const ECS_RELEASE_MARGIN = Duration.minutes(15);
 export const RELEASE_STAGE_NAME = 'Release';
 /** @internal */
 export const PRODUCTION_APPROVAL_ACTION_NAME = 'ApproveProductionTraffic';
+/** The ECS deploy action: the hook and the recorder find this release's service deployment by its start. @internal */
+export const DEPLOY_ACTION_NAME = 'Deploy';
 
 /**
  * Configuration of `EcsBlueGreenRelease`.
@@ -122,6 +124,7 @@ export class EcsBlueGreenRelease extends Release {
       resource: 'parameter',
       resourceName: this.props.imageParameterName.replace(/^\//, ''),
     });
+    const pipelineArn = stack.formatArn({ service: 'codepipeline', resource: this.props.pipelineName });
     const clusterName = runtime.cluster.clusterName;
     const serviceName = runtime.service.serviceName;
     const serviceChildArn = (resource: string) => stack.formatArn({
@@ -216,6 +219,9 @@ export class EcsBlueGreenRelease extends Release {
         CONTAINER_NAME: runtime.container.containerName,
         IMAGE_PARAMETER_NAME: this.props.imageParameterName,
         REPOSITORY_NAME: runtime.repository.repositoryName,
+        PIPELINE_NAME: this.props.pipelineName,
+        RELEASE_STAGE_NAME: RELEASE_STAGE_NAME,
+        DEPLOY_ACTION_NAME: DEPLOY_ACTION_NAME,
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
       },
     }));
@@ -228,9 +234,15 @@ export class EcsBlueGreenRelease extends Release {
       actions: ['ecs:ListServiceDeployments'],
       resources: [runtime.service.serviceArn],
     }));
+    // A deployment still running at the recorder's wait limit is rolled back, so that production matches the record.
     record.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['ecs:DescribeServiceDeployments'],
+      actions: ['ecs:StopServiceDeployment'],
       resources: [serviceChildArn('service-deployment')],
+    }));
+    // This release's deployment is the first of the built image since this execution's deploy action started.
+    record.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['codepipeline:ListActionExecutions'],
+      resources: [pipelineArn],
     }));
     record.role.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['ecs:DescribeServiceRevisions'],
@@ -290,7 +302,7 @@ export class EcsBlueGreenRelease extends Release {
 
     const releaseActions: codepipeline.IAction[] = [
       new actions.EcsDeployAction({
-        actionName: 'Deploy',
+        actionName: DEPLOY_ACTION_NAME,
         runOrder: 1,
         service: runtime.service,
         input: context.buildOutput,
@@ -315,7 +327,10 @@ export class EcsBlueGreenRelease extends Release {
       actionName: 'RecordRelease',
       runOrder: 2,
       lambda: record.fn,
-      userParameters: { imageUri: `#{${DeliveryPipeline.BUILD_VARIABLES_NAMESPACE}.IMAGE_URI}` },
+      userParameters: {
+        imageUri: `#{${DeliveryPipeline.BUILD_VARIABLES_NAMESPACE}.IMAGE_URI}`,
+        pipelineExecutionId: codepipeline.GlobalVariables.executionId,
+      },
     }));
     // ECS has already returned production to the previous tasks when a release fails.
     return { actions: releaseActions, gatesProductionTraffic: true, rollbackOnFailure: false };
@@ -343,7 +358,8 @@ export class EcsBlueGreenRelease extends Release {
       acknowledge(recordRole, [
         `AwsSolutions-IAM5[Resource::${ecsArn('service-revision', `${cluster}/${service}/*`)}]`,
         `AwsSolutions-IAM5[Resource::${ecsArn('service-deployment', `${cluster}/${service}/*`)}]`,
-      ], 'Read-only ECS calls on the deployments and revisions of this one service, whose ids ECS creates per deployment.');
+      ], 'The deployments and revisions of this one service, whose ids ECS creates per deployment: read-only calls, and ' +
+        'ecs:StopServiceDeployment, with which the recorder rolls back a deployment of its release still running at its wait limit.');
     }
     const hookInvokeRole = this.hookInvokeRole;
     const hookRef = this.hookFunction ? nagRef(this.hookFunction, 'Arn') : undefined;

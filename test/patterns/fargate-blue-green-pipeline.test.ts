@@ -433,7 +433,11 @@ describe('FargateBlueGreenPipeline defaults: pipeline', () => {
     });
     expect(deploy.InputArtifacts).toEqual([{ Name: 'Build' }]);
     const record = actionOf(template, web, 'Release', 'RecordRelease');
-    expect(JSON.parse(record.Configuration.UserParameters)).toEqual({ imageUri: '#{BuildVariables.IMAGE_URI}' });
+    // The pipeline execution id lets the recorder judge this release's service deployment, not the newest one.
+    expect(JSON.parse(record.Configuration.UserParameters)).toEqual({
+      imageUri: '#{BuildVariables.IMAGE_URI}',
+      pipelineExecutionId: '#{codepipeline.PipelineExecutionId}',
+    });
   });
 
   test('a failed Release stage does not roll back on its own: ECS has already put production back, and re-running an older execution would only redeploy it', () => {
@@ -477,6 +481,28 @@ describe('FargateBlueGreenPipeline defaults: release function permissions', () =
     const list = grantsOf(statementsOfRole(template, recorder.Properties.Role['Fn::GetAtt'][0]), 'ecs:ListServiceDeployments');
     expect(list).toHaveLength(1);
     expect(list[0].Resource).toEqual(stack.resolve(web.service.serviceArn));
+  });
+
+  test('the recorder knows the pipeline, stage and deploy action that start its release, and may list that pipeline\'s action executions only', () => {
+    const recorder = recordFunctionOf(template, web);
+    expect(recorder.Properties.Environment.Variables).toMatchObject({
+      PIPELINE_NAME: pipelineOf(template, web).Name,
+      RELEASE_STAGE_NAME: 'Release',
+      DEPLOY_ACTION_NAME: 'Deploy',
+    });
+    const list = grantsOf(statementsOfRole(template, recorder.Properties.Role['Fn::GetAtt'][0]), 'codepipeline:ListActionExecutions');
+    expect(list).toHaveLength(1);
+    expect(actionsOf(list[0])).toEqual(['codepipeline:ListActionExecutions']);
+    expect(flatten(stack, list[0].Resource)).toBe(`arn:\${AWS::Partition}:codepipeline:us-east-1:123456789012:${pipelineOf(template, web).Name}`);
+  });
+
+  test('the recorder may roll back (StopServiceDeployment) only the deployments of this one service, for its wall-clock wait limit', () => {
+    const recorder = recordFunctionOf(template, web);
+    const stop = grantsOf(statementsOfRole(template, recorder.Properties.Role['Fn::GetAtt'][0]), 'ecs:StopServiceDeployment');
+    expect(stop).toHaveLength(1);
+    expect(actionsOf(stop[0])).toEqual(['ecs:StopServiceDeployment']);
+    expect(flatten(stack, stop[0].Resource)).toBe(
+      `arn:\${AWS::Partition}:ecs:us-east-1:123456789012:service-deployment/\${${idOf(web.cluster)}}/\${${idOf(web.service)}.Name}/*`);
   });
 
   test('the hook may describe the service revisions of this cluster (to tell the placeholder from a built image)', () => {
