@@ -450,18 +450,35 @@ describe('FargateBlueGreenPipeline defaults: pipeline', () => {
     expect(web.rollbackCommand).toMatch(/^aws codepipeline rollback-stage --pipeline-name \S+ --stage-name Release --target-pipeline-execution-id /);
   });
 
-  test('without an approval, the hook has no APPROVAL_* variables and no right to read the pipeline or the parameter', () => {
+  test('invariant 5 with Approval.none(): the hook has the release guard (pipeline, stage, deploy action, parameter) but no approval action', () => {
     const hook = resourceOf(template, idOf(web.releaseHook));
-    const variables = Object.keys(hook.Properties.Environment.Variables);
-    expect(variables.filter((name) => name.startsWith('APPROVAL_'))).toEqual([]);
-    const statements = statementsOfRole(template, idOf(web.releaseHook.role!));
-    expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('codepipeline:') || a.startsWith('ssm:'))).toEqual([]);
-    expect(hook.Properties.Environment.Variables).toMatchObject({
+    const variables = hook.Properties.Environment.Variables;
+    expect(Object.keys(variables).filter((name) => name.startsWith('APPROVAL_') || name === 'NOTIFY_TOPIC_ARN')).toEqual([]);
+    expect(variables).toMatchObject({
       SMOKE_TEST_HEALTH_PATH: '/healthcheck',
       PLACEHOLDER_IMAGE: PLACEHOLDER,
       IMAGE_PARAMETER_NAME: web.imageParameterName,
+      PIPELINE_NAME: pipelineOf(template, web).Name,
+      RELEASE_STAGE_NAME: 'Release',
+      DEPLOY_ACTION_NAME: 'Deploy',
     });
-    expect(flatten(stack, hook.Properties.Environment.Variables.SMOKE_TEST_BASE_URL)).toBe(flatten(stack, web.testUrl));
+    expect(flatten(stack, variables.SMOKE_TEST_BASE_URL)).toBe(flatten(stack, web.testUrl));
+  });
+
+  test('invariant 5 with Approval.none(): the hook may read the image parameter, that pipeline\'s state and action executions, and the cluster\'s service deployments', () => {
+    const statements = statementsOfRole(template, idOf(web.releaseHook.role!));
+    const name = pipelineOf(template, web).Name;
+    expect(grantsOf(statements, 'ssm:GetParameter').map((st) => st.Resource)).toEqual([parameterArn(web.imageParameterName)]);
+    for (const action of ['codepipeline:GetPipelineState', 'codepipeline:ListActionExecutions']) {
+      expect(grantsOf(statements, action).map((st) => flatten(stack, st.Resource))).toEqual([`arn:\${AWS::Partition}:codepipeline:us-east-1:123456789012:${name}`]);
+    }
+    expect(grantsOf(statements, 'ecs:ListServiceDeployments').map((st) => flatten(stack, st.Resource)))
+      .toEqual([`arn:\${AWS::Partition}:ecs:us-east-1:123456789012:service/\${${idOf(web.cluster)}}/*`]);
+    expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('sns:'))).toEqual([]);
+  });
+
+  test('invariant 4: the hook gives up 60 - 5 - bake minutes after the deploy action started (50 with the default 5 minutes of bake)', () => {
+    expect(resourceOf(template, idOf(web.releaseHook)).Properties.Environment.Variables.HOOK_TIME_LIMIT_SECONDS).toBe(String(50 * 60));
   });
 });
 
@@ -799,8 +816,9 @@ describe('FargateBlueGreenPipeline overrides: approval before production traffic
     const name = pipelineOf(overTemplate, custom).Name;
     expect(typeof name).toBe('string');
     expect(resourceOf(overTemplate, idOf(custom.releaseHook)).Properties.Environment.Variables).toMatchObject({
-      APPROVAL_PIPELINE_NAME: name,
-      APPROVAL_STAGE_NAME: 'Release',
+      PIPELINE_NAME: name,
+      RELEASE_STAGE_NAME: 'Release',
+      DEPLOY_ACTION_NAME: 'Deploy',
       APPROVAL_ACTION_NAME: 'ApproveProductionTraffic',
     });
   });
