@@ -193,6 +193,61 @@ describe('FargateBlueGreenPipeline: the image parameter (ADR 0006)', () => {
   });
 });
 
+describe('FargateBlueGreenPipeline invariant 6: no CloudFormation update policy or property can move production traffic', () => {
+  const json = template.toJSON();
+  const resources: Record<string, any> = json.Resources;
+  const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
+  /** Every CloudFormation parameter the stack reads (the image parameter among them): values that change per release. */
+  const parameterIds = Object.keys(json.Parameters ?? {});
+  const references = (value: unknown): string[] => JSON.stringify(value).match(/"Ref":"([^"]+)"/g)?.map((m) => m.slice(7, -1)) ?? [];
+
+  test('no resource of either stack has an UpdatePolicy, and neither template has a Transform or Hooks (no CodeDeploy blue/green hook)', () => {
+    for (const t of [template, imageTemplate]) {
+      const j = t.toJSON();
+      expect(Object.entries(j.Resources).filter(([, r]: [string, any]) => r.UpdatePolicy !== undefined).map(([id]) => id)).toEqual([]);
+      expect(j.Transform).toBeUndefined();
+      expect(j.Hooks).toBeUndefined();
+    }
+    expect(ofType('AWS::CodeDeploy::DeploymentGroup')).toEqual([]);
+  });
+
+  test('the service is deployed by ECS itself (BLUE_GREEN, ECS controller), never by CodeDeploy or an external controller', () => {
+    const [[, service]] = ofType('AWS::ECS::Service');
+    expect(service.Properties.DeploymentController).toEqual({ Type: 'ECS' });
+    expect(service.Properties.DeploymentConfiguration).toMatchObject({ Strategy: 'BLUE_GREEN' });
+  });
+
+  test('the listeners and their rules read no CloudFormation parameter and nothing of the task definition: a stack update with unchanged infrastructure, whatever image is recorded, leaves them alone', () => {
+    const taskDefinitionId = ofType('AWS::ECS::TaskDefinition')[0][0];
+    const traffic = [...ofType('AWS::ElasticLoadBalancingV2::Listener'), ...ofType('AWS::ElasticLoadBalancingV2::ListenerRule')];
+    expect(traffic).toHaveLength(4);
+    for (const [, resource] of traffic) {
+      const refs = references(resource);
+      expect(refs.filter((ref) => parameterIds.includes(ref))).toEqual([]);
+      expect(refs).not.toContain(taskDefinitionId);
+      expect(JSON.stringify(resource)).not.toContain('TaskDefinition');
+    }
+  });
+
+  test('the rules declare blue 100 / green 0 once; a second synthesis (what a cdk deploy with unchanged props sends) has the very same listeners, rules and service', () => {
+    const again = new App();
+    const againStack = new Stack(again, 'Shop', { env: ENV });
+    new FargateBlueGreenPipeline(againStack, 'Web', { source: source() });
+    const againResources = Template.fromStack(againStack).toJSON().Resources;
+    for (const type of ['AWS::ElasticLoadBalancingV2::Listener', 'AWS::ElasticLoadBalancingV2::ListenerRule', 'AWS::ECS::Service', 'AWS::ECS::TaskDefinition']) {
+      for (const [id, resource] of ofType(type)) expect(againResources[id]).toEqual(resource);
+    }
+    for (const [, rule] of ofType('AWS::ElasticLoadBalancingV2::ListenerRule')) {
+      expect(rule.Properties.Actions[0].ForwardConfig.TargetGroups.map((g: any) => g.Weight)).toEqual([100, 0]);
+    }
+  });
+
+  test('the only thing that changes with a release is the image parameter\'s value, which only the task definition reads', () => {
+    const readers = Object.entries(resources).filter(([, r]) => references(r).some((ref) => parameterIds.includes(ref))).map(([, r]) => r.Type);
+    expect([...new Set(readers)]).toEqual(['AWS::ECS::TaskDefinition']);
+  });
+});
+
 describe('FargateBlueGreenPipeline defaults: runtime', () => {
   test('an ECR repository that scans on push, never overwrites a tag, keeps the newest 20 released and 20 other images, and is emptied on delete', () => {
     const repository = resourceOf(template, idOf(web.repository));
