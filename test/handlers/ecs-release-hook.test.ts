@@ -1193,3 +1193,264 @@ describe.each([
     expect(ecsMock.commandCalls(ListServiceDeploymentsCommand).map((c) => c.args[0].input.nextToken)).toEqual([undefined, 'page-2']);
   });
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// What each answer says exactly: error classification, revision lookup, approval outcomes, hookDetails keys
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('isRetryableAwsError, every rule', () => {
+  test.each([
+    'ThrottlingException', 'Throttling', 'ThrottledException', 'TooManyRequestsException', 'RequestLimitExceeded', 'RequestThrottled',
+    'RequestThrottledException', 'SlowDown', 'ServiceUnavailable', 'ServiceUnavailableException', 'InternalServerError',
+    'InternalServerException', 'InternalFailure', 'RequestTimeout', 'RequestTimeoutException', 'TimeoutError', 'AbortError', 'LambdaDeadlineError',
+  ])('the name %s alone is retryable', (name) => {
+    expect(isRetryableAwsError({ name })).toBe(true);
+  });
+
+  test.each(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND'])('the network code %s alone is retryable', (code) => {
+    expect(isRetryableAwsError({ code })).toBe(true);
+  });
+
+  test.each([
+    ['a server fault', { $fault: 'server' }, true],
+    ['a client fault', { $fault: 'client' }, false],
+    ['HTTP 500', { $metadata: { httpStatusCode: 500 } }, true],
+    ['HTTP 499', { $metadata: { httpStatusCode: 499 } }, false],
+    ['a status that is not a number', { $metadata: { httpStatusCode: '503' } }, false],
+    ['$metadata null', { $metadata: null }, false],
+    ['$metadata not an object', { $metadata: 503 }, false],
+    ['$retryable {}', { $retryable: {} }, true],
+    ['$retryable false', { $retryable: false }, false],
+    ['$retryable null', { $retryable: null }, false],
+    ['a code that is not a string', { code: 5 }, false],
+    ['an unknown code', { code: 'EACCES' }, false],
+    ['a name that is not a string', { name: 5 }, false],
+  ])('%s: %s', (_label, error, retryable) => {
+    expect(isRetryableAwsError(error)).toBe(retryable);
+  });
+});
+
+describe('handler: what the answers say', () => {
+  const reason = () => decisions()[0].reason as string;
+
+  test('a revision ECS does not find: FAILED quoting each failure, with ? for what ECS left out', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).resolves({ serviceRevisions: [], failures: [{ arn: GREEN, reason: 'MISSING', detail: 'gone' }, {}] });
+    await invoke(ecsEvent());
+    expect(reason()).toBe(`service revision ${GREEN} not found: ${GREEN}: MISSING (gone); ?: ?`);
+    ecsMock.on(DescribeServiceRevisionsCommand).resolves({});
+    await invoke(ecsEvent());
+    expect(reason()).toBe(`service revision ${GREEN} not found`);
+  });
+
+  test('takes the target revision, not the first one ECS lists', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).resolves({
+      serviceRevisions: [
+        { serviceRevisionArn: BLUE, containerImages: [{ containerName: 'app', image: PLACEHOLDER }] },
+        { serviceRevisionArn: GREEN, containerImages: [{ containerName: 'app', image: NEW_IMAGE }] },
+      ],
+    });
+    await invoke(ecsEvent());
+    expect(decisions()[0].image).toBe(NEW_IMAGE);
+    expect(requests).toHaveLength(2);
+  });
+
+  test('a revision without containers, or an app container without an image: FAILED saying which', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).resolves({ serviceRevisions: [{ serviceRevisionArn: GREEN }] });
+    await invoke(ecsEvent());
+    expect(reason()).toBe(`service revision ${GREEN} has no container named "app" (containers: none)`);
+    for (const image of ['', undefined]) {
+      ecsMock.on(DescribeServiceRevisionsCommand).resolves({ serviceRevisions: [{ serviceRevisionArn: GREEN, containerImages: [{ containerName: 'app', image }] }] });
+      await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+      expect(reason()).toBe(`service revision ${GREEN} reports no image for container "app"`);
+    }
+  });
+
+  test('an empty target revision ARN: FAILED without any call', async () => {
+    const event = ecsEvent();
+    await expect(invoke({ ...event, executionDetails: { ...event.executionDetails, targetServiceRevisionArn: '' } })).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(reason()).toBe('the event has no executionDetails.targetServiceRevisionArn');
+    expect(ecsMock).not.toHaveReceivedAnyCommand();
+  });
+
+  test.each([
+    ['null', null],
+    ['no executionDetails', { lifecycleStage: 'POST_TEST_TRAFFIC_SHIFT' }],
+    ['no lifecycleStage', { executionDetails: {} }],
+    ['executionDetails that is not an object', { lifecycleStage: 'POST_TEST_TRAFFIC_SHIFT', executionDetails: [] }],
+  ])('an event with %s: FAILED', async (_label, event) => {
+    await expect(invoke(event)).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(reason()).toBe('the event is not an Amazon ECS lifecycle hook event (no lifecycleStage or executionDetails)');
+  });
+
+  test('the placeholder image: SUCCEEDED with its reason', async () => {
+    greenRuns(PLACEHOLDER);
+    await invoke(ecsEvent());
+    expect(reason()).toBe('the target revision runs the placeholder image (before the first release): nothing to test');
+  });
+
+  test('without a usable Lambda deadline the SDK call gets no abort signal', async () => {
+    greenRuns(PLACEHOLDER);
+    for (const ctx of [{ getRemainingTimeInMillis: () => Number.NaN }, {} as typeof context, undefined]) {
+      ecsMock.resetHistory();
+      await releaseHook(ecsEvent(), ctx, { now: () => Date.parse(NOW) });
+      const options = (ecsMock.commandCalls(DescribeServiceRevisionsCommand)[0].args as unknown[])[1] as { abortSignal?: AbortSignal };
+      expect(options.abortSignal).toBeUndefined();
+    }
+  });
+
+  test('an error that is not an AWS error is logged with its message, a thrown string with its value', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).callsFake(() => Promise.reject({ name: 'Weird' }));
+    await invoke(ecsEvent());
+    expect(decisions()[0].error).toEqual({ name: 'Weird', message: '[object Object]' });
+  });
+
+  test.each([
+    ['Failed', 'rejected or timed out'],
+    ['Abandoned', 'abandoned'],
+  ])('approval %s: FAILED saying it was %s', async (status, what) => {
+    withGate(status);
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [deployAction, { ...approval(status), output: {} }] });
+    await invoke(ecsEvent({ hookDetails: LATER }));
+    expect(reason()).toBe(`approval ${ACTION} ${what} (status ${status})`);
+  });
+
+  test('an approval status CodePipeline may add later: FAILED naming it', async () => {
+    withGate('Superseded');
+    await invoke(ecsEvent({ hookDetails: LATER }));
+    expect(reason()).toBe(`approval ${ACTION} has an unknown status "Superseded"`);
+  });
+
+  test('the approval pending: the reason says how long until the next look', async () => {
+    withGate('InProgress');
+    await invoke(ecsEvent({ hookDetails: LATER }));
+    expect(reason()).toBe(`waiting for approval ${ACTION}: asking again in 60 seconds`);
+  });
+
+  test('a release stage that ended without a status is named "none"', async () => {
+    cpMock.on(GetPipelineStateCommand).resolves({
+      $metadata: {}, stageStates: [{ stageName: STAGE, latestExecution: { pipelineExecutionId: EXECUTION_ID } as never }],
+    });
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [{ ...deployAction, lastUpdateTime: new Date('2025-01-01T10:50:00Z') }] });
+    await invoke(ecsEvent());
+    expect(reason()).toMatch(/ended \(status none\) before this release's deployment reached production/);
+    withGate();
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState(undefined));
+    await invoke(ecsEvent({ hookDetails: LATER }));
+    expect(reason()).toMatch(/is not running \(status none\): this deployment was not started by the pipeline's release stage/);
+  });
+
+  test('a pipeline state without stages, or a GetParameter without a value, is handled (misconfiguration, no image)', async () => {
+    cpMock.on(GetPipelineStateCommand).resolves({ $metadata: {} });
+    await invoke(ecsEvent());
+    expect(reason()).toBe(`misconfiguration: pipeline ${PIPELINE} has no stage named ${STAGE}`);
+    ssmMock.on(GetParameterCommand).resolves({});
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState('Succeeded'));
+    deploymentsSinceDeploy([DEPLOYMENT, AFTER_RELEASE]);
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(decisions()[0]).toMatchObject({ productionImage: null, reason: 'a new image outside a release, and no approval gate configured: smoke test passed' });
+  });
+
+  test('the release stage running without a Deploy run (it has not started yet): no deployment is the release\'s, FAILED', async () => {
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [{ ...deployAction, actionName: 'Other' }] });
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(ecsMock).not.toHaveReceivedCommand(ListServiceDeploymentsCommand);
+    expect(decisions()[0]).toMatchObject({ releaseDeployment: false });
+  });
+
+  test('only the release stage\'s actions count: a later Deploy in another stage is not this release\'s start', async () => {
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [deployAction, { ...deployAction, stageName: 'Other', startTime: new Date('2025-01-01T10:40:00Z') }] });
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(decisions()[0]).toMatchObject({ deployStartedAt: DEPLOY_STARTED.toISOString() });
+  });
+
+  test('an empty resourceArn cannot be the release\'s deployment', async () => {
+    await expect(invoke(ecsEvent({ resourceArn: '' }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0]).toMatchObject({ serviceDeploymentArn: null, releaseDeploymentArn: DEPLOYMENT });
+  });
+
+  test('a service ARN with more than cluster and service is not parsed (no deployment list)', async () => {
+    const event = ecsEvent();
+    await invoke({ ...event, executionDetails: { ...event.executionDetails, serviceArn: `${SERVICE_ARN}/extra` } });
+    expect(ecsMock).not.toHaveReceivedCommand(ListServiceDeploymentsCommand);
+  });
+
+  test('reads at most 20 pages of ListActionExecutions and of ListServiceDeployments', async () => {
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [deployAction], nextToken: 'more' });
+    ecsMock.on(ListServiceDeploymentsCommand).resolves({ serviceDeployments: [{ serviceDeploymentArn: DEPLOYMENT, createdAt: CREATED }], nextToken: 'more' });
+    await invoke(ecsEvent());
+    expect(cpMock).toHaveReceivedCommandTimes(ListActionExecutionsCommand, 20);
+    expect(ecsMock).toHaveReceivedCommandTimes(ListServiceDeploymentsCommand, 20);
+  });
+
+  test('IN_PROGRESS answers carry exactly the keys they know: no gate keys without a gate, no invocation count before the smoke test', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).rejects(awsError('ThrottlingException', 400));
+    const answer = await releaseHook(ecsEvent(), context, { now: () => Date.parse(NOW) });
+    expect(answer).toStrictEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { awsErrorRetries: 1, startedAt: NOW } });
+    greenRuns(NEW_IMAGE);
+    ecsMock.on(ListServiceDeploymentsCommand).rejects(awsError('ThrottlingException', 400));
+    const later = await releaseHook(ecsEvent(), context, { now: () => Date.parse(NOW) });
+    expect(later).toStrictEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { awsErrorRetries: 1, startedAt: NOW, smokeTest: 'passed' } });
+  });
+
+  test('counters that are not whole non-negative numbers count as absent', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).rejects(awsError('ThrottlingException', 400));
+    for (const bad of [1.5, -1, '3']) {
+      await expect(invoke(ecsEvent({ hookDetails: { awsErrorRetries: bad, [ECS_INVOCATIONS_KEY]: bad } }))).resolves.toEqual({
+        hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { awsErrorRetries: 1 },
+      });
+    }
+    await expect(invoke(ecsEvent({ hookDetails: { awsErrorRetries: 0, [ECS_INVOCATIONS_KEY]: 0 } }))).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { awsErrorRetries: 1, [ECS_INVOCATIONS_KEY]: 0 },
+    });
+  });
+
+  test('a notified flag that is not a boolean counts as absent', async () => {
+    withGate('InProgress');
+    withNotification();
+    await invoke(ecsEvent({ hookDetails: { ...LATER, notified: 'yes' } }));
+    expect(snsMock).toHaveReceivedCommandTimes(PublishCommand, 1);
+  });
+
+  test('the AWS error after too many retries names the action and keeps the count', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).rejects(awsError('ThrottlingException', 400));
+    await invoke(ecsEvent({ hookDetails: { awsErrorRetries: AWS_ERROR_MAX_RETRIES } }));
+    expect(decisions()[0]).toMatchObject({
+      reason: `ecs:DescribeServiceRevisions still failing after ${AWS_ERROR_MAX_RETRIES} retries`,
+      action: 'ecs:DescribeServiceRevisions',
+      awsErrorRetries: AWS_ERROR_MAX_RETRIES,
+    });
+    ecsMock.on(DescribeServiceRevisionsCommand).rejects(awsError('AccessDeniedException', 400));
+    await invoke(ecsEvent());
+    expect(decisions()[0]).toMatchObject({ reason: 'ecs:DescribeServiceRevisions failed with an error that retrying does not fix', action: 'ecs:DescribeServiceRevisions' });
+  });
+
+  test('the ready-for-review message, line by line', () => {
+    const gate = {
+      imageParameterName: PARAMETER,
+      pipelineName: PIPELINE,
+      stageName: STAGE,
+      deployActionName: DEPLOY,
+      timeLimitSeconds: TIME_LIMIT_SECONDS,
+      actionName: ACTION,
+    };
+    const smokeTest = { passed: true, summary: 'all good', checks: [] } as never;
+    expect(readyForReviewMessage({ ...gate, testUrl: TEST_URL }, NEW_IMAGE, smokeTest, EXECUTION_ID, NOW)).toEqual({
+      subject: `Ready for review: ${PIPELINE}`,
+      body: [
+        `A new version released by pipeline ${PIPELINE} is ready for review on the test listener.`,
+        '',
+        `Image: ${NEW_IMAGE}`,
+        `Test URL: ${TEST_URL}`,
+        'Smoke test: passed (all good)',
+        `Ready since: ${NOW}`,
+        `Waiting for: approval action ${ACTION} in stage ${STAGE} of pipeline ${PIPELINE} (execution ${EXECUTION_ID})`,
+        '',
+        'Production traffic stays on the current version until the approval. Review the new version, then approve or reject the '
+        + `action. An approval given before ${NOW} does not count: the release would roll back.`,
+      ].join('\n'),
+    });
+    expect(readyForReviewMessage(gate, NEW_IMAGE, undefined, EXECUTION_ID, NOW).body.split('\n').slice(2, 4)).toEqual([`Image: ${NEW_IMAGE}`, 'Smoke test: passed']);
+    const exactly = readyForReviewMessage({ ...gate, pipelineName: 'p'.repeat(SNS_SUBJECT_LIMIT - 'Ready for review: '.length) }, NEW_IMAGE, undefined, EXECUTION_ID, NOW);
+    expect(exactly.subject).toBe(`Ready for review: ${'p'.repeat(SNS_SUBJECT_LIMIT - 'Ready for review: '.length)}`);
+  });
+});
