@@ -13,7 +13,10 @@
  *
  * Flow of one invocation:
  *
- * 1. Rollback in progress (`isEcsRollback`): `SUCCEEDED` at once, nothing is tested.
+ * 1. There is no rollback branch: during a rollback ECS runs the hooks of `TEST_TRAFFIC_SHIFT` and
+ *    `PRODUCTION_TRAFFIC_SHIFT` only (Developer Guide, "Lifecycle hooks for Amazon ECS service deployments"), never
+ *    this stage. Past `HOOK_TIME_LIMIT_SECONDS` since the hook's first invocation for the deployment
+ *    (`hookDetails.startedAt`, carried by every `IN_PROGRESS` answer): `FAILED`, before any call (invariant 4).
  * 2. The green image: `ecs:DescribeServiceRevisions` on `executionDetails.targetServiceRevisionArn`, image of the
  *    container `CONTAINER_NAME`. Anything missing: `FAILED`.
  * 3. Green image = `PLACEHOLDER_IMAGE` (what the service runs before the first release, e.g. while CloudFormation
@@ -21,54 +24,62 @@
  * 4. Smoke test through the test listener (same semantics as the ECS path of `smoke-test.lambda.ts`, whose helpers
  *    this handler reuses): target not ready (no response or 5xx) gives `IN_PROGRESS` until `ECS_MAX_INVOCATIONS`,
  *    anything else that fails gives `FAILED`. Skipped when `hookDetails.smokeTest` is `passed` (set by an earlier
- *    `IN_PROGRESS` answer of this hook). Passed and no approval gate configured: `SUCCEEDED`.
- * 5. Approval gate (when `APPROVAL_PIPELINE_NAME`, `APPROVAL_STAGE_NAME` and `APPROVAL_ACTION_NAME` are set). The
- *    gate opens when the smoke test has passed: the first invocation that reaches it records the time (`deps.now`
- *    of `releaseHook`, ISO 8601) in `hookDetails.gateOpenedAt`, which every later `IN_PROGRESS` answer carries on. An
- *    invocation that finds `smokeTest` passed but no `gateOpenedAt` (the deployment began under an older version of
- *    this hook) opens the gate at its own time.
- *    a. `ssm:GetParameter` `IMAGE_PARAMETER_NAME` (the image in production, written by the pipeline after each
- *       release) and `codepipeline:GetPipelineState`. The pipeline must have the stage `APPROVAL_STAGE_NAME`,
- *       otherwise `FAILED` (misconfiguration).
- *    b. The green image equals the image in production: a redeployment of the production image (e.g. `cdk deploy`
- *       registering a new task definition revision). While the release stage is running (`InProgress`) this is a
- *       `cdk deploy` in the middle of a release, and letting it through would put the previous image back under
- *       the release: `FAILED` ("a release is in progress"), so ECS rolls that deployment back and the stack update
- *       fails, leaving the release alone. Otherwise `SUCCEEDED` without a human.
- *    c. A new image: the release stage must be running (`InProgress`), otherwise this deployment did not come from
- *       the pipeline's release stage: `FAILED`.
- *    d. `codepipeline:ListActionExecutions` of that pipeline execution, the approval action (its latest run):
- *       - `Succeeded` at or after `gateOpenedAt` (`lastUpdateTime`): `SUCCEEDED`.
- *       - `Succeeded` before `gateOpenedAt`, or at an unknown time: `FAILED`. The approval action starts together
- *         with the ECS deploy action, so it can be approved before the new version even runs on the test listener;
- *         such an early approval reviewed nothing. The release rolls back and must be run (and approved) again.
- *       - `InProgress` or not started yet: `IN_PROGRESS` every 60 seconds with `hookDetails.smokeTest = 'passed'`
- *         and `gateOpenedAt`. With `NOTIFY_TOPIC_ARN` set, the first such answer first publishes a "ready for
- *         review" message to that SNS topic (`sns:Publish`: the image, `TEST_URL`, the passed smoke test, and which
- *         approval waits) and records `hookDetails.notified = true`, so later invocations do not publish again. A
- *         publish that fails is logged and does not change the answer (the approval works without it, and the
- *         approval action sends its own notification): a transient error is tried again at the next invocation,
- *         any other error is recorded as `notified = false` and not tried again.
- *       - `Failed` / `Abandoned` (rejected, timed out): `FAILED`.
- * 6. AWS errors: throttling and server-side errors give `IN_PROGRESS` after 30 seconds, counted in
+ *    `IN_PROGRESS` answer of this hook).
+ * 5. The release guard, with every approval setting (invariant 5: a `cdk deploy` cannot overtake a release):
+ *    a. `ssm:GetParameter` `IMAGE_PARAMETER_NAME` (the image in production) and `codepipeline:GetPipelineState`:
+ *       the latest execution of stage `RELEASE_STAGE_NAME` (no such stage: `FAILED`, misconfiguration).
+ *    b. `codepipeline:ListActionExecutions` of that execution: the start of the latest run of `DEPLOY_ACTION_NAME`
+ *       and, once the stage ended, the release's end (its actions' last update). `ecs:ListServiceDeployments` of the
+ *       service since that start (`CLOCK_SKEW_MS` earlier): this release's deployment is the first of them; the
+ *       event's deployment is `resourceArn`.
+ *    c. Stage running and the event's deployment is not the release's (a `cdk deploy`, whatever image it carries,
+ *       or one that cannot be identified): `FAILED`, so ECS rolls it back and the stack update fails, leaving the
+ *       release alone. Stage ended: the release's own deployment is `FAILED` (the release was stopped or gave up,
+ *       and the recorder will not record it); another deployment created during the release is `FAILED` too.
+ *    d. Outside a release: the image in production (a redeployment by `cdk deploy`) is `SUCCEEDED`; a new image is
+ *       `FAILED` with an approval gate (only the release stage ships new images), `SUCCEEDED` without one.
+ *    e. The release's own deployment: `FAILED` once `HOOK_TIME_LIMIT_SECONDS` have passed since the deploy action
+ *       started (invariant 4: ECS rolls back before the deploy action's hour ends); without a gate `SUCCEEDED`.
+ * 6. Approval gate (when `APPROVAL_ACTION_NAME` is set), for the release's own deployment. The gate opens when the
+ *    smoke test has passed: the first invocation that reaches it records the time (`deps.now` of `releaseHook`, ISO
+ *    8601) in `hookDetails.gateOpenedAt`, which every later `IN_PROGRESS` answer carries on. The approval action's
+ *    latest run in the same pipeline execution (from 5b):
+ *    - `Succeeded` at or after `gateOpenedAt` (`lastUpdateTime`): `SUCCEEDED`.
+ *    - `Succeeded` before `gateOpenedAt`, or at an unknown time: `FAILED`. The approval action starts together with
+ *      the ECS deploy action, so it can be approved before the new version even runs on the test listener; such an
+ *      early approval reviewed nothing. The release rolls back and must be run (and approved) again.
+ *    - `InProgress` or not started yet: `IN_PROGRESS` every 60 seconds with `hookDetails.smokeTest = 'passed'` and
+ *      `gateOpenedAt`. With `NOTIFY_TOPIC_ARN` set, the first such answer first publishes a "ready for review"
+ *      message to that SNS topic (`sns:Publish`: the image, `TEST_URL`, the passed smoke test, and which approval
+ *      waits) and records `hookDetails.notified = true`, so later invocations do not publish again. A publish that
+ *      fails is logged and does not change the answer: a transient error is tried again at the next invocation, any
+ *      other error is recorded as `notified = false` and not tried again.
+ *    - `Failed` / `Abandoned` (rejected, timed out): `FAILED`.
+ * 7. AWS errors: throttling and server-side errors give `IN_PROGRESS` after 30 seconds, counted in
  *    `hookDetails.awsErrorRetries` (consecutive), `FAILED` after `AWS_ERROR_MAX_RETRIES`; the answer keeps
- *    `smokeTest`, `gateOpenedAt` and `notified`. Any other AWS error (access denied, bad parameter...) gives `FAILED`.
+ *    `smokeTest`, `gateOpenedAt`, `notified` and `startedAt`. Any other AWS error (access denied, bad parameter...)
+ *    gives `FAILED`.
+ *
+ * A duplicated or retried invocation (the same event twice) gets the same answer: the hook keeps no state of its own
+ * outside `hookDetails`. (A retried first invocation that publishes may publish the message twice.)
  *
  * `hookDetails` keys written by this hook: `smokeTestInvocations` (smoke-test.lambda.ts), `smokeTest`,
- * `gateOpenedAt`, `notified`, `awsErrorRetries`.
+ * `gateOpenedAt`, `notified`, `awsErrorRetries`, `startedAt`.
  *
- * Environment: `CONTAINER_NAME`, `PLACEHOLDER_IMAGE`, the `SMOKE_TEST_*` variables of smoke-test.lambda.ts, and for
- * the gate `APPROVAL_PIPELINE_NAME`, `APPROVAL_STAGE_NAME`, `APPROVAL_ACTION_NAME`, `IMAGE_PARAMETER_NAME`, optional
- * `NOTIFY_TOPIC_ARN` and `TEST_URL` (the test listener's URL, quoted in the message; both are ignored without the
- * gate). IAM: `ecs:DescribeServiceRevisions`; with the gate `ssm:GetParameter`, `codepipeline:GetPipelineState`,
- * `codepipeline:ListActionExecutions`, and `sns:Publish` on the topic.
+ * Environment: `CONTAINER_NAME`, `PLACEHOLDER_IMAGE`, the `SMOKE_TEST_*` variables of smoke-test.lambda.ts,
+ * `IMAGE_PARAMETER_NAME`, `PIPELINE_NAME`, `RELEASE_STAGE_NAME`, `DEPLOY_ACTION_NAME`, `HOOK_TIME_LIMIT_SECONDS`, and
+ * for the gate `APPROVAL_ACTION_NAME`, optional `NOTIFY_TOPIC_ARN` and `TEST_URL` (the test listener's URL, quoted in
+ * the message; both are ignored without the gate). IAM: `ecs:DescribeServiceRevisions`, `ecs:ListServiceDeployments`,
+ * `ssm:GetParameter`, `codepipeline:GetPipelineState`, `codepipeline:ListActionExecutions`, and with the gate
+ * `sns:Publish` on the topic.
  *
  * The Lambda deadline is respected: the smoke test ends early enough to answer, and AWS calls are aborted before the
  * deadline (which counts as a retryable error).
  */
 import { CodePipelineClient, GetPipelineStateCommand, ListActionExecutionsCommand } from '@aws-sdk/client-codepipeline';
 import type { ActionExecutionDetail } from '@aws-sdk/client-codepipeline';
-import { DescribeServiceRevisionsCommand, ECSClient } from '@aws-sdk/client-ecs';
+import { DescribeServiceRevisionsCommand, ECSClient, ListServiceDeploymentsCommand } from '@aws-sdk/client-ecs';
+import type { ServiceDeploymentBrief } from '@aws-sdk/client-ecs';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
@@ -77,7 +88,6 @@ import {
   ECS_INVOCATIONS_KEY,
   ECS_MAX_INVOCATIONS,
   REPORTING_MARGIN_MS,
-  isEcsRollback,
   parseConfig,
   parseOverrides,
   runSmokeTest,
@@ -113,6 +123,13 @@ export const GATE_OPENED_AT_KEY = 'gateOpenedAt';
  * failed with an error retrying does not fix (not tried again).
  */
 export const NOTIFIED_KEY = 'notified';
+/** Key in `hookDetails`: when the hook was first invoked for this deployment (ISO 8601), the start of its time limit. */
+export const STARTED_AT_KEY = 'startedAt';
+/**
+ * Deployments created up to this long before the deploy action's start still count as created after it (the two
+ * times come from the clocks of two services).
+ */
+export const CLOCK_SKEW_MS = 5_000;
 /** SNS limit for `Subject`. */
 export const SNS_SUBJECT_LIMIT = 100;
 /** Key in `hookDetails`: consecutive `IN_PROGRESS` answers given because of a transient AWS error. */
@@ -154,15 +171,26 @@ const RETRYABLE_ERROR_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'ECONN
 // Configuration
 // ---------------------------------------------------------------------------------------------------------------
 
-/** The approval gate: which approval action of which pipeline releases a new image. */
-export interface ApprovalGateConfig {
+/** Where the release runs: what the hook needs to tell this release's deployment from a `cdk deploy` (step 5). */
+export interface ReleaseGuardConfig {
   /** SSM String parameter holding the image URI in production (`IMAGE_PARAMETER_NAME`). */
   readonly imageParameterName: string;
-  /** `APPROVAL_PIPELINE_NAME` */
+  /** `PIPELINE_NAME` */
   readonly pipelineName: string;
-  /** `APPROVAL_STAGE_NAME`: the release stage, running while ECS deploys. */
+  /** `RELEASE_STAGE_NAME`: the release stage, running while ECS deploys. */
   readonly stageName: string;
-  /** `APPROVAL_ACTION_NAME`: the manual approval action in that stage. */
+  /** `DEPLOY_ACTION_NAME`: the ECS deploy action in that stage, which starts the release's service deployment. */
+  readonly deployActionName: string;
+  /**
+   * `HOOK_TIME_LIMIT_SECONDS`: the longest the hook holds a deployment, counted from the deploy action's start (or
+   * the hook's first invocation for a deployment outside a release); past it the hook answers `FAILED`.
+   */
+  readonly timeLimitSeconds: number;
+}
+
+/** The approval gate: which approval action of the release stage releases a new image. */
+export interface ApprovalGateConfig extends ReleaseGuardConfig {
+  /** `APPROVAL_ACTION_NAME`: the manual approval action in the release stage. */
   readonly actionName: string;
   /** `NOTIFY_TOPIC_ARN`: SNS topic that gets the "ready for review" message. Absent: no message. */
   readonly notifyTopicArn?: string;
@@ -176,11 +204,13 @@ export interface ReleaseHookConfig {
   readonly containerName: string;
   /** `PLACEHOLDER_IMAGE`: the image the service runs before the first release. */
   readonly placeholderImage: string;
-  /** Absent when no `APPROVAL_*` variable is set. */
+  /** The release guard, with every approval setting. */
+  readonly release: ReleaseGuardConfig;
+  /** Absent when `APPROVAL_ACTION_NAME` is not set. */
   readonly gate?: ApprovalGateConfig;
 }
 
-const GATE_VARIABLES = ['APPROVAL_PIPELINE_NAME', 'APPROVAL_STAGE_NAME', 'APPROVAL_ACTION_NAME'] as const;
+const RELEASE_VARIABLES = ['IMAGE_PARAMETER_NAME', 'PIPELINE_NAME', 'RELEASE_STAGE_NAME', 'DEPLOY_ACTION_NAME', 'HOOK_TIME_LIMIT_SECONDS'] as const;
 
 /** Reads and validates the hook's environment. Never throws. */
 export function parseReleaseHookConfig(env: Record<string, string | undefined>): Parsed<ReleaseHookConfig> {
@@ -192,29 +222,32 @@ export function parseReleaseHookConfig(env: Record<string, string | undefined>):
   if (placeholderImage === undefined) {
     return { ok: false, error: 'PLACEHOLDER_IMAGE is not set: the image the service runs before the first release is required' };
   }
-  const set = GATE_VARIABLES.filter((name) => nonEmpty(env[name]) !== undefined);
-  if (set.length === 0) return { ok: true, value: { containerName, placeholderImage } };
-  if (set.length < GATE_VARIABLES.length) {
-    const missing = GATE_VARIABLES.filter((name) => !set.includes(name));
-    return {
-      ok: false,
-      error: `misconfiguration: ${GATE_VARIABLES.join(', ')} must be set together or not at all; set: ${set.join(', ')}; missing: ${missing.join(', ')}`,
-    };
+  const missing = RELEASE_VARIABLES.filter((name) => nonEmpty(env[name]) === undefined);
+  if (missing.length > 0) {
+    return { ok: false, error: `misconfiguration: ${missing.join(', ')} not set: the hook needs them to tell the release's deployment from a cdk deploy` };
   }
-  const imageParameterName = nonEmpty(env.IMAGE_PARAMETER_NAME);
-  if (imageParameterName === undefined) {
-    return { ok: false, error: 'misconfiguration: IMAGE_PARAMETER_NAME is not set, but the approval gate (APPROVAL_*) needs it' };
+  const limit = nonEmpty(env.HOOK_TIME_LIMIT_SECONDS)!;
+  if (!/^[1-9][0-9]*$/.test(limit)) {
+    return { ok: false, error: `misconfiguration: HOOK_TIME_LIMIT_SECONDS must be a positive whole number of seconds, got ${JSON.stringify(limit)}` };
   }
+  const release: ReleaseGuardConfig = {
+    imageParameterName: nonEmpty(env.IMAGE_PARAMETER_NAME)!,
+    pipelineName: nonEmpty(env.PIPELINE_NAME)!,
+    stageName: nonEmpty(env.RELEASE_STAGE_NAME)!,
+    deployActionName: nonEmpty(env.DEPLOY_ACTION_NAME)!,
+    timeLimitSeconds: Number(limit),
+  };
+  const actionName = nonEmpty(env.APPROVAL_ACTION_NAME);
+  if (actionName === undefined) return { ok: true, value: { containerName, placeholderImage, release } };
   return {
     ok: true,
     value: {
       containerName,
       placeholderImage,
+      release,
       gate: {
-        imageParameterName,
-        pipelineName: nonEmpty(env.APPROVAL_PIPELINE_NAME)!,
-        stageName: nonEmpty(env.APPROVAL_STAGE_NAME)!,
-        actionName: nonEmpty(env.APPROVAL_ACTION_NAME)!,
+        ...release,
+        actionName,
         ...optional('notifyTopicArn', nonEmpty(env.NOTIFY_TOPIC_ARN)),
         ...optional('testUrl', nonEmpty(env.TEST_URL)),
       },
@@ -302,11 +335,13 @@ interface HookState {
   gateOpenedAt?: string;
   /** `hookDetails.notified` as received, or set by this invocation's publish. */
   notified?: boolean;
+  /** `hookDetails.startedAt` as received (normalized ISO 8601), or this invocation's time when it is the first. */
+  readonly startedAt: string;
 }
 
 /** The `hookDetails` that keep the gate's progress: smoke test passed, when the gate opened, whether notified. */
 function gateProgress(state: HookState): Record<string, unknown> {
-  const details: Record<string, unknown> = {};
+  const details: Record<string, unknown> = { [STARTED_AT_KEY]: state.startedAt };
   if (state.smokeTestPassed) details[SMOKE_TEST_STATE_KEY] = SMOKE_TEST_PASSED;
   if (state.gateOpenedAt !== undefined) details[GATE_OPENED_AT_KEY] = state.gateOpenedAt;
   if (state.notified !== undefined) details[NOTIFIED_KEY] = state.notified;
@@ -326,7 +361,8 @@ function inProgress(
 ): Decision {
   // ECS merges the returned hookDetails into the next event's, so a counter left over from earlier errors is reset explicitly.
   const reset = state.awsErrorRetries > 0 ? { [AWS_ERROR_RETRIES_KEY]: 0 } : {};
-  return { response: { hookStatus: 'IN_PROGRESS', callBackDelay, hookDetails: { ...hookDetails, ...reset } }, reason, fields };
+  const details = { [STARTED_AT_KEY]: state.startedAt, ...hookDetails, ...reset };
+  return { response: { hookStatus: 'IN_PROGRESS', callBackDelay, hookDetails: details }, reason, fields };
 }
 
 /** The answer to a failed AWS call: another try later when the error is transient and the retries last, else `FAILED`. */
@@ -397,8 +433,9 @@ export async function releaseHook(
 }
 
 async function decide(event: EcsLifecycleHookEvent, deadline: number | undefined, now: () => number): Promise<Decision> {
-  if (isEcsRollback(event)) return succeeded('rollback in progress: the revision being rolled back is not tested');
-
+  // No rollback branch: ECS runs hooks during a rollback only at TEST_TRAFFIC_SHIFT and PRODUCTION_TRAFFIC_SHIFT
+  // (Developer Guide, "Lifecycle hooks for Amazon ECS service deployments"), and this hook is registered at
+  // POST_TEST_TRAFFIC_SHIFT only (ADR 0006).
   const hookDetails = isObject(event.hookDetails) ? event.hookDetails : {};
   const state: HookState = {
     smokeTestPassed: hookDetails[SMOKE_TEST_STATE_KEY] === SMOKE_TEST_PASSED,
@@ -406,11 +443,18 @@ async function decide(event: EcsLifecycleHookEvent, deadline: number | undefined
     awsErrorRetries: counter(hookDetails[AWS_ERROR_RETRIES_KEY]) ?? 0,
     gateOpenedAt: isoTime(hookDetails[GATE_OPENED_AT_KEY]),
     notified: typeof hookDetails[NOTIFIED_KEY] === 'boolean' ? hookDetails[NOTIFIED_KEY] : undefined,
+    startedAt: isoTime(hookDetails[STARTED_AT_KEY]) ?? new Date(now()).toISOString(),
   };
 
   const config = parseReleaseHookConfig(process.env);
   if (!config.ok) return failed(`invalid configuration: ${config.error}`);
-  const { containerName, placeholderImage, gate } = config.value;
+  const { containerName, placeholderImage, release, gate } = config.value;
+  // Invariant 4: whatever the hook waits for, it gives up in time for ECS to roll back within the deploy action's hour.
+  const heldMs = now() - Date.parse(state.startedAt);
+  if (heldMs >= release.timeLimitSeconds * 1000) {
+    return failed(`no decision within ${release.timeLimitSeconds} seconds of the hook's first invocation (${state.startedAt}): the deployment rolls back`,
+      { startedAt: state.startedAt, timeLimitSeconds: release.timeLimitSeconds });
+  }
 
   // What is known so far, logged with an AWS error's decision.
   const known: Record<string, unknown> = {};
@@ -436,12 +480,12 @@ async function decide(event: EcsLifecycleHookEvent, deadline: number | undefined
     }
     const passed = smokeTest === undefined ? { smokeTest: 'passed in an earlier invocation' } : { smokeTest };
 
-    if (gate === undefined) return succeeded('smoke test passed; no approval gate configured', { image, ...passed });
-    // The gate opens now, unless an earlier invocation opened it. Approvals given before this time reviewed nothing.
-    if (state.gateOpenedAt === undefined) state.gateOpenedAt = new Date(now()).toISOString();
-    known.gateOpenedAt = state.gateOpenedAt;
-    const verdict = await approvalGate(gate, image, smokeTest, state, deadline);
-    return { ...verdict, fields: { image, ...passed, gateOpenedAt: state.gateOpenedAt, ...verdict.fields } };
+    // With a gate, the gate opens now, unless an earlier invocation opened it. Approvals given before reviewed nothing.
+    if (gate !== undefined && state.gateOpenedAt === undefined) state.gateOpenedAt = new Date(now()).toISOString();
+    if (state.gateOpenedAt !== undefined) known.gateOpenedAt = state.gateOpenedAt;
+    const verdict = await releaseGuard(release, gate, event, image, smokeTest, state, deadline, now);
+    const opened = state.gateOpenedAt === undefined ? {} : { gateOpenedAt: state.gateOpenedAt };
+    return { ...verdict, fields: { image, ...passed, ...opened, ...verdict.fields } };
   } catch (err) {
     if (err instanceof AwsCallError) {
       const decision = onAwsError(err, state);
@@ -502,45 +546,106 @@ function targetNotReady(result: SmokeTestResult): boolean {
   return failing.length > 0 && failing.every((check) => check.status === undefined || check.status >= 500);
 }
 
-/** Steps 5a-d of the file comment, after the smoke test passed; `state.gateOpenedAt` is set. */
-async function approvalGate(
-  gate: ApprovalGateConfig,
+/** The deployment `arn` among `deployments` (oldest first): whether it is the first, and when it was created. */
+interface Position {
+  /** The first deployment since the deploy action started: the release's own. */
+  readonly first: boolean;
+  /** When ECS created it; undefined when it is not among the deployments since the deploy action started. */
+  readonly createdAt?: number;
+}
+
+function positionOf(deployments: readonly ServiceDeploymentBrief[], arn: string | undefined): Position {
+  const index = arn === undefined ? -1 : deployments.findIndex((d) => d.serviceDeploymentArn === arn);
+  if (index < 0) return { first: false };
+  return { first: index === 0, createdAt: time(deployments[index].createdAt) };
+}
+
+/**
+ * Step 5 of the file comment, after the smoke test passed: tells this release's deployment from any other one (a
+ * `cdk deploy`, a manual update), with every approval setting, then (with a gate) waits for the approval.
+ */
+async function releaseGuard(
+  release: ReleaseGuardConfig,
+  gate: ApprovalGateConfig | undefined,
+  event: EcsLifecycleHookEvent,
   image: string,
   smokeTest: SmokeTestResult | undefined,
   state: HookState,
   deadline: number | undefined,
+  now: () => number,
 ): Promise<Decision> {
-  const productionImage = await imageInProduction(gate.imageParameterName, deadline);
+  const productionImage = await imageInProduction(release.imageParameterName, deadline);
   const pipelineState = await awsCall('codepipeline:GetPipelineState', deadline, (options) =>
-    codePipeline.send(new GetPipelineStateCommand({ name: gate.pipelineName }), options));
-  const stage = pipelineState.stageStates?.find((s) => s.stageName === gate.stageName);
-  const gateFields = { productionImage: productionImage ?? null, pipelineName: gate.pipelineName, stageName: gate.stageName };
+    codePipeline.send(new GetPipelineStateCommand({ name: release.pipelineName }), options));
+  const stage = pipelineState.stageStates?.find((s) => s.stageName === release.stageName);
+  const guardFields: Record<string, unknown> = {
+    productionImage: productionImage ?? null,
+    pipelineName: release.pipelineName,
+    stageName: release.stageName,
+  };
   if (stage === undefined) {
-    return failed(`misconfiguration: pipeline ${gate.pipelineName} has no stage named ${gate.stageName}`, gateFields);
+    return failed(`misconfiguration: pipeline ${release.pipelineName} has no stage named ${release.stageName}`, guardFields);
   }
   const stageStatus = stage.latestExecution?.status;
   const pipelineExecutionId = stage.latestExecution?.pipelineExecutionId;
+  const running = stageStatus === 'InProgress';
+  guardFields.stageStatus = stageStatus ?? null;
+  guardFields.pipelineExecutionId = pipelineExecutionId ?? null;
 
-  if (productionImage === image) {
-    const stageFields = { ...gateFields, stageStatus: stageStatus ?? null, pipelineExecutionId: pipelineExecutionId ?? null };
-    if (stageStatus === 'InProgress') {
-      // A `cdk deploy` during a release: passing it would put the production image back under the release.
-      return failed(`a release is in progress in ${gate.pipelineName}; run cdk deploy again after it finished`, stageFields);
+  // The latest release: its deploy action's start, and (once the stage ended) its last action's end.
+  const runs = pipelineExecutionId ? await stageActionRuns(release, pipelineExecutionId, deadline) : [];
+  const deployStart = time(latestRun(runs, release.deployActionName)?.startTime);
+  const releaseEnd = running ? Number.POSITIVE_INFINITY : Math.max(...runs.map((r) => Math.max(time(r.lastUpdateTime), time(r.startTime))));
+  const deploymentArn = typeof event.resourceArn === 'string' && event.resourceArn !== '' ? event.resourceArn : undefined;
+  let position: Position = { first: false };
+  if (deployStart > Number.NEGATIVE_INFINITY) {
+    const deployments = await deploymentsSince(event.executionDetails.serviceArn, deployStart - CLOCK_SKEW_MS, deadline);
+    position = positionOf(deployments, deploymentArn);
+    guardFields.releaseDeploymentArn = deployments[0]?.serviceDeploymentArn ?? null;
+    guardFields.deployStartedAt = new Date(deployStart).toISOString();
+  }
+  const duringRelease = position.createdAt !== undefined && position.createdAt <= releaseEnd;
+  const own = duringRelease && position.first;
+  guardFields.serviceDeploymentArn = deploymentArn ?? null;
+  guardFields.releaseDeployment = own;
+
+  if (running && !own) {
+    // A `cdk deploy` (or any other update) during a release: passing it would put another image under the release.
+    return failed(`a release is in progress in ${release.pipelineName} (execution ${pipelineExecutionId}) and this is not its deployment; `
+      + 'run cdk deploy again after it finished', guardFields);
+  }
+  if (!running && own) {
+    return failed(`stage ${release.stageName} of pipeline ${release.pipelineName} ended (status ${stageStatus ?? 'none'}) before this release's `
+      + 'deployment reached production: refused, so that production keeps the recorded image', guardFields);
+  }
+  if (!running && duringRelease) {
+    return failed(`this deployment was started during the release ${pipelineExecutionId} of ${release.pipelineName} by something else than its `
+      + `${release.deployActionName} action; run cdk deploy again`, guardFields);
+  }
+  if (!running) {
+    if (productionImage === image) {
+      return succeeded('the target revision runs the image already in production (a redeployment) and no release is in progress: no approval needed', guardFields);
     }
-    return succeeded('the target revision runs the image already in production (a redeployment) and no release is in progress: no approval needed', stageFields);
+    if (gate !== undefined) {
+      return failed(
+        `stage ${release.stageName} of pipeline ${release.pipelineName} is not running (status ${stageStatus ?? 'none'}): this deployment was not started by the pipeline's release stage, and a new image needs an approval`,
+        guardFields,
+      );
+    }
+    return succeeded('a new image outside a release, and no approval gate configured: smoke test passed', guardFields);
   }
 
-  if (stageStatus !== 'InProgress' || !pipelineExecutionId) {
-    return failed(
-      `stage ${gate.stageName} of pipeline ${gate.pipelineName} is not running (status ${stageStatus ?? 'none'}): this deployment was not started by the pipeline's release stage, and a new image needs an approval`,
-      { ...gateFields, stageStatus: stageStatus ?? null },
-    );
+  // This release's own deployment. Invariant 4: the deploy action's hour counts from its start.
+  const heldMs = now() - deployStart;
+  if (heldMs >= release.timeLimitSeconds * 1000) {
+    return failed(`no decision within ${release.timeLimitSeconds} seconds of the ${release.deployActionName} action's start `
+      + `(${new Date(deployStart).toISOString()}): the release rolls back before the ECS deploy action gives up`, guardFields);
   }
+  if (gate === undefined) return succeeded('smoke test passed; this release\'s deployment; no approval gate configured', guardFields);
 
-  const approval = await latestActionExecution(gate, pipelineExecutionId, deadline);
+  const approval = latestRun(runs, gate.actionName);
   const approvalFields = {
-    ...gateFields,
-    pipelineExecutionId,
+    ...guardFields,
     actionName: gate.actionName,
     approvalStatus: approval?.status ?? 'not started',
     approvalSummary: approval?.output?.executionResult?.externalExecutionSummary,
@@ -565,7 +670,7 @@ async function approvalGate(
       return failed(`approval ${gate.actionName} ${approval.status === 'Failed' ? 'rejected or timed out' : 'abandoned'} (status ${approval.status})`, approvalFields);
     case undefined:
     case 'InProgress': {
-      const notification = await notifyReadyForReview(gate, image, smokeTest, pipelineExecutionId, state, deadline);
+      const notification = await notifyReadyForReview(gate, image, smokeTest, pipelineExecutionId!, state, deadline);
       return inProgress(APPROVAL_CALLBACK_DELAY_SECONDS, gateProgress(state), state,
         `waiting for approval ${gate.actionName}: asking again in ${APPROVAL_CALLBACK_DELAY_SECONDS} seconds`,
         { ...approvalFields, ...(notification === undefined ? {} : { notification }) });
@@ -639,33 +744,60 @@ async function imageInProduction(name: string, deadline: number | undefined): Pr
   }
 }
 
-/** The latest execution of the approval action in the pipeline execution, following `nextToken`. */
-async function latestActionExecution(
-  gate: ApprovalGateConfig,
+/** The action executions of the release stage in the pipeline execution, following `nextToken`. */
+async function stageActionRuns(
+  release: ReleaseGuardConfig,
   pipelineExecutionId: string,
   deadline: number | undefined,
-): Promise<ActionExecutionDetail | undefined> {
-  const matches: ActionExecutionDetail[] = [];
+): Promise<ActionExecutionDetail[]> {
+  const runs: ActionExecutionDetail[] = [];
   let nextToken: string | undefined;
   for (let page = 0; page < MAX_ACTION_EXECUTION_PAGES; page++) {
     const response = await awsCall('codepipeline:ListActionExecutions', deadline, (options) =>
       codePipeline.send(new ListActionExecutionsCommand({
-        pipelineName: gate.pipelineName,
+        pipelineName: release.pipelineName,
         filter: { pipelineExecutionId },
         maxResults: 100,
         nextToken,
       }), options));
-    for (const detail of response.actionExecutionDetails ?? []) {
-      if (detail.stageName === gate.stageName && detail.actionName === gate.actionName) matches.push(detail);
-    }
+    runs.push(...(response.actionExecutionDetails ?? []).filter((detail) => detail.stageName === release.stageName));
     nextToken = response.nextToken;
     if (!nextToken) break;
   }
-  // A retried stage runs the action again in the same pipeline execution: the latest run counts.
-  return matches.reduce<ActionExecutionDetail | undefined>(
-    (latest, detail) => (latest === undefined || time(detail.startTime) > time(latest.startTime) ? detail : latest),
+  return runs;
+}
+
+/** The latest run of `actionName` (a retried stage runs an action again in the same pipeline execution). */
+function latestRun(runs: readonly ActionExecutionDetail[], actionName: string): ActionExecutionDetail | undefined {
+  return runs.reduce<ActionExecutionDetail | undefined>(
+    (latest, detail) => (detail.actionName === actionName && (latest === undefined || time(detail.startTime) > time(latest.startTime))
+      ? detail
+      : latest),
     undefined,
   );
+}
+
+/** The service's deployments created at or after `since` (ms), oldest first; none without the service's ARN. */
+async function deploymentsSince(serviceArn: string | undefined, since: number, deadline: number | undefined): Promise<ServiceDeploymentBrief[]> {
+  // arn:<partition>:ecs:<region>:<account>:service/<cluster>/<service>
+  const cluster = /:service\/([^/]+)\/[^/]+$/.exec(serviceArn ?? '')?.[1];
+  if (serviceArn === undefined || cluster === undefined) return [];
+  const all: ServiceDeploymentBrief[] = [];
+  let nextToken: string | undefined;
+  for (let page = 0; page < MAX_ACTION_EXECUTION_PAGES; page++) {
+    const response = await awsCall('ecs:ListServiceDeployments', deadline, (options) =>
+      ecs.send(new ListServiceDeploymentsCommand({
+        cluster,
+        service: serviceArn,
+        createdAt: { after: new Date(since) },
+        maxResults: 100,
+        nextToken,
+      }), options));
+    all.push(...(response.serviceDeployments ?? []));
+    nextToken = response.nextToken;
+    if (!nextToken) break;
+  }
+  return all.filter((d) => Boolean(d.serviceDeploymentArn) && time(d.createdAt) >= since).sort((a, b) => time(a.createdAt) - time(b.createdAt));
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -29,10 +29,19 @@ export const ECS_DEPLOY_ACTION_LIMIT = Duration.minutes(60);
  */
 export const ECS_RELEASE_MARGIN = Duration.minutes(15);
 
+/**
+ * What the hook leaves of the deploy action's hour, after the bake time, for the production traffic shift and the
+ * clean-up: the hook answers FAILED by `60 - 5 - bakeTime` minutes after the deploy action started.
+ * @internal
+ */
+export const ECS_PRODUCTION_SHIFT_MARGIN = Duration.minutes(5);
+
 /** The names the approval gate looks up in the pipeline. @internal */
 export const RELEASE_STAGE_NAME = 'Release';
 /** @internal */
 export const PRODUCTION_APPROVAL_ACTION_NAME = 'ApproveProductionTraffic';
+/** The ECS deploy action: the hook and the recorder find this release's service deployment by its start. @internal */
+export const DEPLOY_ACTION_NAME = 'Deploy';
 
 /**
  * Configuration of `EcsBlueGreenRelease`.
@@ -93,6 +102,17 @@ export class EcsBlueGreenRelease extends Release {
     return Duration.minutes(ECS_DEPLOY_ACTION_LIMIT.toMinutes() - ECS_RELEASE_MARGIN.toMinutes() - this.props.bakeTime.toMinutes());
   }
 
+  /**
+   * The longest the hook holds this release's deployment, from the deploy action's start: what is left of the deploy
+   * action's hour after the bake time and the production shift. With a bake time that is not a literal, the longest
+   * bake time (45 minutes) is assumed.
+   */
+  public hookTimeLimit(): Duration {
+    const maxBake = ECS_DEPLOY_ACTION_LIMIT.toMinutes() - ECS_RELEASE_MARGIN.toMinutes();
+    const bake = this.props.bakeTime.isUnresolved() ? maxBake : this.props.bakeTime.toMinutes();
+    return Duration.minutes(ECS_DEPLOY_ACTION_LIMIT.toMinutes() - ECS_PRODUCTION_SHIFT_MARGIN.toMinutes() - bake);
+  }
+
   public bind(scope: Construct, context: ReleaseContext): ReleaseConfig {
     const runtime = this.props.runtime;
     const resources = new Construct(scope, 'EcsRelease');
@@ -122,6 +142,7 @@ export class EcsBlueGreenRelease extends Release {
       resource: 'parameter',
       resourceName: this.props.imageParameterName.replace(/^\//, ''),
     });
+    const pipelineArn = stack.formatArn({ service: 'codepipeline', resource: this.props.pipelineName });
     const clusterName = runtime.cluster.clusterName;
     const serviceName = runtime.service.serviceName;
     const serviceChildArn = (resource: string) => stack.formatArn({
@@ -148,10 +169,13 @@ export class EcsBlueGreenRelease extends Release {
         ...(this.props.expectedPhrase !== undefined ? { SMOKE_TEST_EXPECTED_PHRASE: this.props.expectedPhrase } : {}),
         CONTAINER_NAME: runtime.container.containerName,
         PLACEHOLDER_IMAGE: this.props.placeholderImage,
+        // The release guard, with every approval setting: a cdk deploy cannot overtake a release (ADR 0006).
         IMAGE_PARAMETER_NAME: this.props.imageParameterName,
+        PIPELINE_NAME: this.props.pipelineName,
+        RELEASE_STAGE_NAME: RELEASE_STAGE_NAME,
+        DEPLOY_ACTION_NAME: DEPLOY_ACTION_NAME,
+        HOOK_TIME_LIMIT_SECONDS: String(this.hookTimeLimit().toSeconds()),
         ...(gate ? {
-          APPROVAL_PIPELINE_NAME: this.props.pipelineName,
-          APPROVAL_STAGE_NAME: RELEASE_STAGE_NAME,
           APPROVAL_ACTION_NAME: PRODUCTION_APPROVAL_ACTION_NAME,
           NOTIFY_TOPIC_ARN: context.notifications.topic.topicArn,
           TEST_URL: runtime.testUrl,
@@ -170,15 +194,26 @@ export class EcsBlueGreenRelease extends Release {
         arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
       })],
     }));
+    // The release guard: the image in production, the release stage's state and actions, and the service's deployments
+    // (of this cluster's services, for the same reason as above).
+    hook.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['ssm:GetParameter'],
+      resources: [parameterArn],
+    }));
+    hook.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['codepipeline:GetPipelineState', 'codepipeline:ListActionExecutions'],
+      resources: [pipelineArn],
+    }));
+    hook.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['ecs:ListServiceDeployments'],
+      resources: [stack.formatArn({
+        service: 'ecs',
+        resource: 'service',
+        resourceName: `${clusterName}/*`,
+        arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+      })],
+    }));
     if (gate) {
-      hook.role.addToPrincipalPolicy(new iam.PolicyStatement({
-        actions: ['ssm:GetParameter'],
-        resources: [parameterArn],
-      }));
-      hook.role.addToPrincipalPolicy(new iam.PolicyStatement({
-        actions: ['codepipeline:GetPipelineState', 'codepipeline:ListActionExecutions'],
-        resources: [stack.formatArn({ service: 'codepipeline', resource: this.props.pipelineName })],
-      }));
       // The "ready for review" message goes to the pipeline's notification topic.
       context.notifications.topic.grantPublish(hook.role);
     }
@@ -216,6 +251,9 @@ export class EcsBlueGreenRelease extends Release {
         CONTAINER_NAME: runtime.container.containerName,
         IMAGE_PARAMETER_NAME: this.props.imageParameterName,
         REPOSITORY_NAME: runtime.repository.repositoryName,
+        PIPELINE_NAME: this.props.pipelineName,
+        RELEASE_STAGE_NAME: RELEASE_STAGE_NAME,
+        DEPLOY_ACTION_NAME: DEPLOY_ACTION_NAME,
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
       },
     }));
@@ -228,9 +266,15 @@ export class EcsBlueGreenRelease extends Release {
       actions: ['ecs:ListServiceDeployments'],
       resources: [runtime.service.serviceArn],
     }));
+    // A deployment still running at the recorder's wait limit is rolled back, so that production matches the record.
     record.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['ecs:DescribeServiceDeployments'],
+      actions: ['ecs:StopServiceDeployment'],
       resources: [serviceChildArn('service-deployment')],
+    }));
+    // This release's deployment is the first of the built image since this execution's deploy action started.
+    record.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['codepipeline:ListActionExecutions'],
+      resources: [pipelineArn],
     }));
     record.role.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['ecs:DescribeServiceRevisions'],
@@ -290,7 +334,7 @@ export class EcsBlueGreenRelease extends Release {
 
     const releaseActions: codepipeline.IAction[] = [
       new actions.EcsDeployAction({
-        actionName: 'Deploy',
+        actionName: DEPLOY_ACTION_NAME,
         runOrder: 1,
         service: runtime.service,
         input: context.buildOutput,
@@ -315,7 +359,10 @@ export class EcsBlueGreenRelease extends Release {
       actionName: 'RecordRelease',
       runOrder: 2,
       lambda: record.fn,
-      userParameters: { imageUri: `#{${DeliveryPipeline.BUILD_VARIABLES_NAMESPACE}.IMAGE_URI}` },
+      userParameters: {
+        imageUri: `#{${DeliveryPipeline.BUILD_VARIABLES_NAMESPACE}.IMAGE_URI}`,
+        pipelineExecutionId: codepipeline.GlobalVariables.executionId,
+      },
     }));
     // ECS has already returned production to the previous tasks when a release fails.
     return { actions: releaseActions, gatesProductionTraffic: true, rollbackOnFailure: false };
@@ -335,15 +382,18 @@ export class EcsBlueGreenRelease extends Release {
     const hookRole = this.hookFunction?.role;
     const recordRole = this.recordFunction?.role;
     if (cluster && hookRole) {
-      acknowledge(hookRole, [`AwsSolutions-IAM5[Resource::${ecsArn('service-revision', `${cluster}/*`)}]`],
-        'ecs:DescribeServiceRevisions (read only) on the revisions of this cluster\'s services: revision ids are created ' +
-        'per deployment, and naming the service would make the service depend on its own hook.');
+      acknowledge(hookRole, [
+        `AwsSolutions-IAM5[Resource::${ecsArn('service-revision', `${cluster}/*`)}]`,
+        `AwsSolutions-IAM5[Resource::${ecsArn('service', `${cluster}/*`)}]`,
+      ], 'ecs:DescribeServiceRevisions and ecs:ListServiceDeployments (read only) on the revisions and services of this ' +
+        'cluster: revision ids are created per deployment, and naming the service would make the service depend on its own hook.');
     }
     if (cluster && service && recordRole) {
       acknowledge(recordRole, [
         `AwsSolutions-IAM5[Resource::${ecsArn('service-revision', `${cluster}/${service}/*`)}]`,
         `AwsSolutions-IAM5[Resource::${ecsArn('service-deployment', `${cluster}/${service}/*`)}]`,
-      ], 'Read-only ECS calls on the deployments and revisions of this one service, whose ids ECS creates per deployment.');
+      ], 'The deployments and revisions of this one service, whose ids ECS creates per deployment: read-only calls, and ' +
+        'ecs:StopServiceDeployment, with which the recorder rolls back a deployment of its release still running at its wait limit.');
     }
     const hookInvokeRole = this.hookInvokeRole;
     const hookRef = this.hookFunction ? nagRef(this.hookFunction, 'Arn') : undefined;

@@ -1,6 +1,6 @@
 import { CodePipelineClient, GetPipelineStateCommand, ListActionExecutionsCommand } from '@aws-sdk/client-codepipeline';
 import type { ActionExecutionDetail, GetPipelineStateCommandOutput } from '@aws-sdk/client-codepipeline';
-import { DescribeServiceRevisionsCommand, ECSClient } from '@aws-sdk/client-ecs';
+import { DescribeServiceRevisionsCommand, ECSClient, ListServiceDeploymentsCommand } from '@aws-sdk/client-ecs';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
@@ -15,6 +15,7 @@ const {
   APPROVAL_CALLBACK_DELAY_SECONDS,
   AWS_ERROR_CALLBACK_DELAY_SECONDS,
   AWS_ERROR_MAX_RETRIES,
+  CLOCK_SKEW_MS,
   SNS_SUBJECT_LIMIT,
   handler,
   isRetryableAwsError,
@@ -43,6 +44,13 @@ const PROD_IMAGE = '123456789012.dkr.ecr.us-west-2.amazonaws.com/app@sha256:1111
 const PIPELINE = 'release-pipeline';
 const STAGE = 'Release';
 const ACTION = 'Approve';
+const DEPLOY = 'Deploy';
+const SERVICE_ARN = 'arn:aws:ecs:us-west-2:123456789012:service/my-cluster/my-service';
+/** This release's service deployment (the event's resourceArn), and one a `cdk deploy` started during the release. */
+const DEPLOYMENT = 'arn:aws:ecs:us-west-2:123456789012:service-deployment/my-cluster/my-service/EZe5RNVLH6PPzHXINuP28';
+const CDK_DEPLOYMENT = 'arn:aws:ecs:us-west-2:123456789012:service-deployment/my-cluster/my-service/CdkCdkCdkCdkCdkCdkCdkCd';
+/** The hook's time limit in the tests: 50 minutes. */
+const TIME_LIMIT_SECONDS = 3_000;
 const PARAMETER = '/app/production-image';
 const EXECUTION_ID = 'c5b1a8f0-1111-2222-3333-444455556666';
 const TOPIC = 'arn:aws:sns:us-west-2:123456789012:release-notifications';
@@ -50,6 +58,11 @@ const TEST_URL = 'http://test-listener.example:8080/';
 
 /** The hook's clock during an invocation (see `invoke`). */
 const NOW = '2025-01-01T11:00:00.000Z';
+/** When the latest run of the Deploy action started, and when ECS created this release's deployment. */
+const DEPLOY_STARTED = new Date('2025-01-01T10:20:00.000Z');
+const CREATED = new Date('2025-01-01T10:20:30.000Z');
+/** After the last release ended (its last action's lastUpdateTime, APPROVED at the latest). */
+const AFTER_RELEASE = new Date('2025-01-01T10:50:00.000Z');
 /** When an earlier invocation opened the gate. */
 const GATE_OPENED = '2025-01-01T10:30:00.000Z';
 /** When the approval action was approved, unless a test says otherwise: after GATE_OPENED, before NOW. */
@@ -61,9 +74,9 @@ const LATER = { smokeTest: 'passed', gateOpenedAt: GATE_OPENED };
 const ecsEvent = (overrides: Partial<EcsLifecycleHookEvent> = {}): EcsLifecycleHookEvent => ({
   executionId: '3a0345ba-b029-404b-890d-7da2a4b266aa',
   lifecycleStage: 'POST_TEST_TRAFFIC_SHIFT',
-  resourceArn: 'arn:aws:ecs:us-west-2:123456789012:service-deployment/my-cluster/my-service/EZe5RNVLH6PPzHXINuP28',
+  resourceArn: DEPLOYMENT,
   executionDetails: {
-    serviceArn: 'arn:aws:ecs:us-west-2:123456789012:service/my-cluster/my-service',
+    serviceArn: SERVICE_ARN,
     targetServiceRevisionArn: GREEN,
     testTrafficWeights: { [GREEN]: 100, [BLUE]: 0 },
     productionTrafficWeights: { [GREEN]: 0, [BLUE]: 100 },
@@ -115,19 +128,35 @@ function approval(status: string | undefined, startTime = new Date('2025-01-01T1
   };
 }
 
-const deployAction: ActionExecutionDetail = { pipelineExecutionId: EXECUTION_ID, stageName: STAGE, actionName: 'Deploy', status: 'InProgress' };
+const deployAction: ActionExecutionDetail = {
+  pipelineExecutionId: EXECUTION_ID, stageName: STAGE, actionName: DEPLOY, status: 'InProgress', startTime: DEPLOY_STARTED, lastUpdateTime: DEPLOY_STARTED,
+};
+
+/**
+ * The AWS answers of a release in progress without an approval gate: production runs PROD_IMAGE, the release stage
+ * runs, its Deploy action started at DEPLOY_STARTED, and the service's only deployment since then is the event's.
+ */
+function releaseInProgress(): void {
+  ssmMock.on(GetParameterCommand).resolves({ Parameter: { Name: PARAMETER, Type: 'String', Value: PROD_IMAGE } });
+  cpMock.on(GetPipelineStateCommand).resolves(pipelineState('InProgress'));
+  cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [deployAction] });
+  deploymentsSinceDeploy([DEPLOYMENT, CREATED]);
+}
+
+/** ListServiceDeployments answers these deployments (ARN and creation time). */
+function deploymentsSinceDeploy(...deployments: Array<[string, Date]>): void {
+  ecsMock.on(ListServiceDeploymentsCommand).resolves({
+    serviceDeployments: deployments.map(([serviceDeploymentArn, createdAt]) => ({ serviceDeploymentArn, createdAt, serviceArn: SERVICE_ARN, status: 'IN_PROGRESS' })),
+  });
+}
 
 /**
  * Sets the approval gate's environment and the AWS answers of a release waiting at the approval, whose action is in
  * `approvalStatus` (`not started`: the action has no execution yet).
  */
 function withGate(approvalStatus = 'InProgress', approvedAt: Date | undefined = APPROVED): void {
-  process.env.IMAGE_PARAMETER_NAME = PARAMETER;
-  process.env.APPROVAL_PIPELINE_NAME = PIPELINE;
-  process.env.APPROVAL_STAGE_NAME = STAGE;
   process.env.APPROVAL_ACTION_NAME = ACTION;
-  ssmMock.on(GetParameterCommand).resolves({ Parameter: { Name: PARAMETER, Type: 'String', Value: PROD_IMAGE } });
-  cpMock.on(GetPipelineStateCommand).resolves(pipelineState('InProgress'));
+  releaseInProgress();
   cpMock.on(ListActionExecutionsCommand).resolves({
     actionExecutionDetails: approvalStatus === 'not started' ? [deployAction] : [deployAction, approval(approvalStatus, undefined, approvedAt)],
   });
@@ -188,8 +217,10 @@ const HOOK_ENV = [
   'CONTAINER_NAME',
   'PLACEHOLDER_IMAGE',
   'IMAGE_PARAMETER_NAME',
-  'APPROVAL_PIPELINE_NAME',
-  'APPROVAL_STAGE_NAME',
+  'PIPELINE_NAME',
+  'RELEASE_STAGE_NAME',
+  'DEPLOY_ACTION_NAME',
+  'HOOK_TIME_LIMIT_SECONDS',
   'APPROVAL_ACTION_NAME',
   'NOTIFY_TOPIC_ARN',
   'TEST_URL',
@@ -212,6 +243,11 @@ beforeEach(() => {
   process.env.SMOKE_TEST_REQUEST_TIMEOUT_MS = '1000';
   process.env.CONTAINER_NAME = 'app';
   process.env.PLACEHOLDER_IMAGE = PLACEHOLDER;
+  process.env.IMAGE_PARAMETER_NAME = PARAMETER;
+  process.env.PIPELINE_NAME = PIPELINE;
+  process.env.RELEASE_STAGE_NAME = STAGE;
+  process.env.DEPLOY_ACTION_NAME = DEPLOY;
+  process.env.HOOK_TIME_LIMIT_SECONDS = String(TIME_LIMIT_SECONDS);
 
   ecsMock = mockClient(ECSClient);
   ssmMock = mockClient(SSMClient);
@@ -219,6 +255,7 @@ beforeEach(() => {
   snsMock = mockClient(SNSClient);
   snsMock.on(PublishCommand).resolves({ MessageId: 'message-1' });
   greenRuns(NEW_IMAGE);
+  releaseInProgress();
 
   routes = { '/healthcheck': HEALTHY, '/': HOME };
   requests.length = 0;
@@ -250,7 +287,13 @@ async function invoke(event: unknown, ctx: typeof context | undefined = context,
   expect(logged).toHaveLength(1);
   expect(logged[0].hookStatus).toBe(answer.hookStatus);
   expect(logged[0].response).toEqual(answer);
-  return answer;
+  if (answer.hookStatus !== 'IN_PROGRESS') return answer;
+  // Every IN_PROGRESS answer carries when the hook first ran for this deployment (the start of its time limit): the
+  // event's, or this invocation's time on the first. Checked here, then left out so the tests can say the rest.
+  const given = (event as { hookDetails?: Record<string, unknown> } | undefined)?.hookDetails?.startedAt;
+  expect(answer.hookDetails?.startedAt).toBe(typeof given === 'string' ? new Date(given).toISOString() : now);
+  const { startedAt: _startedAt, ...rest } = answer.hookDetails ?? {};
+  return { ...answer, hookDetails: rest };
 }
 
 function expectNoPipelineCalls(): void {
@@ -264,58 +307,50 @@ function expectNoPipelineCalls(): void {
 // ---------------------------------------------------------------------------------------------------------------
 
 describe('parseReleaseHookConfig', () => {
-  const base = { CONTAINER_NAME: 'app', PLACEHOLDER_IMAGE: PLACEHOLDER };
-  const gate = { IMAGE_PARAMETER_NAME: PARAMETER, APPROVAL_PIPELINE_NAME: PIPELINE, APPROVAL_STAGE_NAME: STAGE, APPROVAL_ACTION_NAME: ACTION };
+  const base = {
+    CONTAINER_NAME: 'app',
+    PLACEHOLDER_IMAGE: PLACEHOLDER,
+    IMAGE_PARAMETER_NAME: PARAMETER,
+    PIPELINE_NAME: PIPELINE,
+    RELEASE_STAGE_NAME: STAGE,
+    DEPLOY_ACTION_NAME: DEPLOY,
+    HOOK_TIME_LIMIT_SECONDS: '3000',
+  };
+  const release = { imageParameterName: PARAMETER, pipelineName: PIPELINE, stageName: STAGE, deployActionName: DEPLOY, timeLimitSeconds: 3_000 };
 
-  test('without the approval variables there is no gate', () => {
-    expect(parseReleaseHookConfig(base)).toEqual({ ok: true, value: { containerName: 'app', placeholderImage: PLACEHOLDER } });
+  test('without APPROVAL_ACTION_NAME there is no gate, but the release guard is there (invariant 5 with Approval.none())', () => {
+    expect(parseReleaseHookConfig(base)).toEqual({ ok: true, value: { containerName: 'app', placeholderImage: PLACEHOLDER, release } });
   });
 
-  test('with all of them there is a gate', () => {
-    expect(parseReleaseHookConfig({ ...base, ...gate })).toEqual({
+  test('with APPROVAL_ACTION_NAME there is a gate, with NOTIFY_TOPIC_ARN and TEST_URL (ignored without it)', () => {
+    expect(parseReleaseHookConfig({ ...base, APPROVAL_ACTION_NAME: ACTION })).toEqual({
       ok: true,
-      value: {
-        containerName: 'app',
-        placeholderImage: PLACEHOLDER,
-        gate: { imageParameterName: PARAMETER, pipelineName: PIPELINE, stageName: STAGE, actionName: ACTION },
-      },
+      value: { containerName: 'app', placeholderImage: PLACEHOLDER, release, gate: { ...release, actionName: ACTION } },
+    });
+    expect(parseReleaseHookConfig({ ...base, APPROVAL_ACTION_NAME: ` ${ACTION} `, NOTIFY_TOPIC_ARN: TOPIC, TEST_URL: TEST_URL })).toEqual({
+      ok: true,
+      value: { containerName: 'app', placeholderImage: PLACEHOLDER, release, gate: { ...release, actionName: ACTION, notifyTopicArn: TOPIC, testUrl: TEST_URL } },
+    });
+    expect(parseReleaseHookConfig({ ...base, APPROVAL_ACTION_NAME: ' ', NOTIFY_TOPIC_ARN: TOPIC, TEST_URL: TEST_URL })).toEqual({
+      ok: true,
+      value: { containerName: 'app', placeholderImage: PLACEHOLDER, release },
     });
   });
 
-  test('NOTIFY_TOPIC_ARN and TEST_URL join the gate, and are ignored without it', () => {
-    expect(parseReleaseHookConfig({ ...base, ...gate, NOTIFY_TOPIC_ARN: TOPIC, TEST_URL: TEST_URL })).toEqual({
-      ok: true,
-      value: {
-        containerName: 'app',
-        placeholderImage: PLACEHOLDER,
-        gate: {
-          imageParameterName: PARAMETER,
-          pipelineName: PIPELINE,
-          stageName: STAGE,
-          actionName: ACTION,
-          notifyTopicArn: TOPIC,
-          testUrl: TEST_URL,
-        },
-      },
-    });
-    expect(parseReleaseHookConfig({ ...base, NOTIFY_TOPIC_ARN: TOPIC, TEST_URL: TEST_URL })).toEqual({
-      ok: true,
-      value: { containerName: 'app', placeholderImage: PLACEHOLDER },
-    });
-  });
-
-  test('some of them is a misconfiguration naming what is missing', () => {
-    expect(parseReleaseHookConfig({ ...base, IMAGE_PARAMETER_NAME: PARAMETER, APPROVAL_PIPELINE_NAME: PIPELINE, APPROVAL_STAGE_NAME: ' ' })).toEqual({
+  test('every release variable is required, named when missing', () => {
+    expect(parseReleaseHookConfig({ ...base, PIPELINE_NAME: ' ', HOOK_TIME_LIMIT_SECONDS: undefined })).toEqual({
       ok: false,
-      error: 'misconfiguration: APPROVAL_PIPELINE_NAME, APPROVAL_STAGE_NAME, APPROVAL_ACTION_NAME must be set together or not at all; '
-        + 'set: APPROVAL_PIPELINE_NAME; missing: APPROVAL_STAGE_NAME, APPROVAL_ACTION_NAME',
+      error: 'misconfiguration: PIPELINE_NAME, HOOK_TIME_LIMIT_SECONDS not set: the hook needs them to tell the release\'s deployment from a cdk deploy',
     });
+    for (const name of ['IMAGE_PARAMETER_NAME', 'RELEASE_STAGE_NAME', 'DEPLOY_ACTION_NAME']) {
+      expect(parseReleaseHookConfig({ ...base, [name]: '' })).toEqual({ ok: false, error: expect.stringMatching(new RegExp(`^misconfiguration: ${name} not set`)) });
+    }
   });
 
-  test('the gate needs IMAGE_PARAMETER_NAME', () => {
-    expect(parseReleaseHookConfig({ ...base, ...gate, IMAGE_PARAMETER_NAME: '' })).toEqual({
+  test.each(['0', '-5', '1.5', '10s', '012'])('HOOK_TIME_LIMIT_SECONDS %j is refused', (value) => {
+    expect(parseReleaseHookConfig({ ...base, HOOK_TIME_LIMIT_SECONDS: value })).toEqual({
       ok: false,
-      error: 'misconfiguration: IMAGE_PARAMETER_NAME is not set, but the approval gate (APPROVAL_*) needs it',
+      error: `misconfiguration: HOOK_TIME_LIMIT_SECONDS must be a positive whole number of seconds, got ${JSON.stringify(value)}`,
     });
   });
 
@@ -360,17 +395,35 @@ describe('isRetryableAwsError', () => {
 // ---------------------------------------------------------------------------------------------------------------
 
 describe('handler: before the smoke test', () => {
-  test('answers SUCCEEDED while ECS rolls back, without any AWS call or request', async () => {
-    withGate();
-    const rollback = ecsEvent({
+  test('no rollback branch: ECS does not call POST_TEST_TRAFFIC_SHIFT hooks during a rollback, so every event is tested', async () => {
+    // Weights that would look like a rollback at a TEST_TRAFFIC_SHIFT stage; the hook is only registered at
+    // POST_TEST_TRAFFIC_SHIFT (ADR 0006), where ECS invokes nothing during a rollback.
+    const event = ecsEvent({
       lifecycleStage: 'TEST_TRAFFIC_SHIFT',
-      executionDetails: { targetServiceRevisionArn: GREEN, testTrafficWeights: { [GREEN]: 0, [BLUE]: 100 }, productionTrafficWeights: {} },
+      executionDetails: {
+        serviceArn: SERVICE_ARN,
+        targetServiceRevisionArn: GREEN,
+        testTrafficWeights: { [GREEN]: 0, [BLUE]: 100 },
+        productionTrafficWeights: {},
+      },
     });
-    await expect(invoke(rollback)).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    await expect(invoke(event)).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
+    expect(decisions()[0].reason).toBe('smoke test passed; this release\'s deployment; no approval gate configured');
+  });
+
+  test('invariant 4: past HOOK_TIME_LIMIT_SECONDS since its first invocation the hook answers FAILED, calling nothing', async () => {
+    const startedAt = new Date(Date.parse(NOW) - TIME_LIMIT_SECONDS * 1000).toISOString();
+    await expect(invoke(ecsEvent({ hookDetails: { startedAt, smokeTest: 'passed' } }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0]).toMatchObject({ reason: `no decision within ${TIME_LIMIT_SECONDS} seconds of the hook's first invocation (${startedAt}): the deployment rolls back` });
     expect(ecsMock).not.toHaveReceivedAnyCommand();
     expectNoPipelineCalls();
-    expect(fetchSpy).not.toHaveBeenCalled();
-    expect(decisions()[0].reason).toMatch(/^rollback in progress/);
+  });
+
+  test('one millisecond before the limit it still decides, and carries its first invocation\'s time', async () => {
+    const startedAt = new Date(Date.parse(NOW) - TIME_LIMIT_SECONDS * 1000 + 1).toISOString();
+    routes['/healthcheck'] = { status: 503, body: 'starting' };
+    await expect(invoke(ecsEvent({ hookDetails: { startedAt } }))).resolves.toMatchObject({ hookStatus: 'IN_PROGRESS' });
   });
 
   test('answers SUCCEEDED for the placeholder image, without a request', async () => {
@@ -464,15 +517,10 @@ describe('handler: before the smoke test', () => {
     expect(fetchSpy).not.toHaveBeenCalled();
   });
 
-  test('answers FAILED, calling nothing, when only some APPROVAL_* variables are set', async () => {
-    process.env.IMAGE_PARAMETER_NAME = PARAMETER;
-    process.env.APPROVAL_PIPELINE_NAME = PIPELINE;
-    process.env.APPROVAL_ACTION_NAME = ACTION;
+  test('answers FAILED, calling nothing, when a release variable is missing', async () => {
+    delete process.env.DEPLOY_ACTION_NAME;
     await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
-    expect(decisions()[0].reason).toBe(
-      'invalid configuration: misconfiguration: APPROVAL_PIPELINE_NAME, APPROVAL_STAGE_NAME, APPROVAL_ACTION_NAME must be set together or not at all; '
-      + 'set: APPROVAL_PIPELINE_NAME, APPROVAL_ACTION_NAME; missing: APPROVAL_STAGE_NAME',
-    );
+    expect(decisions()[0].reason).toMatch(/^invalid configuration: misconfiguration: DEPLOY_ACTION_NAME not set/);
     expect(ecsMock).not.toHaveReceivedAnyCommand();
     expectNoPipelineCalls();
     expect(fetchSpy).not.toHaveBeenCalled();
@@ -499,11 +547,18 @@ describe('handler: smoke test', () => {
   test('answers SUCCEEDED when the smoke test passes and no gate is configured', async () => {
     await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
     expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
-    expectNoPipelineCalls();
+    expect(cpMock).toHaveReceivedCommandWith(ListActionExecutionsCommand, { pipelineName: PIPELINE, filter: { pipelineExecutionId: EXECUTION_ID } });
+    expect(ecsMock).toHaveReceivedCommandWith(ListServiceDeploymentsCommand, {
+      cluster: 'my-cluster',
+      service: SERVICE_ARN,
+      createdAt: { after: new Date(DEPLOY_STARTED.getTime() - CLOCK_SKEW_MS) },
+    });
+    expect(snsMock).not.toHaveReceivedAnyCommand();
     expect(decisions()[0]).toMatchObject({
       level: 'INFO',
       image: NEW_IMAGE,
-      reason: 'smoke test passed; no approval gate configured',
+      releaseDeployment: true,
+      reason: 'smoke test passed; this release\'s deployment; no approval gate configured',
       smokeTest: { passed: true, summary: 'smoke test passed: GET /healthcheck 200 (version 2.0.0); GET / contains "Welcome"' },
     });
   });
@@ -544,7 +599,7 @@ describe('handler: smoke test', () => {
     routes['/healthcheck'] = new TypeError('fetch failed', { cause: new Error('connect ECONNREFUSED 10.0.0.1:8080') });
     await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { [ECS_INVOCATIONS_KEY]: 1 } });
     routes['/healthcheck'] = { reject: 'not an error' };
-    await expect(handler(ecsEvent(), context)).resolves.toEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { [ECS_INVOCATIONS_KEY]: 1 } });
+    await expect(handler(ecsEvent(), context)).resolves.toMatchObject({ hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { [ECS_INVOCATIONS_KEY]: 1 } });
   });
 
   test('resets the AWS error count when it answers IN_PROGRESS for another reason', async () => {
@@ -583,13 +638,13 @@ describe('handler: approval gate', () => {
     withNotification();
     greenRuns(PROD_IMAGE);
     cpMock.on(GetPipelineStateCommand).resolves(pipelineState('Succeeded'));
+    deploymentsSinceDeploy([DEPLOYMENT, AFTER_RELEASE]);
     await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
     expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
     expect(ssmMock).toHaveReceivedCommandTimes(GetParameterCommand, 1);
     expect(ssmMock).toHaveReceivedCommandWith(GetParameterCommand, { Name: PARAMETER });
     expect(cpMock).toHaveReceivedCommandTimes(GetPipelineStateCommand, 1);
     expect(cpMock).toHaveReceivedCommandWith(GetPipelineStateCommand, { name: PIPELINE });
-    expect(cpMock).not.toHaveReceivedCommand(ListActionExecutionsCommand);
     expect(snsMock).not.toHaveReceivedAnyCommand();
     expect(decisions()[0]).toMatchObject({ stageStatus: 'Succeeded', reason: expect.stringMatching(/already in production/) });
   });
@@ -645,9 +700,9 @@ describe('handler: approval gate', () => {
   test('answers FAILED when the release stage is not running: a new image outside the pipeline', async () => {
     withGate();
     cpMock.on(GetPipelineStateCommand).resolves(pipelineState('Succeeded'));
+    deploymentsSinceDeploy([DEPLOYMENT, AFTER_RELEASE]);
     await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
     expect(requests).toEqual([`${BASE}/healthcheck`, `${BASE}/`]);
-    expect(cpMock).not.toHaveReceivedCommand(ListActionExecutionsCommand);
     expect(decisions()[0].reason).toMatch(/is not running \(status Succeeded\): this deployment was not started by the pipeline's release stage/);
   });
 
@@ -692,7 +747,7 @@ describe('handler: approval gate', () => {
   test('takes the latest run of a retried approval action', async () => {
     withGate();
     cpMock.on(ListActionExecutionsCommand).resolves({
-      actionExecutionDetails: [approval('Failed', new Date('2025-01-01T09:00:00Z')), approval('InProgress', new Date('2025-01-01T11:00:00Z'))],
+      actionExecutionDetails: [approval('Failed', new Date('2025-01-01T09:00:00Z')), deployAction, approval('InProgress', new Date('2025-01-01T11:00:00Z'))],
     });
     await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({
       hookStatus: 'IN_PROGRESS',
@@ -794,7 +849,7 @@ describe('handler: early approvals do not count', () => {
 
   test('answers FAILED when the approval succeeded at an unknown time', async () => {
     withGate();
-    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [{ ...approval('Succeeded'), lastUpdateTime: undefined }] });
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [deployAction, { ...approval('Succeeded'), lastUpdateTime: undefined }] });
     await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'FAILED' });
     expect(decisions()[0].reason).toBe(early('an unknown time', GATE_OPENED));
   });
@@ -826,7 +881,11 @@ describe('handler: early approvals do not count', () => {
   test('the Lambda entry point dates the gate with the real clock', async () => {
     withGate('InProgress');
     const before = Date.now();
+    const started = new Date(before - 60_000);
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [{ ...deployAction, startTime: started }, approval('InProgress')] });
+    deploymentsSinceDeploy([DEPLOYMENT, started]);
     const answer = await handler(ecsEvent(), context);
+    expect(answer.hookStatus).toBe('IN_PROGRESS');
     const openedAt = Date.parse(String(answer.hookDetails?.gateOpenedAt));
     expect(openedAt).toBeGreaterThanOrEqual(before);
     expect(openedAt).toBeLessThanOrEqual(Date.now());
@@ -918,7 +977,9 @@ describe('handler: ready-for-review notification', () => {
   });
 
   test('the message leaves out the test URL when TEST_URL is not set, and the subject stays within 100 characters', () => {
-    const gate = { imageParameterName: PARAMETER, pipelineName: 'p'.repeat(100), stageName: STAGE, actionName: ACTION };
+    const gate = {
+      imageParameterName: PARAMETER, pipelineName: 'p'.repeat(100), stageName: STAGE, deployActionName: DEPLOY, timeLimitSeconds: TIME_LIMIT_SECONDS, actionName: ACTION,
+    };
     const message = readyForReviewMessage(gate, NEW_IMAGE, undefined, EXECUTION_ID, NOW);
     expect(message.subject).toHaveLength(SNS_SUBJECT_LIMIT);
     expect(message.subject.startsWith('Ready for review: ppp')).toBe(true);
@@ -932,34 +993,33 @@ describe('handler: ready-for-review notification', () => {
 // ---------------------------------------------------------------------------------------------------------------
 
 describe('handler: redeployment of the production image', () => {
-  test('answers FAILED while the release stage is running, without looking at the approval', async () => {
-    withGate('Succeeded');
-    withNotification();
+  test('defect (invariant 5): the release\'s own deployment of the image already recorded (a retried stage) is not refused as a cdk deploy', async () => {
     greenRuns(PROD_IMAGE);
-    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
-    expect(cpMock).toHaveReceivedCommandTimes(GetPipelineStateCommand, 1);
-    expect(cpMock).not.toHaveReceivedCommand(ListActionExecutionsCommand);
-    expect(snsMock).not.toHaveReceivedAnyCommand();
-    expect(decisions()[0]).toMatchObject({
-      level: 'ERROR',
-      reason: `a release is in progress in ${PIPELINE}; run cdk deploy again after it finished`,
-      productionImage: PROD_IMAGE,
-      stageStatus: 'InProgress',
-      pipelineExecutionId: EXECUTION_ID,
-    });
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    withGate('InProgress');
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toMatchObject({ hookStatus: 'IN_PROGRESS', callBackDelay: 60 });
   });
 
   test.each([
     ['Succeeded', 'Succeeded'],
     ['Failed', 'Failed'],
     ['Stopped', 'Stopped'],
-    ['never run', undefined],
-  ])('answers SUCCEEDED when the release stage is %s', async (_label, status) => {
+  ])('answers SUCCEEDED when the release stage is %s and the deployment came after it', async (_label, status) => {
     withGate();
     greenRuns(PROD_IMAGE);
     cpMock.on(GetPipelineStateCommand).resolves(pipelineState(status));
+    deploymentsSinceDeploy([DEPLOYMENT, AFTER_RELEASE]);
+    await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(decisions()[0].reason).toMatch(/already in production \(a redeployment\) and no release is in progress/);
+  });
+
+  test('answers SUCCEEDED when the release stage never ran (no ListActionExecutions, no deployment list)', async () => {
+    withGate();
+    greenRuns(PROD_IMAGE);
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState(undefined));
     await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
     expect(cpMock).not.toHaveReceivedCommand(ListActionExecutionsCommand);
+    expect(ecsMock).not.toHaveReceivedCommand(ListServiceDeploymentsCommand);
   });
 
   test('answers IN_PROGRESS when GetPipelineState is throttled', async () => {
@@ -980,5 +1040,417 @@ describe('handler: redeployment of the production image', () => {
     cpMock.on(GetPipelineStateCommand).resolves(pipelineState('Succeeded', 'Deploy'));
     await expect(invoke(ecsEvent({ hookDetails: LATER }))).resolves.toEqual({ hookStatus: 'FAILED' });
     expect(decisions()[0].reason).toBe(`misconfiguration: pipeline ${PIPELINE} has no stage named ${STAGE}`);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Invariant 5: a `cdk deploy` cannot overtake a release, with every approval setting
+// ---------------------------------------------------------------------------------------------------------------
+
+describe.each([
+  ['Approval.none()', false],
+  ['Approval.beforeProductionTraffic()', true],
+])('invariant 5 with %s: only the release\'s own deployment passes during a release', (_label, gated) => {
+  const cdkEvent = () => ecsEvent({ resourceArn: CDK_DEPLOYMENT, hookDetails: gated ? LATER : undefined });
+
+  beforeEach(() => {
+    if (gated) withGate('InProgress');
+  });
+
+  test.each([
+    ['the production image (what cdk deploy registers)', PROD_IMAGE],
+    ['another image', NEW_IMAGE],
+  ])('a cdk deploy started during the release, carrying %s, answers FAILED', async (_what, image) => {
+    greenRuns(image);
+    deploymentsSinceDeploy([DEPLOYMENT, CREATED], [CDK_DEPLOYMENT, new Date('2025-01-01T10:40:00Z')]);
+    await expect(invoke(cdkEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0]).toMatchObject({
+      level: 'ERROR',
+      reason: `a release is in progress in ${PIPELINE} (execution ${EXECUTION_ID}) and this is not its deployment; run cdk deploy again after it finished`,
+      serviceDeploymentArn: CDK_DEPLOYMENT,
+      releaseDeploymentArn: DEPLOYMENT,
+      releaseDeployment: false,
+      stageStatus: 'InProgress',
+    });
+    expect(snsMock).not.toHaveReceivedAnyCommand();
+  });
+
+  test('a deployment created before the Deploy action started (an earlier cdk deploy still running) answers FAILED while the release runs', async () => {
+    greenRuns(PROD_IMAGE);
+    deploymentsSinceDeploy([DEPLOYMENT, CREATED]);
+    await expect(invoke(cdkEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+  });
+
+  test('without the deployment\'s ARN in the event the hook cannot tell, and refuses while a release runs', async () => {
+    await expect(invoke(ecsEvent({ resourceArn: undefined, hookDetails: gated ? LATER : undefined }))).resolves.toEqual({ hookStatus: 'FAILED' });
+  });
+
+  test('a deployment ECS has not listed (no service ARN in the event) is not the release\'s', async () => {
+    const event = ecsEvent({ hookDetails: gated ? LATER : undefined });
+    const answer = await invoke({ ...event, executionDetails: { ...event.executionDetails, serviceArn: 'not-an-arn' } });
+    expect(answer).toEqual({ hookStatus: 'FAILED' });
+    expect(ecsMock).not.toHaveReceivedCommand(ListServiceDeploymentsCommand);
+  });
+
+  test('superseded: the release\'s deployment, held while a newer cdk deploy waits, is still the release\'s (the newer one is refused)', async () => {
+    deploymentsSinceDeploy([CDK_DEPLOYMENT, new Date('2025-01-01T10:40:00Z')], [DEPLOYMENT, CREATED]);
+    const answer = await invoke(ecsEvent({ hookDetails: gated ? LATER : undefined }));
+    expect(answer.hookStatus).toBe(gated ? 'IN_PROGRESS' : 'SUCCEEDED');
+    expect(decisions()[0]).toMatchObject({ releaseDeployment: true });
+  });
+
+  test('a deployment created within the clock skew before the Deploy action\'s start is the release\'s', async () => {
+    deploymentsSinceDeploy([DEPLOYMENT, new Date(DEPLOY_STARTED.getTime() - CLOCK_SKEW_MS)]);
+    await expect(invoke(ecsEvent({ hookDetails: gated ? LATER : undefined }))).resolves.toMatchObject({ hookStatus: gated ? 'IN_PROGRESS' : 'SUCCEEDED' });
+  });
+
+  test('a deployment created just before that is not', async () => {
+    deploymentsSinceDeploy([DEPLOYMENT, new Date(DEPLOY_STARTED.getTime() - CLOCK_SKEW_MS - 1)]);
+    await expect(invoke(ecsEvent({ hookDetails: gated ? LATER : undefined }))).resolves.toEqual({ hookStatus: 'FAILED' });
+  });
+
+  test('the latest run of a retried Deploy action counts', async () => {
+    const retried = { ...deployAction, startTime: new Date('2025-01-01T10:30:00Z'), lastUpdateTime: undefined };
+    const first = { ...deployAction, startTime: new Date('2025-01-01T09:00:00Z') };
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [retried, first, ...(gated ? [approval('InProgress')] : [])] });
+    deploymentsSinceDeploy([DEPLOYMENT, new Date('2025-01-01T10:31:00Z')]);
+    await invoke(ecsEvent({ hookDetails: gated ? LATER : undefined }));
+    expect(ecsMock).toHaveReceivedCommandWith(ListServiceDeploymentsCommand, { createdAt: { after: new Date(Date.parse('2025-01-01T10:30:00Z') - CLOCK_SKEW_MS) } });
+    expect(decisions()[0]).toMatchObject({ releaseDeployment: true, deployStartedAt: '2025-01-01T10:30:00.000Z' });
+  });
+
+  test('a cdk deploy started during the release whose hook runs after the release ended answers FAILED', async () => {
+    greenRuns(PROD_IMAGE);
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState('Succeeded'));
+    cpMock.on(ListActionExecutionsCommand).resolves({
+      actionExecutionDetails: [
+        { ...deployAction, status: 'Succeeded', lastUpdateTime: new Date('2025-01-01T10:40:00Z') },
+        { ...deployAction, actionName: 'RecordRelease', startTime: new Date('2025-01-01T10:40:00Z'), lastUpdateTime: new Date('2025-01-01T10:41:00Z') },
+      ],
+    });
+    deploymentsSinceDeploy([DEPLOYMENT, CREATED], [CDK_DEPLOYMENT, new Date('2025-01-01T10:41:00Z')]);
+    await expect(invoke(cdkEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe(`this deployment was started during the release ${EXECUTION_ID} of ${PIPELINE} by something else than its ${DEPLOY} action; run cdk deploy again`);
+  });
+
+  test('one created after the release ended is a redeployment and passes', async () => {
+    greenRuns(PROD_IMAGE);
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState('Succeeded'));
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [{ ...deployAction, lastUpdateTime: undefined, startTime: new Date('2025-01-01T10:41:00Z') }] });
+    deploymentsSinceDeploy([DEPLOYMENT, CREATED], [CDK_DEPLOYMENT, new Date('2025-01-01T10:41:00.001Z')]);
+    await expect(invoke(cdkEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+  });
+
+  test('the release\'s own deployment after its stage ended (stopped, or the deploy action gave up) answers FAILED: the record stays right', async () => {
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState('Stopped'));
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [{ ...deployAction, status: 'Abandoned', lastUpdateTime: new Date('2025-01-01T10:50:00Z') }] });
+    await expect(invoke(ecsEvent({ hookDetails: gated ? LATER : undefined }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe(`stage ${STAGE} of pipeline ${PIPELINE} ended (status Stopped) before this release's deployment reached production: `
+      + 'refused, so that production keeps the recorded image');
+  });
+
+  test('invariant 4: the release\'s deployment held HOOK_TIME_LIMIT_SECONDS after the Deploy action started answers FAILED', async () => {
+    const started = new Date(Date.parse(NOW) - TIME_LIMIT_SECONDS * 1000);
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [{ ...deployAction, startTime: started }, ...(gated ? [approval('InProgress')] : [])] });
+    deploymentsSinceDeploy([DEPLOYMENT, started]);
+    await expect(invoke(ecsEvent({ hookDetails: gated ? LATER : undefined }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0].reason).toBe(`no decision within ${TIME_LIMIT_SECONDS} seconds of the ${DEPLOY} action's start (${started.toISOString()}): `
+      + 'the release rolls back before the ECS deploy action gives up');
+    expect(snsMock).not.toHaveReceivedAnyCommand();
+  });
+
+  test('one millisecond earlier it still decides', async () => {
+    const started = new Date(Date.parse(NOW) - TIME_LIMIT_SECONDS * 1000 + 1);
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [{ ...deployAction, startTime: started }, ...(gated ? [approval('InProgress')] : [])] });
+    deploymentsSinceDeploy([DEPLOYMENT, started]);
+    await expect(invoke(ecsEvent({ hookDetails: gated ? LATER : undefined }))).resolves.toMatchObject({ hookStatus: gated ? 'IN_PROGRESS' : 'SUCCEEDED' });
+  });
+
+  test('duplicate and retried invocations: the same event twice gets the same answer', async () => {
+    const event = ecsEvent({ hookDetails: gated ? { ...LATER, notified: true } : undefined });
+    const first = await invoke(event);
+    const second = await invoke(event);
+    expect(second).toEqual(first);
+    expect(snsMock).not.toHaveReceivedAnyCommand();
+  });
+
+  test('a throttled ListServiceDeployments answers IN_PROGRESS (retry), keeping the progress', async () => {
+    ecsMock.on(ListServiceDeploymentsCommand).rejects(awsError('ThrottlingException', 400));
+    const answer = await invoke(ecsEvent({ hookDetails: gated ? LATER : undefined }));
+    expect(answer).toEqual({
+      hookStatus: 'IN_PROGRESS',
+      callBackDelay: AWS_ERROR_CALLBACK_DELAY_SECONDS,
+      hookDetails: { smokeTest: 'passed', awsErrorRetries: 1, ...(gated ? { gateOpenedAt: GATE_OPENED } : {}) },
+    });
+    expect(decisions()[0]).toMatchObject({ action: 'ecs:ListServiceDeployments' });
+  });
+
+  test('follows nextToken through ListServiceDeployments', async () => {
+    ecsMock.on(ListServiceDeploymentsCommand)
+      .resolvesOnce({ serviceDeployments: [{ serviceDeploymentArn: DEPLOYMENT, createdAt: CREATED }], nextToken: 'page-2' })
+      .resolvesOnce({ serviceDeployments: [{ serviceDeploymentArn: CDK_DEPLOYMENT, createdAt: DEPLOY_STARTED }, { createdAt: DEPLOY_STARTED }] });
+    await expect(invoke(ecsEvent({ hookDetails: gated ? LATER : undefined }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(ecsMock.commandCalls(ListServiceDeploymentsCommand).map((c) => c.args[0].input.nextToken)).toEqual([undefined, 'page-2']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// What each answer says exactly: error classification, revision lookup, approval outcomes, hookDetails keys
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('isRetryableAwsError, every rule', () => {
+  test.each([
+    'ThrottlingException', 'Throttling', 'ThrottledException', 'TooManyRequestsException', 'RequestLimitExceeded', 'RequestThrottled',
+    'RequestThrottledException', 'SlowDown', 'ServiceUnavailable', 'ServiceUnavailableException', 'InternalServerError',
+    'InternalServerException', 'InternalFailure', 'RequestTimeout', 'RequestTimeoutException', 'TimeoutError', 'AbortError', 'LambdaDeadlineError',
+  ])('the name %s alone is retryable', (name) => {
+    expect(isRetryableAwsError({ name })).toBe(true);
+  });
+
+  test.each(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND'])('the network code %s alone is retryable', (code) => {
+    expect(isRetryableAwsError({ code })).toBe(true);
+  });
+
+  test.each([
+    ['a server fault', { $fault: 'server' }, true],
+    ['a client fault', { $fault: 'client' }, false],
+    ['HTTP 500', { $metadata: { httpStatusCode: 500 } }, true],
+    ['HTTP 499', { $metadata: { httpStatusCode: 499 } }, false],
+    ['a status that is not a number', { $metadata: { httpStatusCode: '503' } }, false],
+    ['$metadata null', { $metadata: null }, false],
+    ['$metadata not an object', { $metadata: 503 }, false],
+    ['$retryable {}', { $retryable: {} }, true],
+    ['$retryable false', { $retryable: false }, false],
+    ['$retryable null', { $retryable: null }, false],
+    ['a code that is not a string', { code: 5 }, false],
+    ['an unknown code', { code: 'EACCES' }, false],
+    ['a name that is not a string', { name: 5 }, false],
+  ])('%s: %s', (_label, error, retryable) => {
+    expect(isRetryableAwsError(error)).toBe(retryable);
+  });
+});
+
+describe('handler: what the answers say', () => {
+  const reason = () => decisions()[0].reason as string;
+
+  test('a revision ECS does not find: FAILED quoting each failure, with ? for what ECS left out', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).resolves({ serviceRevisions: [], failures: [{ arn: GREEN, reason: 'MISSING', detail: 'gone' }, {}] });
+    await invoke(ecsEvent());
+    expect(reason()).toBe(`service revision ${GREEN} not found: ${GREEN}: MISSING (gone); ?: ?`);
+    ecsMock.on(DescribeServiceRevisionsCommand).resolves({});
+    await invoke(ecsEvent());
+    expect(reason()).toBe(`service revision ${GREEN} not found`);
+  });
+
+  test('takes the target revision, not the first one ECS lists', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).resolves({
+      serviceRevisions: [
+        { serviceRevisionArn: BLUE, containerImages: [{ containerName: 'app', image: PLACEHOLDER }] },
+        { serviceRevisionArn: GREEN, containerImages: [{ containerName: 'app', image: NEW_IMAGE }] },
+      ],
+    });
+    await invoke(ecsEvent());
+    expect(decisions()[0].image).toBe(NEW_IMAGE);
+    expect(requests).toHaveLength(2);
+  });
+
+  test('a revision without containers, or an app container without an image: FAILED saying which', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).resolves({ serviceRevisions: [{ serviceRevisionArn: GREEN }] });
+    await invoke(ecsEvent());
+    expect(reason()).toBe(`service revision ${GREEN} has no container named "app" (containers: none)`);
+    for (const image of ['', undefined]) {
+      ecsMock.on(DescribeServiceRevisionsCommand).resolves({ serviceRevisions: [{ serviceRevisionArn: GREEN, containerImages: [{ containerName: 'app', image }] }] });
+      await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+      expect(reason()).toBe(`service revision ${GREEN} reports no image for container "app"`);
+    }
+  });
+
+  test('an empty target revision ARN: FAILED without any call', async () => {
+    const event = ecsEvent();
+    await expect(invoke({ ...event, executionDetails: { ...event.executionDetails, targetServiceRevisionArn: '' } })).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(reason()).toBe('the event has no executionDetails.targetServiceRevisionArn');
+    expect(ecsMock).not.toHaveReceivedAnyCommand();
+  });
+
+  test.each([
+    ['null', null],
+    ['no executionDetails', { lifecycleStage: 'POST_TEST_TRAFFIC_SHIFT' }],
+    ['no lifecycleStage', { executionDetails: {} }],
+    ['executionDetails that is not an object', { lifecycleStage: 'POST_TEST_TRAFFIC_SHIFT', executionDetails: [] }],
+  ])('an event with %s: FAILED', async (_label, event) => {
+    await expect(invoke(event)).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(reason()).toBe('the event is not an Amazon ECS lifecycle hook event (no lifecycleStage or executionDetails)');
+  });
+
+  test('the placeholder image: SUCCEEDED with its reason', async () => {
+    greenRuns(PLACEHOLDER);
+    await invoke(ecsEvent());
+    expect(reason()).toBe('the target revision runs the placeholder image (before the first release): nothing to test');
+  });
+
+  test('without a usable Lambda deadline the SDK call gets no abort signal', async () => {
+    greenRuns(PLACEHOLDER);
+    for (const ctx of [{ getRemainingTimeInMillis: () => Number.NaN }, {} as typeof context, undefined]) {
+      ecsMock.resetHistory();
+      await releaseHook(ecsEvent(), ctx, { now: () => Date.parse(NOW) });
+      const options = (ecsMock.commandCalls(DescribeServiceRevisionsCommand)[0].args as unknown[])[1] as { abortSignal?: AbortSignal };
+      expect(options.abortSignal).toBeUndefined();
+    }
+  });
+
+  test('an error that is not an AWS error is logged with its message, a thrown string with its value', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).callsFake(() => Promise.reject({ name: 'Weird' }));
+    await invoke(ecsEvent());
+    expect(decisions()[0].error).toEqual({ name: 'Weird', message: '[object Object]' });
+  });
+
+  test.each([
+    ['Failed', 'rejected or timed out'],
+    ['Abandoned', 'abandoned'],
+  ])('approval %s: FAILED saying it was %s', async (status, what) => {
+    withGate(status);
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [deployAction, { ...approval(status), output: {} }] });
+    await invoke(ecsEvent({ hookDetails: LATER }));
+    expect(reason()).toBe(`approval ${ACTION} ${what} (status ${status})`);
+  });
+
+  test('an approval status CodePipeline may add later: FAILED naming it', async () => {
+    withGate('Superseded');
+    await invoke(ecsEvent({ hookDetails: LATER }));
+    expect(reason()).toBe(`approval ${ACTION} has an unknown status "Superseded"`);
+  });
+
+  test('the approval pending: the reason says how long until the next look', async () => {
+    withGate('InProgress');
+    await invoke(ecsEvent({ hookDetails: LATER }));
+    expect(reason()).toBe(`waiting for approval ${ACTION}: asking again in 60 seconds`);
+  });
+
+  test('a release stage that ended without a status is named "none"', async () => {
+    cpMock.on(GetPipelineStateCommand).resolves({
+      $metadata: {}, stageStates: [{ stageName: STAGE, latestExecution: { pipelineExecutionId: EXECUTION_ID } as never }],
+    });
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [{ ...deployAction, lastUpdateTime: new Date('2025-01-01T10:50:00Z') }] });
+    await invoke(ecsEvent());
+    expect(reason()).toMatch(/ended \(status none\) before this release's deployment reached production/);
+    withGate();
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState(undefined));
+    await invoke(ecsEvent({ hookDetails: LATER }));
+    expect(reason()).toMatch(/is not running \(status none\): this deployment was not started by the pipeline's release stage/);
+  });
+
+  test('a pipeline state without stages, or a GetParameter without a value, is handled (misconfiguration, no image)', async () => {
+    cpMock.on(GetPipelineStateCommand).resolves({ $metadata: {} });
+    await invoke(ecsEvent());
+    expect(reason()).toBe(`misconfiguration: pipeline ${PIPELINE} has no stage named ${STAGE}`);
+    ssmMock.on(GetParameterCommand).resolves({});
+    cpMock.on(GetPipelineStateCommand).resolves(pipelineState('Succeeded'));
+    deploymentsSinceDeploy([DEPLOYMENT, AFTER_RELEASE]);
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(decisions()[0]).toMatchObject({ productionImage: null, reason: 'a new image outside a release, and no approval gate configured: smoke test passed' });
+  });
+
+  test('the release stage running without a Deploy run (it has not started yet): no deployment is the release\'s, FAILED', async () => {
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [{ ...deployAction, actionName: 'Other' }] });
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(ecsMock).not.toHaveReceivedCommand(ListServiceDeploymentsCommand);
+    expect(decisions()[0]).toMatchObject({ releaseDeployment: false });
+  });
+
+  test('only the release stage\'s actions count: a later Deploy in another stage is not this release\'s start', async () => {
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [deployAction, { ...deployAction, stageName: 'Other', startTime: new Date('2025-01-01T10:40:00Z') }] });
+    await expect(invoke(ecsEvent())).resolves.toEqual({ hookStatus: 'SUCCEEDED' });
+    expect(decisions()[0]).toMatchObject({ deployStartedAt: DEPLOY_STARTED.toISOString() });
+  });
+
+  test('an empty resourceArn cannot be the release\'s deployment', async () => {
+    await expect(invoke(ecsEvent({ resourceArn: '' }))).resolves.toEqual({ hookStatus: 'FAILED' });
+    expect(decisions()[0]).toMatchObject({ serviceDeploymentArn: null, releaseDeploymentArn: DEPLOYMENT });
+  });
+
+  test('a service ARN with more than cluster and service is not parsed (no deployment list)', async () => {
+    const event = ecsEvent();
+    await invoke({ ...event, executionDetails: { ...event.executionDetails, serviceArn: `${SERVICE_ARN}/extra` } });
+    expect(ecsMock).not.toHaveReceivedCommand(ListServiceDeploymentsCommand);
+  });
+
+  test('reads at most 20 pages of ListActionExecutions and of ListServiceDeployments', async () => {
+    cpMock.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [deployAction], nextToken: 'more' });
+    ecsMock.on(ListServiceDeploymentsCommand).resolves({ serviceDeployments: [{ serviceDeploymentArn: DEPLOYMENT, createdAt: CREATED }], nextToken: 'more' });
+    await invoke(ecsEvent());
+    expect(cpMock).toHaveReceivedCommandTimes(ListActionExecutionsCommand, 20);
+    expect(ecsMock).toHaveReceivedCommandTimes(ListServiceDeploymentsCommand, 20);
+  });
+
+  test('IN_PROGRESS answers carry exactly the keys they know: no gate keys without a gate, no invocation count before the smoke test', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).rejects(awsError('ThrottlingException', 400));
+    const answer = await releaseHook(ecsEvent(), context, { now: () => Date.parse(NOW) });
+    expect(answer).toStrictEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { awsErrorRetries: 1, startedAt: NOW } });
+    greenRuns(NEW_IMAGE);
+    ecsMock.on(ListServiceDeploymentsCommand).rejects(awsError('ThrottlingException', 400));
+    const later = await releaseHook(ecsEvent(), context, { now: () => Date.parse(NOW) });
+    expect(later).toStrictEqual({ hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { awsErrorRetries: 1, startedAt: NOW, smokeTest: 'passed' } });
+  });
+
+  test('counters that are not whole non-negative numbers count as absent', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).rejects(awsError('ThrottlingException', 400));
+    for (const bad of [1.5, -1, '3']) {
+      await expect(invoke(ecsEvent({ hookDetails: { awsErrorRetries: bad, [ECS_INVOCATIONS_KEY]: bad } }))).resolves.toEqual({
+        hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { awsErrorRetries: 1 },
+      });
+    }
+    await expect(invoke(ecsEvent({ hookDetails: { awsErrorRetries: 0, [ECS_INVOCATIONS_KEY]: 0 } }))).resolves.toEqual({
+      hookStatus: 'IN_PROGRESS', callBackDelay: 30, hookDetails: { awsErrorRetries: 1, [ECS_INVOCATIONS_KEY]: 0 },
+    });
+  });
+
+  test('a notified flag that is not a boolean counts as absent', async () => {
+    withGate('InProgress');
+    withNotification();
+    await invoke(ecsEvent({ hookDetails: { ...LATER, notified: 'yes' } }));
+    expect(snsMock).toHaveReceivedCommandTimes(PublishCommand, 1);
+  });
+
+  test('the AWS error after too many retries names the action and keeps the count', async () => {
+    ecsMock.on(DescribeServiceRevisionsCommand).rejects(awsError('ThrottlingException', 400));
+    await invoke(ecsEvent({ hookDetails: { awsErrorRetries: AWS_ERROR_MAX_RETRIES } }));
+    expect(decisions()[0]).toMatchObject({
+      reason: `ecs:DescribeServiceRevisions still failing after ${AWS_ERROR_MAX_RETRIES} retries`,
+      action: 'ecs:DescribeServiceRevisions',
+      awsErrorRetries: AWS_ERROR_MAX_RETRIES,
+    });
+    ecsMock.on(DescribeServiceRevisionsCommand).rejects(awsError('AccessDeniedException', 400));
+    await invoke(ecsEvent());
+    expect(decisions()[0]).toMatchObject({ reason: 'ecs:DescribeServiceRevisions failed with an error that retrying does not fix', action: 'ecs:DescribeServiceRevisions' });
+  });
+
+  test('the ready-for-review message, line by line', () => {
+    const gate = {
+      imageParameterName: PARAMETER,
+      pipelineName: PIPELINE,
+      stageName: STAGE,
+      deployActionName: DEPLOY,
+      timeLimitSeconds: TIME_LIMIT_SECONDS,
+      actionName: ACTION,
+    };
+    const smokeTest = { passed: true, summary: 'all good', checks: [] } as never;
+    expect(readyForReviewMessage({ ...gate, testUrl: TEST_URL }, NEW_IMAGE, smokeTest, EXECUTION_ID, NOW)).toEqual({
+      subject: `Ready for review: ${PIPELINE}`,
+      body: [
+        `A new version released by pipeline ${PIPELINE} is ready for review on the test listener.`,
+        '',
+        `Image: ${NEW_IMAGE}`,
+        `Test URL: ${TEST_URL}`,
+        'Smoke test: passed (all good)',
+        `Ready since: ${NOW}`,
+        `Waiting for: approval action ${ACTION} in stage ${STAGE} of pipeline ${PIPELINE} (execution ${EXECUTION_ID})`,
+        '',
+        'Production traffic stays on the current version until the approval. Review the new version, then approve or reject the '
+        + `action. An approval given before ${NOW} does not count: the release would roll back.`,
+      ].join('\n'),
+    });
+    expect(readyForReviewMessage(gate, NEW_IMAGE, undefined, EXECUTION_ID, NOW).body.split('\n').slice(2, 4)).toEqual([`Image: ${NEW_IMAGE}`, 'Smoke test: passed']);
+    const exactly = readyForReviewMessage({ ...gate, pipelineName: 'p'.repeat(SNS_SUBJECT_LIMIT - 'Ready for review: '.length) }, NEW_IMAGE, undefined, EXECUTION_ID, NOW);
+    expect(exactly.subject).toBe(`Ready for review: ${'p'.repeat(SNS_SUBJECT_LIMIT - 'Ready for review: '.length)}`);
   });
 });

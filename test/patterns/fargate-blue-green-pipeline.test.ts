@@ -193,6 +193,61 @@ describe('FargateBlueGreenPipeline: the image parameter (ADR 0006)', () => {
   });
 });
 
+describe('FargateBlueGreenPipeline invariant 6: no CloudFormation update policy or property can move production traffic', () => {
+  const json = template.toJSON();
+  const resources: Record<string, any> = json.Resources;
+  const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
+  /** Every CloudFormation parameter the stack reads (the image parameter among them): values that change per release. */
+  const parameterIds = Object.keys(json.Parameters ?? {});
+  const references = (value: unknown): string[] => JSON.stringify(value).match(/"Ref":"([^"]+)"/g)?.map((m) => m.slice(7, -1)) ?? [];
+
+  test('no resource of either stack has an UpdatePolicy, and neither template has a Transform or Hooks (no CodeDeploy blue/green hook)', () => {
+    for (const t of [template, imageTemplate]) {
+      const j = t.toJSON();
+      expect(Object.entries(j.Resources).filter(([, r]: [string, any]) => r.UpdatePolicy !== undefined).map(([id]) => id)).toEqual([]);
+      expect(j.Transform).toBeUndefined();
+      expect(j.Hooks).toBeUndefined();
+    }
+    expect(ofType('AWS::CodeDeploy::DeploymentGroup')).toEqual([]);
+  });
+
+  test('the service is deployed by ECS itself (BLUE_GREEN, ECS controller), never by CodeDeploy or an external controller', () => {
+    const [[, service]] = ofType('AWS::ECS::Service');
+    expect(service.Properties.DeploymentController).toEqual({ Type: 'ECS' });
+    expect(service.Properties.DeploymentConfiguration).toMatchObject({ Strategy: 'BLUE_GREEN' });
+  });
+
+  test('the listeners and their rules read no CloudFormation parameter and nothing of the task definition: a stack update with unchanged infrastructure, whatever image is recorded, leaves them alone', () => {
+    const taskDefinitionId = ofType('AWS::ECS::TaskDefinition')[0][0];
+    const traffic = [...ofType('AWS::ElasticLoadBalancingV2::Listener'), ...ofType('AWS::ElasticLoadBalancingV2::ListenerRule')];
+    expect(traffic).toHaveLength(4);
+    for (const [, resource] of traffic) {
+      const refs = references(resource);
+      expect(refs.filter((ref) => parameterIds.includes(ref))).toEqual([]);
+      expect(refs).not.toContain(taskDefinitionId);
+      expect(JSON.stringify(resource)).not.toContain('TaskDefinition');
+    }
+  });
+
+  test('the rules declare blue 100 / green 0 once; a second synthesis (what a cdk deploy with unchanged props sends) has the very same listeners, rules and service', () => {
+    const again = new App();
+    const againStack = new Stack(again, 'Shop', { env: ENV });
+    new FargateBlueGreenPipeline(againStack, 'Web', { source: source() });
+    const againResources = Template.fromStack(againStack).toJSON().Resources;
+    for (const type of ['AWS::ElasticLoadBalancingV2::Listener', 'AWS::ElasticLoadBalancingV2::ListenerRule', 'AWS::ECS::Service', 'AWS::ECS::TaskDefinition']) {
+      for (const [id, resource] of ofType(type)) expect(againResources[id]).toEqual(resource);
+    }
+    for (const [, rule] of ofType('AWS::ElasticLoadBalancingV2::ListenerRule')) {
+      expect(rule.Properties.Actions[0].ForwardConfig.TargetGroups.map((g: any) => g.Weight)).toEqual([100, 0]);
+    }
+  });
+
+  test('the only thing that changes with a release is the image parameter\'s value, which only the task definition reads', () => {
+    const readers = Object.entries(resources).filter(([, r]) => references(r).some((ref) => parameterIds.includes(ref))).map(([, r]) => r.Type);
+    expect([...new Set(readers)]).toEqual(['AWS::ECS::TaskDefinition']);
+  });
+});
+
 describe('FargateBlueGreenPipeline defaults: runtime', () => {
   test('an ECR repository that scans on push, never overwrites a tag, keeps the newest 20 released and 20 other images, and is emptied on delete', () => {
     const repository = resourceOf(template, idOf(web.repository));
@@ -433,7 +488,11 @@ describe('FargateBlueGreenPipeline defaults: pipeline', () => {
     });
     expect(deploy.InputArtifacts).toEqual([{ Name: 'Build' }]);
     const record = actionOf(template, web, 'Release', 'RecordRelease');
-    expect(JSON.parse(record.Configuration.UserParameters)).toEqual({ imageUri: '#{BuildVariables.IMAGE_URI}' });
+    // The pipeline execution id lets the recorder judge this release's service deployment, not the newest one.
+    expect(JSON.parse(record.Configuration.UserParameters)).toEqual({
+      imageUri: '#{BuildVariables.IMAGE_URI}',
+      pipelineExecutionId: '#{codepipeline.PipelineExecutionId}',
+    });
   });
 
   test('a failed Release stage does not roll back on its own: ECS has already put production back, and re-running an older execution would only redeploy it', () => {
@@ -446,18 +505,35 @@ describe('FargateBlueGreenPipeline defaults: pipeline', () => {
     expect(web.rollbackCommand).toMatch(/^aws codepipeline rollback-stage --pipeline-name \S+ --stage-name Release --target-pipeline-execution-id /);
   });
 
-  test('without an approval, the hook has no APPROVAL_* variables and no right to read the pipeline or the parameter', () => {
+  test('invariant 5 with Approval.none(): the hook has the release guard (pipeline, stage, deploy action, parameter) but no approval action', () => {
     const hook = resourceOf(template, idOf(web.releaseHook));
-    const variables = Object.keys(hook.Properties.Environment.Variables);
-    expect(variables.filter((name) => name.startsWith('APPROVAL_'))).toEqual([]);
-    const statements = statementsOfRole(template, idOf(web.releaseHook.role!));
-    expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('codepipeline:') || a.startsWith('ssm:'))).toEqual([]);
-    expect(hook.Properties.Environment.Variables).toMatchObject({
+    const variables = hook.Properties.Environment.Variables;
+    expect(Object.keys(variables).filter((name) => name.startsWith('APPROVAL_') || name === 'NOTIFY_TOPIC_ARN')).toEqual([]);
+    expect(variables).toMatchObject({
       SMOKE_TEST_HEALTH_PATH: '/healthcheck',
       PLACEHOLDER_IMAGE: PLACEHOLDER,
       IMAGE_PARAMETER_NAME: web.imageParameterName,
+      PIPELINE_NAME: pipelineOf(template, web).Name,
+      RELEASE_STAGE_NAME: 'Release',
+      DEPLOY_ACTION_NAME: 'Deploy',
     });
-    expect(flatten(stack, hook.Properties.Environment.Variables.SMOKE_TEST_BASE_URL)).toBe(flatten(stack, web.testUrl));
+    expect(flatten(stack, variables.SMOKE_TEST_BASE_URL)).toBe(flatten(stack, web.testUrl));
+  });
+
+  test('invariant 5 with Approval.none(): the hook may read the image parameter, that pipeline\'s state and action executions, and the cluster\'s service deployments', () => {
+    const statements = statementsOfRole(template, idOf(web.releaseHook.role!));
+    const name = pipelineOf(template, web).Name;
+    expect(grantsOf(statements, 'ssm:GetParameter').map((st) => st.Resource)).toEqual([parameterArn(web.imageParameterName)]);
+    for (const action of ['codepipeline:GetPipelineState', 'codepipeline:ListActionExecutions']) {
+      expect(grantsOf(statements, action).map((st) => flatten(stack, st.Resource))).toEqual([`arn:\${AWS::Partition}:codepipeline:us-east-1:123456789012:${name}`]);
+    }
+    expect(grantsOf(statements, 'ecs:ListServiceDeployments').map((st) => flatten(stack, st.Resource)))
+      .toEqual([`arn:\${AWS::Partition}:ecs:us-east-1:123456789012:service/\${${idOf(web.cluster)}}/*`]);
+    expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('sns:'))).toEqual([]);
+  });
+
+  test('invariant 4: the hook gives up 60 - 5 - bake minutes after the deploy action started (50 with the default 5 minutes of bake)', () => {
+    expect(resourceOf(template, idOf(web.releaseHook)).Properties.Environment.Variables.HOOK_TIME_LIMIT_SECONDS).toBe(String(50 * 60));
   });
 });
 
@@ -477,6 +553,28 @@ describe('FargateBlueGreenPipeline defaults: release function permissions', () =
     const list = grantsOf(statementsOfRole(template, recorder.Properties.Role['Fn::GetAtt'][0]), 'ecs:ListServiceDeployments');
     expect(list).toHaveLength(1);
     expect(list[0].Resource).toEqual(stack.resolve(web.service.serviceArn));
+  });
+
+  test('the recorder knows the pipeline, stage and deploy action that start its release, and may list that pipeline\'s action executions only', () => {
+    const recorder = recordFunctionOf(template, web);
+    expect(recorder.Properties.Environment.Variables).toMatchObject({
+      PIPELINE_NAME: pipelineOf(template, web).Name,
+      RELEASE_STAGE_NAME: 'Release',
+      DEPLOY_ACTION_NAME: 'Deploy',
+    });
+    const list = grantsOf(statementsOfRole(template, recorder.Properties.Role['Fn::GetAtt'][0]), 'codepipeline:ListActionExecutions');
+    expect(list).toHaveLength(1);
+    expect(actionsOf(list[0])).toEqual(['codepipeline:ListActionExecutions']);
+    expect(flatten(stack, list[0].Resource)).toBe(`arn:\${AWS::Partition}:codepipeline:us-east-1:123456789012:${pipelineOf(template, web).Name}`);
+  });
+
+  test('the recorder may roll back (StopServiceDeployment) only the deployments of this one service, for its wall-clock wait limit', () => {
+    const recorder = recordFunctionOf(template, web);
+    const stop = grantsOf(statementsOfRole(template, recorder.Properties.Role['Fn::GetAtt'][0]), 'ecs:StopServiceDeployment');
+    expect(stop).toHaveLength(1);
+    expect(actionsOf(stop[0])).toEqual(['ecs:StopServiceDeployment']);
+    expect(flatten(stack, stop[0].Resource)).toBe(
+      `arn:\${AWS::Partition}:ecs:us-east-1:123456789012:service-deployment/\${${idOf(web.cluster)}}/\${${idOf(web.service)}.Name}/*`);
   });
 
   test('the hook may describe the service revisions of this cluster (to tell the placeholder from a built image)', () => {
@@ -773,8 +871,9 @@ describe('FargateBlueGreenPipeline overrides: approval before production traffic
     const name = pipelineOf(overTemplate, custom).Name;
     expect(typeof name).toBe('string');
     expect(resourceOf(overTemplate, idOf(custom.releaseHook)).Properties.Environment.Variables).toMatchObject({
-      APPROVAL_PIPELINE_NAME: name,
-      APPROVAL_STAGE_NAME: 'Release',
+      PIPELINE_NAME: name,
+      RELEASE_STAGE_NAME: 'Release',
+      DEPLOY_ACTION_NAME: 'Deploy',
       APPROVAL_ACTION_NAME: 'ApproveProductionTraffic',
     });
   });
