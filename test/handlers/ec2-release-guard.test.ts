@@ -17,6 +17,7 @@ const {
   handler,
   physicalId,
   putJson,
+  sfn,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
 }: typeof import('../../src/handlers/ec2-release-guard.lambda') = require('../../src/handlers/ec2-release-guard.lambda');
 
@@ -254,13 +255,192 @@ describe('putJson against a local server', () => {
 });
 
 test('handler: the same guard with the real PUT', async () => {
-  const server = http.createServer((req, res) => { req.resume(); req.on('end', () => { res.writeHead(200); res.end(); }); });
+  const bodies: string[] = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => { bodies.push(body); res.writeHead(200); res.end(); });
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   try {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/r`;
     await expect(handler({ ...request('Delete', 'free'), ResponseURL: url })).resolves.toBeUndefined();
+    expect(bodies.map((b) => JSON.parse(b))).toEqual([expect.objectContaining({ Status: 'SUCCESS', Reason: 'deleted', RequestId: 'req-1' })]);
   } finally {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Edges found by mutation testing (stryker/ec2-release-guard.config.json)
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The JSON lines the guard logged to stdout (console.log) and stderr (console.error). */
+const logged = (stream: 'log' | 'error'): Array<Record<string, unknown>> =>
+  (console[stream] as unknown as jest.Mock).mock.calls.map((args: unknown[]) => JSON.parse(String(args[0])));
+
+describe('the SDK client', () => {
+  test('the exported client makes at most 3 attempts', async () => {
+    expect(await sfn.config.maxAttempts()).toBe(3);
+  });
+});
+
+describe('logging', () => {
+  test('a SUCCESS is logged as INFO with the request type, logical id, stack id and reason', async () => {
+    await respond(request('Update', 'free'));
+    expect(logged('log')).toEqual([{
+      level: 'INFO',
+      message: 'release guard',
+      requestType: 'Update',
+      logicalResourceId: 'ReleaseGuard',
+      stackId: STACK_ID,
+      status: 'SUCCESS',
+      reason: 'no release is running',
+    }]);
+  });
+
+  test('a FAILED is logged as WARN', async () => {
+    sfnMock.on(DescribeExecutionCommand).resolves({ status: 'RUNNING' } as never);
+    await respond(request('Update', `running ${EXECUTION}`));
+    expect(logged('log')).toEqual([expect.objectContaining({ level: 'WARN', message: 'release guard', status: 'FAILED', requestType: 'Update' })]);
+  });
+
+  test('no ResponseURL: an ERROR line says there is nothing to respond to, with what the event had', async () => {
+    await guard({ RequestType: 'Delete', LogicalResourceId: 'ReleaseGuard', StackId: STACK_ID }, { put, sleep });
+    expect(logged('error')).toEqual([{
+      level: 'ERROR',
+      message: 'not a CloudFormation custom resource request (no ResponseURL): nothing to respond to',
+      requestType: 'Delete',
+      logicalResourceId: 'ReleaseGuard',
+      stackId: STACK_ID,
+    }]);
+    expect(logged('log')).toEqual([]);
+  });
+
+  test('a non-string RequestType is logged as undefined (not echoed)', async () => {
+    await respond(request('Update', 'free', { RequestType: 7 }));
+    expect(logged('log')[0]).toMatchObject({ level: 'WARN', status: 'FAILED' });
+    expect(logged('log')[0]).not.toHaveProperty('requestType');
+  });
+
+  test('each failed PUT is logged with its attempt and error; the last failure as an ERROR', async () => {
+    const down = async () => { throw new Error('ECONNRESET'); };
+    await expect(guard(request('Create', 'free'), { put: down, sleep })).rejects.toThrow();
+    const warnings = logged('log').filter((l) => l.message === 'release guard: response PUT failed');
+    expect(warnings).toEqual(Array.from({ length: RESPONSE_ATTEMPTS }, (_, i) => ({ level: 'WARN', message: 'release guard: response PUT failed', attempt: i + 1, error: 'ECONNRESET' })));
+    expect(logged('error')).toEqual([{
+      level: 'ERROR', message: 'release guard: could not respond to CloudFormation', error: { name: 'Error', message: 'ECONNRESET' }, attempts: RESPONSE_ATTEMPTS,
+    }]);
+  });
+});
+
+describe('more bad input', () => {
+  test.each([
+    [['https://cloudformation-custom-resource-response.example/r']],
+    ['file:///tmp/x?https://cloudformation-custom-resource-response.example/r'],
+    [42],
+  ])('a ResponseURL that is not an http(s) URL string (%j): nothing is PUT', async (url) => {
+    await guard({ ...request('Create', 'free'), ResponseURL: url }, { put, sleep });
+    expect(puts).toEqual([]);
+  });
+
+  test('no RequestType: FAILED, saying it is missing', async () => {
+    const { RequestType: _omitted, ...event } = request('Update', 'free');
+    expect(await respond(event)).toMatchObject({ Status: 'FAILED', Reason: 'unknown RequestType missing: expected Create, Update or Delete' });
+  });
+
+  test('a request without StackId, RequestId and LogicalResourceId is still answered, with empty fields', async () => {
+    const response = await respond({ RequestType: 'Create', ResponseURL: RESPONSE_URL, ResourceProperties: { StackName: 'web-fleet' } });
+    expect(response).toEqual({ Status: 'SUCCESS', Reason: 'created: the guard checks the release lock on updates', PhysicalResourceId: 'release-guard-web-fleet', StackId: '', RequestId: '', LogicalResourceId: '' });
+  });
+
+  test('the Lock is trimmed: " free " is free', async () => {
+    expect(await respond(request('Update', ' free\n'))).toMatchObject({ Status: 'SUCCESS', Reason: 'no release is running' });
+  });
+
+  test.each([
+    [`xrunning ${EXECUTION}`],
+    [`running ${EXECUTION} and more`],
+  ])('a Lock that only contains "running <arn>" (%j): FAILED without asking Step Functions', async (lock) => {
+    const response = await respond(request('Update', lock));
+    expect(response).toMatchObject({ Status: 'FAILED', Reason: `the property Lock must be "free" or "running <executionArn>", got ${JSON.stringify(lock)}` });
+    expect(sfnMock).not.toHaveReceivedCommand(DescribeExecutionCommand);
+  });
+
+  test('physicalId: an empty or non-string PhysicalResourceId is not kept; an empty or non-string StackName gives way to the stack id', () => {
+    expect(physicalId({ PhysicalResourceId: '', ResourceProperties: { StackName: 'web-fleet' } })).toBe(`${PHYSICAL_ID_PREFIX}web-fleet`);
+    expect(physicalId({ PhysicalResourceId: 42, ResourceProperties: { StackName: 'web-fleet' } })).toBe(`${PHYSICAL_ID_PREFIX}web-fleet`);
+    expect(physicalId({ StackId: STACK_ID, ResourceProperties: { StackName: '' } })).toBe(`${PHYSICAL_ID_PREFIX}web-fleet`);
+    expect(physicalId({ StackId: STACK_ID, ResourceProperties: { StackName: 42 } })).toBe(`${PHYSICAL_ID_PREFIX}web-fleet`);
+    expect(physicalId({ StackId: STACK_ID, ResourceProperties: { StackName: 'named' } })).toBe(`${PHYSICAL_ID_PREFIX}named`);
+  });
+});
+
+describe('more verdicts', () => {
+  test('a stale lock naming an execution that does not exist: the reason says so', async () => {
+    sfnMock.on(DescribeExecutionCommand).rejects(new ExecutionDoesNotExist({ message: 'Execution Does Not Exist', $metadata: {} }));
+    expect((await respond(request('Update', `running ${EXECUTION}`))).Reason).toBe(`the release lock names ${EXECUTION}, which does not exist: a stale lock`);
+  });
+
+  test('an execution without a status: SUCCESS (not RUNNING), saying its state is unknown', async () => {
+    sfnMock.on(DescribeExecutionCommand).resolves({ executionArn: EXECUTION } as never);
+    expect(await respond(request('Update', `running ${EXECUTION}`))).toMatchObject({
+      Status: 'SUCCESS', Reason: `the release ${EXECUTION} that left the lock is in an unknown state, not running: a stale lock`,
+    });
+  });
+
+  test('a client that throws undefined: FAILED as a check that could not be made (not a guard error)', async () => {
+    const odd = { send: async () => { throw undefined; } } as unknown as SFNClient;
+    await guard(request('Update', `running ${EXECUTION}`), { put, sleep, sfn: odd });
+    expect(puts[0].response.Status).toBe('FAILED');
+    expect(puts[0].response.Reason).toMatch(new RegExp(`^could not check whether the release ${EXECUTION} is running: .*; deploy again in a minute$`));
+  });
+
+  test('decide() throwing on a Delete still answers SUCCESS (the stack must stay deletable)', async () => {
+    // RequestType reads 'Delete' for the guard's own look (type check and value), then throws (inside decide()).
+    let reads = 0;
+    const event = Object.defineProperty(request('Delete', 'free'), 'RequestType', {
+      get: () => { reads++; if (reads > 2) throw new Error('boom'); return 'Delete'; }, enumerable: true,
+    });
+    await guard(event, { put, sleep });
+    expect(puts.map((p) => [p.response.Status, p.response.Reason])).toEqual([['SUCCESS', 'guard error ignored on Delete: boom']]);
+  });
+});
+
+describe('putJson edges', () => {
+  let server: http.Server;
+  let port: number;
+  let answer: (res: http.ServerResponse) => void;
+
+  beforeEach(async () => {
+    answer = (s) => { s.writeHead(200); s.end(); };
+    server = http.createServer((req, res) => { req.resume(); req.on('end', () => answer(res)); });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+
+  afterEach(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  test('a 300 is not a success', async () => {
+    answer = (s) => { s.writeHead(300, 'Multiple Choices'); s.end(); };
+    await expect(putJson(`http://127.0.0.1:${port}/r`, '{}', 2_000)).rejects.toThrow('HTTP 300 Multiple Choices');
+  });
+
+  test('a 299 is a success', async () => {
+    answer = (s) => { s.writeHead(299, 'Custom'); s.end(); };
+    await expect(putJson(`http://127.0.0.1:${port}/r`, '{}', 2_000)).resolves.toBeUndefined();
+  });
+
+  test('an error status without a reason phrase: the message has no trailing space', async () => {
+    answer = (s) => { s.writeHead(500, ''); s.end(); };
+    await expect(putJson(`http://127.0.0.1:${port}/r`, '{}', 2_000)).rejects.toMatchObject({ message: 'HTTP 500' });
+  });
+
+  test('an https URL is spoken to with TLS (a plain-HTTP server does not answer it)', async () => {
+    await expect(putJson(`https://127.0.0.1:${port}/r`, '{}', 2_000)).rejects.toThrow();
+  });
 });
