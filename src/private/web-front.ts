@@ -97,3 +97,38 @@ export function createWebLoadBalancer(scope: Construct, options: WebLoadBalancer
   }
   return { loadBalancer, securityGroup };
 }
+
+/** @internal */
+export interface ColorTargetGroupOptions {
+  readonly vpc: ec2.IVpc;
+  readonly targetType: elbv2.TargetType;
+  readonly port: number;
+  readonly healthCheckPath: string;
+  readonly deregistrationDelay?: Duration;
+}
+
+/**
+ * The blue and green target groups of a blue/green web service: HTTP, health-checked every 10 s (2 healthy checks
+ * admit a target, 3 failed ones remove it, 200 only), 30 s deregistration delay unless given.
+ * @internal
+ */
+export function createColorTargetGroups(scope: Construct, options: ColorTargetGroupOptions): {
+  blue: elbv2.ApplicationTargetGroup; green: elbv2.ApplicationTargetGroup;
+} {
+  const targetGroup = (id: string) => new elbv2.ApplicationTargetGroup(scope, id, {
+    vpc: options.vpc,
+    targetType: options.targetType,
+    port: options.port,
+    protocol: elbv2.ApplicationProtocol.HTTP,
+    deregistrationDelay: options.deregistrationDelay ?? Duration.seconds(30),
+    healthCheck: {
+      path: options.healthCheckPath,
+      interval: Duration.seconds(10),
+      timeout: Duration.seconds(5),
+      healthyThresholdCount: 2,
+      unhealthyThresholdCount: 3,
+      healthyHttpCodes: '200',
+    },
+  });
+  return { blue: targetGroup('BlueTargetGroup'), green: targetGroup('GreenTargetGroup') };
+}

@@ -13,7 +13,7 @@ import { InstanceSecret } from './instance-secret';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { checkDuration, checkInteger, checkNotEmpty, invalidInput, looksLikeSecret } from '../private/validate';
-import { createPublicVpc, createWebLoadBalancer } from '../private/web-front';
+import { createColorTargetGroups, createPublicVpc, createWebLoadBalancer } from '../private/web-front';
 
 /** The two colors of a blue/green fleet. @internal */
 export type Color = 'blue' | 'green';
@@ -119,23 +119,15 @@ export class BlueGreenEc2Fleet extends Construct {
     });
     this.loadBalancer = front.loadBalancer;
 
-    const targetGroup = (name: string) => new elbv2.ApplicationTargetGroup(this, name, {
+    const targetGroups = createColorTargetGroups(this, {
       vpc: this.vpc,
       targetType: elbv2.TargetType.INSTANCE,
       port: this.port,
-      protocol: elbv2.ApplicationProtocol.HTTP,
-      deregistrationDelay: props.deregistrationDelay ?? Duration.seconds(30),
-      healthCheck: {
-        path: this.healthCheckPath,
-        interval: Duration.seconds(10),
-        timeout: Duration.seconds(5),
-        healthyThresholdCount: 2,
-        unhealthyThresholdCount: 3,
-        healthyHttpCodes: '200',
-      },
+      healthCheckPath: this.healthCheckPath,
+      deregistrationDelay: props.deregistrationDelay,
     });
-    this.blueTargetGroup = targetGroup('BlueTargetGroup');
-    this.greenTargetGroup = targetGroup('GreenTargetGroup');
+    this.blueTargetGroup = targetGroups.blue;
+    this.greenTargetGroup = targetGroups.green;
 
     // The live color, as the release engine recorded it; CloudFormation reads it on every stack update.
     const liveColor = ssm.StringParameter.valueForStringParameter(this, props.liveColorParameterName);

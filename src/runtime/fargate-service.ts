@@ -8,7 +8,7 @@ import { Construct } from 'constructs';
 import { acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { checkDuration, checkInteger, invalidInput } from '../private/validate';
-import { createPublicVpc, createWebLoadBalancer } from '../private/web-front';
+import { createColorTargetGroups, createPublicVpc, createWebLoadBalancer } from '../private/web-front';
 
 /**
  * Properties of `BlueGreenFargateService`.
@@ -188,23 +188,11 @@ export class BlueGreenFargateService extends Construct {
     const albSecurityGroup = front.securityGroup;
     this.loadBalancer = front.loadBalancer;
 
-    const targetGroup = (name: string) => new elbv2.ApplicationTargetGroup(this, name, {
-      vpc: this.vpc,
-      targetType: elbv2.TargetType.IP,
-      port: containerPort,
-      protocol: elbv2.ApplicationProtocol.HTTP,
-      deregistrationDelay: Duration.seconds(30),
-      healthCheck: {
-        path: healthCheckPath,
-        interval: Duration.seconds(10),
-        timeout: Duration.seconds(5),
-        healthyThresholdCount: 2,
-        unhealthyThresholdCount: 3,
-        healthyHttpCodes: '200',
-      },
+    const targetGroups = createColorTargetGroups(this, {
+      vpc: this.vpc, targetType: elbv2.TargetType.IP, port: containerPort, healthCheckPath,
     });
-    this.blueTargetGroup = targetGroup('BlueTargetGroup');
-    this.greenTargetGroup = targetGroup('GreenTargetGroup');
+    this.blueTargetGroup = targetGroups.blue;
+    this.greenTargetGroup = targetGroups.green;
 
     const notFound = elbv2.ListenerAction.fixedResponse(404, { contentType: 'text/plain', messageBody: 'Not found' });
     this.productionListener = this.loadBalancer.addListener('Production', {
