@@ -27,6 +27,7 @@ import {
   handler,
   readConfig,
   rollbackReason,
+  servesOnly,
   step,
 } from '../../src/handlers/ec2-release.lambda';
 
@@ -1359,5 +1360,726 @@ describe('forwardedTargetGroups', () => {
     expect(forwardedTargetGroups([{ Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: 'a', Weight: 0 }, { TargetGroupArn: 'b', Weight: 5 }] } }])).toEqual(['b']);
     expect(forwardedTargetGroups([{ Type: 'forward', TargetGroupArn: 'a' }])).toEqual(['a']);
     expect(forwardedTargetGroups(fixed503)).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Edges found by mutation testing (stryker/ec2-release.config.json)
+// ---------------------------------------------------------------------------------------------------------------
+
+const loggedLines = (stream: 'log' | 'error'): Array<Record<string, unknown>> =>
+  (console[stream] as unknown as jest.Mock).mock.calls.map((args: unknown[]) => JSON.parse(String(args[0])));
+
+describe('logging of a step', () => {
+  test('an ordinary step: one INFO line with the action, next, wait, release, target and message', async () => {
+    const state = await step(startEvent(), deps());
+    expect(loggedLines('log')).toEqual([{
+      level: 'INFO', message: 'ec2 release step', action: 'start', next: 'health', waitSeconds: 15, release: RELEASE, target: 'green', result: state.message,
+    }]);
+  });
+
+  test('a failed release: WARN', async () => {
+    world.running = [{ executionArn: OTHER_EXECUTION, name: 'exec-41' }];
+    await step(startEvent(), deps());
+    expect(loggedLines('log')).toEqual([expect.objectContaining({ level: 'WARN', action: 'start', next: 'failed' })]);
+  });
+
+  test('a thrown error: an ERROR line saying whether it is retryable', async () => {
+    sfnMock.on(ListExecutionsCommand).rejects(throttled());
+    await expect(step(startEvent(), deps())).rejects.toThrow();
+    elbMock.on(DescribeTargetHealthCommand).rejects(accessDenied('elasticloadbalancing:DescribeTargetHealth'));
+    duringRelease();
+    await expect(step({ action: 'health', state: midRelease() }, deps())).rejects.toThrow();
+    expect(loggedLines('error')).toEqual([
+      expect.objectContaining({ level: 'ERROR', message: 'ec2 release step threw', action: 'start', retryable: true }),
+      expect.objectContaining({ level: 'ERROR', message: 'ec2 release step threw', action: 'health', retryable: false }),
+    ]);
+  });
+});
+
+describe('events and state, exactly', () => {
+  test('not a step event: the message lists the actions and quotes the event', async () => {
+    await expect(step({ action: 'explode' }, deps())).rejects.toThrow(
+      'not an EC2 release step event: expected { action: one of start|drain|health|afterSmoke|approval|shift|bake|finish|rollback, state }, got {"action":"explode"}');
+    await expect(step(undefined, deps())).rejects.toThrow(/, got undefined$/);
+    await expect(step({ action: 7 }, deps())).rejects.toThrow(/^not an EC2 release step event/);
+  });
+
+  test('a bad configuration at a later step keeps the state and names the step', async () => {
+    env = { ...ENV, BAKE_SECONDS: 'x' };
+    const state = await step({ action: 'bake', state: midRelease({ trafficPercent: 100 }) }, deps());
+    expect(state).toMatchObject({ next: 'failed', waitSeconds: 0, release: RELEASE, target: 'green', trafficPercent: 100 });
+    expect(state.message).toBe('invalid configuration: BAKE_SECONDS must be an integer from 0 to 3600, got "x"; the bake step changed nothing');
+  });
+
+  test.each<[Partial<ReleaseState>, string]>([
+    [{ release: '' }, 'release'],
+    [{ executionArn: 42 as unknown as string }, 'executionArn'],
+    [{ previousRelease: '' }, 'previousRelease'],
+    [{ startedAt: undefined }, 'startedAt'],
+    [{ live: 'purple' as never }, 'live'],
+    [{ target: 'red' as never }, 'target'],
+    [{ target: 'blue' as const }, 'target'],
+    [{ capacity: 0 }, 'capacity'],
+    [{ capacity: 1.5 }, 'capacity'],
+  ])('a state with %j is refused, naming only %s', async (overrides, problem) => {
+    await expect(step({ action: 'drain', state: midRelease(overrides) }, deps())).rejects.toThrow(`the drain step got a state without a valid ${problem}`);
+    await expect(step({ action: 'drain', state: midRelease(overrides) }, deps())).rejects.toThrow(new RegExp(`valid ${problem}$`));
+  });
+
+  test('a state of capacity 1 and a live color of none is valid', async () => {
+    duringRelease();
+    world.groups.green.instances = [];
+    const state = await step({ action: 'drain', state: midRelease({ capacity: 1, live: 'none', previousRelease: 'none' }) }, deps());
+    expect(state).toMatchObject({ next: 'health', capacity: 1 });
+    expect(state.message).toBe('release r42: green group web-green scaled to 1 instance(s); production still runs the 503 of an unreleased service');
+    expect(calls).toContain('UpdateAutoScalingGroup green min=1 max=2 desired=1');
+  });
+
+  test('a state that is not an object counts as empty', async () => {
+    await expect(step({ action: 'health', state: 'garbage' }, deps())).rejects.toThrow(
+      'the health step got a state without a valid release, executionArn, previousRelease, startedAt, live, target, capacity');
+  });
+});
+
+describe('configuration, exactly', () => {
+  test('the whole configuration, optional values unset', () => {
+    const { TEST_URL: _t, PRODUCTION_URL: _p, NOTIFY_TOPIC_ARN: _n, CANARY_SECONDS: _c, ...rest } = ENV;
+    const parsed = readConfig({ ...rest, ALARMS_BLUE: ' a , ,b,a ', ALARMS_GREEN: undefined, DEPLOYMENT_ALARMS: 'd,d' });
+    expect(parsed).toEqual({
+      ok: true,
+      value: {
+        liveColorParameter: LIVE,
+        lockParameter: LOCK,
+        colors: {
+          blue: { releaseParameter: REL_BLUE, groupName: GROUP.blue, targetGroupArn: TG.blue, alarms: ['a', 'b'] },
+          green: { releaseParameter: REL_GREEN, groupName: GROUP.green, targetGroupArn: TG.green, alarms: [] },
+        },
+        productionListenerArn: LISTENER,
+        testListenerArn: TEST_LISTENER,
+        notReleasedBody: NOT_RELEASED,
+        defaultCapacity: 2,
+        releaseDeadlineSeconds: 3300,
+        healthTimeoutSeconds: 900,
+        bakeSeconds: 300,
+        canaryPercent: 0,
+        canarySeconds: 0,
+        deploymentAlarms: ['d'],
+        stackName: 'web-fleet',
+        stateMachineArn: STATE_MACHINE,
+        testUrl: undefined,
+        productionUrl: undefined,
+        notifyTopicArn: undefined,
+        approval: undefined,
+      },
+    });
+  });
+
+  test('values are trimmed; the approval gate without a stage', () => {
+    const { APPROVAL_STAGE_NAME: _s, ...gate } = GATE;
+    const parsed = readConfig({ ...ENV, ...gate, STACK_NAME: '  web-fleet ', DEFAULT_CAPACITY: ' 4 ' });
+    expect(parsed).toMatchObject({ ok: true, value: { stackName: 'web-fleet', defaultCapacity: 4, approval: { pipelineName: 'web-pipeline', actionName: 'Approve', stageName: undefined, timeoutSeconds: 1800 } } });
+  });
+
+  test('every problem at once, joined by "; "', () => {
+    const parsed = readConfig({ ...ENV, NOT_RELEASED_BODY: undefined, STACK_NAME: undefined, HEALTH_TIMEOUT_SECONDS: '0', CANARY_PERCENT: '5', CANARY_SECONDS: '0' });
+    expect(parsed).toEqual({
+      ok: false,
+      error: 'environment variable(s) not set: STACK_NAME; environment variable NOT_RELEASED_BODY is not set; '
+        + 'HEALTH_TIMEOUT_SECONDS must be an integer from 1 to 3600, got "0"; CANARY_SECONDS must be an integer from 1 to 3600, got "0"',
+    });
+  });
+
+  test.each([
+    [{ DEFAULT_CAPACITY: '1' }, 'defaultCapacity', 1],
+    [{ DEFAULT_CAPACITY: '20' }, 'defaultCapacity', 20],
+    [{ RELEASE_DEADLINE_SECONDS: '60' }, 'releaseDeadlineSeconds', 60],
+    [{ RELEASE_DEADLINE_SECONDS: '3600' }, 'releaseDeadlineSeconds', 3600],
+    [{ HEALTH_TIMEOUT_SECONDS: '1' }, 'healthTimeoutSeconds', 1],
+    [{ HEALTH_TIMEOUT_SECONDS: '3600' }, 'healthTimeoutSeconds', 3600],
+    [{ BAKE_SECONDS: '0' }, 'bakeSeconds', 0],
+    [{ BAKE_SECONDS: '3600' }, 'bakeSeconds', 3600],
+    [{ CANARY_PERCENT: '99', CANARY_SECONDS: '1' }, 'canarySeconds', 1],
+    [{ CANARY_PERCENT: '1', CANARY_SECONDS: '3600' }, 'canaryPercent', 1],
+    [{ NOT_RELEASED_BODY: 'x'.repeat(1024) }, 'notReleasedBody', 'x'.repeat(1024)],
+    [{ NOT_RELEASED_BODY: '' }, 'notReleasedBody', ''],
+  ])('accepts the bound %j', (overrides, key, value) => {
+    const parsed = readConfig({ ...ENV, ...overrides });
+    expect(parsed.ok && (parsed.value as unknown as Record<string, unknown>)[key]).toEqual(value);
+  });
+
+  test.each([
+    [{ RELEASE_DEADLINE_SECONDS: '59' }, 'RELEASE_DEADLINE_SECONDS must be an integer from 60 to 3600, got "59"'],
+    [{ HEALTH_TIMEOUT_SECONDS: '3601' }, 'HEALTH_TIMEOUT_SECONDS must be an integer from 1 to 3600, got "3601"'],
+    [{ BAKE_SECONDS: '3601' }, 'BAKE_SECONDS must be an integer from 0 to 3600, got "3601"'],
+    [{ CANARY_PERCENT: '10', CANARY_SECONDS: '3601' }, 'CANARY_SECONDS must be an integer from 1 to 3600, got "3601"'],
+    [{ CANARY_SECONDS: '3601' }, 'CANARY_SECONDS must be an integer from 0 to 3600, got "3601"'],
+    [{ DEFAULT_CAPACITY: '99999999999999999999' }, 'DEFAULT_CAPACITY must be an integer from 1 to 20, got "99999999999999999999"'],
+    [{ DEFAULT_CAPACITY: '3x' }, 'DEFAULT_CAPACITY must be an integer from 1 to 20, got "3x"'],
+    [{ DEFAULT_CAPACITY: 'x3' }, 'DEFAULT_CAPACITY must be an integer from 1 to 20, got "x3"'],
+    [{ ...GATE, APPROVAL_TIMEOUT_SECONDS: '0' }, 'APPROVAL_TIMEOUT_SECONDS must be an integer from 1 to 86400, got "0"'],
+    [{ ...GATE, APPROVAL_TIMEOUT_SECONDS: '86401' }, 'APPROVAL_TIMEOUT_SECONDS must be an integer from 1 to 86400, got "86401"'],
+    [{ APPROVAL_STAGE_NAME: 'Release' }, 'APPROVAL_STAGE_NAME is set without the approval gate (APPROVAL_PIPELINE_NAME, APPROVAL_ACTION_NAME, APPROVAL_TIMEOUT_SECONDS)'],
+  ])('refuses %j, exactly', (overrides, error) => {
+    expect(readConfig({ ...ENV, ...overrides })).toEqual({ ok: false, error });
+  });
+
+  test('the approval gate with a blank stage name has no stage', () => {
+    const parsed = readConfig({ ...ENV, ...GATE, APPROVAL_STAGE_NAME: ' ' });
+    expect(parsed.ok && parsed.value.approval?.stageName).toBeUndefined();
+  });
+});
+
+describe('start, more', () => {
+  test('the release and ids may come from the state (a start run again after a stack wait)', async () => {
+    const state = await step({ action: 'start', state: { release: RELEASE, pipelineExecutionId: 'p-1', executionArn: EXECUTION, startedAt: new Date(T0).toISOString() } }, deps());
+    expect(state).toMatchObject({ next: 'health', release: RELEASE, pipelineExecutionId: 'p-1', executionArn: EXECUTION, startedAt: new Date(T0).toISOString() });
+  });
+
+  test('a start event without a release: refused, saying it is missing; non-string ids are not copied', async () => {
+    const state = await step({ action: 'start', input: { pipelineExecutionId: 7 }, executionArn: EXECUTION, startedAt: 5 }, deps());
+    expect(state).toEqual({ next: 'failed', waitSeconds: 0, message: 'invalid release id missing: expected 1 to 128 characters A-Z a-z 0-9 . _ -; this release changed nothing', executionArn: EXECUTION });
+  });
+
+  test('an empty executionArn and a missing startedAt are refused', async () => {
+    expect((await step({ ...startEvent(), executionArn: '' }, deps())).message).toBe('release r42: the start event has no executionArn; this release changed nothing');
+    expect((await step({ ...startEvent(), startedAt: undefined }, deps())).message).toBe('release r42: the start event has no valid startedAt (got missing); this release changed nothing');
+    expect(calls).toEqual([]);
+  });
+
+  test('with the approval gate, an empty pipelineExecutionId is refused; without the gate none is needed', async () => {
+    env = { ...ENV, ...GATE };
+    expect((await step({ ...startEvent(), input: { release: RELEASE, pipelineExecutionId: '' } }, deps())).next).toBe('failed');
+    env = { ...ENV };
+    expect((await step({ ...startEvent(), input: { release: RELEASE } }, deps())).next).toBe('health');
+  });
+
+  test('asks Step Functions for up to 100 RUNNING executions of its state machine; an execution without a name', async () => {
+    sfnMock.on(ListExecutionsCommand).resolves({ executions: [{ executionArn: undefined, stateMachineArn: STATE_MACHINE, status: 'RUNNING', startDate: new Date(T0) } as never] });
+    const state = await step(startEvent(), deps());
+    expect(state.message).toBe('release ? (execution ?) is running; this release changed nothing');
+    expect(sfnMock).toHaveReceivedCommandWith(ListExecutionsCommand, { stateMachineArn: STATE_MACHINE, statusFilter: 'RUNNING', maxResults: 100 });
+  });
+
+  test('a missing SSM parameter: refused, naming it', async () => {
+    delete world.params[REL_BLUE];
+    const state = await step(startEvent(), deps());
+    expect(state.message).toBe(`release r42: SSM parameter(s) not found: ${REL_BLUE}; this release changed nothing`);
+    expect(ssmMock).toHaveReceivedCommandWith(GetParametersCommand, { Names: [LIVE, LOCK, REL_BLUE, REL_GREEN] });
+  });
+
+  test('the lock already held by this execution is not written again', async () => {
+    world.params[LOCK] = `running ${EXECUTION}`;
+    await step(startEvent(), deps());
+    expect(calls.filter((c) => c.startsWith(`PutParameter ${LOCK}`))).toEqual([]);
+  });
+
+  test('a stack without a status is not waited for; the stack is asked by name', async () => {
+    cfnMock.on(DescribeStacksCommand).resolves({ Stacks: [] });
+    expect((await step(startEvent(), deps())).next).toBe('health');
+    expect(cfnMock).toHaveReceivedCommandWith(DescribeStacksCommand, { StackName: 'web-fleet' });
+  });
+
+  test('a stack in UPDATE_COMPLETE_CLEANUP_IN_PROGRESS is waited for; one wait may end exactly at the deadline', async () => {
+    world.stackStatus = 'UPDATE_COMPLETE_CLEANUP_IN_PROGRESS';
+    clock = T0 + 3_300_000 - 30_000;
+    expect(await step(startEvent(), deps())).toMatchObject({ next: 'start', waitSeconds: 30 });
+  });
+
+  test('the live group at 0: the default capacity; a live group that is missing: an error naming it', async () => {
+    world.groups.blue.desired = 0;
+    expect(await step(startEvent(), deps())).toMatchObject({ capacity: 2 });
+    asgMock.on(DescribeAutoScalingGroupsCommand).resolves({ AutoScalingGroups: [] });
+    await expect(step(startEvent(), deps())).rejects.toMatchObject({ name: 'ReleaseStepError', message: 'Auto Scaling group web-green (green) not found' });
+  });
+
+  test('a target group with desired capacity but no instances yet is scaled to 0 first', async () => {
+    world.groups.green = { min: 1, max: 2, desired: 1, instances: [] };
+    world.params[REL_GREEN] = 'r40';
+    const state = await step(startEvent(), deps());
+    expect(state.message).toBe('release r42: green group web-green still has 0 instance(s) from an earlier release; scaling it to 0 first');
+  });
+
+  test('same execution and lock but an older release on the target: drained, not repeated', async () => {
+    world.params[LOCK] = `running ${EXECUTION}`;
+    world.params[REL_GREEN] = 'r40';
+    world.groups.green = { min: 1, max: 2, desired: 1, instances: ['i-old'] };
+    expect((await step(startEvent(), deps())).next).toBe('drain');
+  });
+
+  test('a drain that would pass the deadline: rollback with the group named', async () => {
+    world.groups.green = { min: 1, max: 2, desired: 1, instances: ['i-old'] };
+    clock = T0 + 3_290_000;
+    const state = await step(startEvent(), deps());
+    expect(state).toMatchObject({ next: 'rollback', reason: 'green group web-green still has 1 instance(s), and the release deadline 2025-07-01T10:55:00.000Z (3300 s after the start) has come' });
+  });
+
+  test('production left on the target by a stopped release: repaired, said so in the message, verified', async () => {
+    world.listener = forward('green');
+    const state = await step(startEvent(), deps());
+    expect(state.message).toBe('release r42: green group web-green scaled to 3 instance(s); production still runs r41 on blue'
+      + "; production's listener did forward to green and was returned to the recorded live color first");
+    expect(elbMock).toHaveReceivedCommandWith(ModifyListenerCommand, { ListenerArn: LISTENER, DefaultActions: [{ Type: 'forward', TargetGroupArn: TG.blue }] });
+    expect(calls.slice(4, 7)).toEqual(['DescribeListeners', 'ModifyListener blue', 'DescribeListeners']);
+  });
+
+  test('a first release with production not on the 503: back to the fixed 503 with NOT_RELEASED_BODY, and the drain message says so', async () => {
+    world = unreleasedWorld();
+    world.listener = forward('blue');
+    world.groups.blue = { min: 1, max: 2, desired: 1, instances: ['i-old'] };
+    const state = await step(startEvent(), deps());
+    expect(elbMock).toHaveReceivedCommandWith(ModifyListenerCommand, {
+      ListenerArn: LISTENER, DefaultActions: [{ Type: 'fixed-response', FixedResponseConfig: { StatusCode: '503', ContentType: 'text/plain', MessageBody: NOT_RELEASED } }],
+    });
+    expect(state.message).toBe("release r42: blue group web-blue still has 1 instance(s) from an earlier release; scaling it to 0 first; production's listener did forward to blue and was returned to the recorded live color first");
+  });
+
+  test('the repair not shown yet: RetryableError describing the listener', async () => {
+    world.listener = [{ Type: 'redirect' }, { Type: 'fixed-response', FixedResponseConfig: { StatusCode: '404' } }];
+    const stale = world.listener;
+    elbMock.on(ModifyListenerCommand, { ListenerArn: LISTENER }).callsFake(() => ({}));
+    elbMock.on(DescribeListenersCommand).resolves({ Listeners: [{ ListenerArn: 'other', DefaultActions: [] }, { ListenerArn: LISTENER, DefaultActions: stale }] });
+    await expect(step(startEvent(), deps())).rejects.toMatchObject({
+      name: 'RetryableError', message: 'release r42: the production listener still does: a redirect action, a fixed 404 response',
+    });
+  });
+
+  test('a listener that is not found: a real error', async () => {
+    elbMock.on(DescribeListenersCommand).resolves({ Listeners: [] });
+    await expect(step(startEvent(), deps())).rejects.toMatchObject({ name: 'ReleaseStepError', message: `listener ${LISTENER} not found` });
+  });
+});
+
+describe('health, more', () => {
+  beforeEach(() => duringRelease());
+
+  test('no target registered yet: says no instances yet when the group has none', async () => {
+    world.groups.green.instances = [];
+    world.health.green = {};
+    clock = T0 + 40_000;
+    const state = await step({ action: 'health', state: midRelease() }, deps());
+    expect(state.message).toBe('release r42 on green: 0 of 3 instances healthy after 0.5 minutes (no instances yet); checking again in 15 s');
+  });
+
+  test('a target health Reason is quoted when there is no Description; a target without state is unknown', async () => {
+    elbMock.on(DescribeTargetHealthCommand).resolves({
+      TargetHealthDescriptions: [
+        { Target: { Id: 'i-g1' }, TargetHealth: { State: 'healthy' } },
+        { Target: { Id: 'i-g2' }, TargetHealth: { State: 'unhealthy', Reason: 'Target.FailedHealthChecks' } },
+        { Target: { Id: 'i-g3' } },
+        { Target: {} as never },
+      ],
+    });
+    const state = await step({ action: 'health', state: midRelease({ scaledUpAt: undefined }) }, deps());
+    expect(state.message).toBe('release r42 on green: 1 of 3 instances healthy after 0 minutes (i-g2: unhealthy (Target.FailedHealthChecks); i-g3: unknown); checking again in 15 s');
+  });
+
+  test('exactly at the health timeout: still waiting; a millisecond later: rollback', async () => {
+    world.health.green['i-g3'] = { state: 'initial' };
+    clock = T0 + 10_000 + 900_000;
+    expect((await step({ action: 'health', state: midRelease() }, deps())).next).toBe('health');
+    clock += 1;
+    expect((await step({ action: 'health', state: midRelease() }, deps())).next).toBe('rollback');
+  });
+
+  test('more healthy instances than the capacity: smoke', async () => {
+    const state = await step({ action: 'health', state: midRelease({ capacity: 2 }) }, deps());
+    expect(state.message).toBe('release r42: 3 of 2 green instances healthy; smoke test next');
+  });
+});
+
+describe('afterSmoke, more', () => {
+  beforeEach(() => duringRelease());
+
+  test('without the gate: the message quotes the summary, or "no summary"', async () => {
+    expect((await step({ action: 'afterSmoke', state: midRelease({ smoke: { passed: true, summary: '3 of 3' } }) }, deps())).message)
+      .toBe('release r42: smoke test passed on green (3 of 3); shifting production');
+    expect((await step({ action: 'afterSmoke', state: midRelease({ smoke: { passed: true, summary: '' } }) }, deps())).message)
+      .toBe('release r42: smoke test passed on green (no summary); shifting production');
+    expect((await step({ action: 'afterSmoke', state: midRelease({ smoke: { passed: 'true' } }) }, deps())).reason).toBe('smoke test failed: no summary');
+  });
+
+  test('with the gate: the ready-for-review message in full', async () => {
+    env = { ...ENV, ...GATE };
+    const state = await step({ action: 'afterSmoke', state: midRelease({ smoke: { passed: true, summary: '3 of 3' } }) }, deps());
+    expect(state.message).toBe('release r42: smoke test passed; ready for review on the test listener since 2025-07-01T10:00:00.000Z, waiting for approval Approve');
+    expect(snsMock).toHaveReceivedCommandWith(PublishCommand, {
+      TopicArn: TOPIC,
+      Subject: 'Ready for review: release r42',
+      Message: [
+        'Release r42 is ready for review on the test listener (green instances).',
+        '',
+        'Test URL: http://test.web.example:8080/',
+        'Smoke test: passed (3 of 3)',
+        'Ready since: 2025-07-01T10:00:00.000Z',
+        'Production still runs: r41 on blue',
+        '',
+        `To release it, approve the action Approve in stage Release of pipeline web-pipeline (execution ${PIPELINE_EXECUTION}) in the CodePipeline console; `
+        + 'reject it to roll back. An approval given before 2025-07-01T10:00:00.000Z does not count (the release would roll back), and without an answer '
+        + 'within 30 minutes the release rolls back.',
+      ].join('\n'),
+    });
+  });
+
+  test('with the gate, no stage, no test URL, no pipeline execution id', async () => {
+    const { APPROVAL_STAGE_NAME: _s, ...gate } = GATE;
+    const { TEST_URL: _t, ...rest } = ENV;
+    env = { ...rest, ...gate };
+    await step({ action: 'afterSmoke', state: midRelease({ smoke: { passed: true, summary: 'ok' }, pipelineExecutionId: undefined }) }, deps());
+    const message = snsMock.commandCalls(PublishCommand)[0].args[0].input.Message!;
+    expect(message).not.toContain('Test URL');
+    expect(message).toContain('approve the action Approve of pipeline web-pipeline (execution ?) in the CodePipeline console');
+  });
+
+  test('with the gate and no topic: nothing published, still the approval', async () => {
+    const { NOTIFY_TOPIC_ARN: _n, ...rest } = ENV;
+    env = { ...rest, ...GATE };
+    const state = await step({ action: 'afterSmoke', state: midRelease({ smoke: { passed: true, summary: 'ok' } }) }, deps());
+    expect(state).toMatchObject({ next: 'approval', waitSeconds: 30 });
+    expect(snsMock).not.toHaveReceivedCommand(PublishCommand);
+  });
+
+  test('with the gate, publish denied: the rollback keeps readyAt', async () => {
+    env = { ...ENV, ...GATE };
+    snsMock.on(PublishCommand).rejects(accessDenied('sns:Publish'));
+    const state = await step({ action: 'afterSmoke', state: midRelease({ smoke: { passed: true, summary: 'ok' } }) }, deps());
+    expect(state).toMatchObject({ next: 'rollback', readyAt: new Date(T0).toISOString() });
+    expect(state.reason).toMatch(new RegExp(`^could not send the ready-for-review notification: sns:Publish \\(${TOPIC}\\) failed: AccessDeniedException`));
+  });
+
+  test('with the gate, the approval wait would pass the deadline: rollback', async () => {
+    env = { ...ENV, ...GATE };
+    clock = T0 + 3_300_000 - 20_000;
+    const state = await step({ action: 'afterSmoke', state: midRelease({ smoke: { passed: true, summary: 'ok' } }) }, deps());
+    expect(state.reason).toBe('waiting for the approval, and the release deadline 2025-07-01T10:55:00.000Z (3300 s after the start) has come');
+  });
+});
+
+describe('approval, more', () => {
+  const READY = T0 + 600_000;
+  const approvalState = () => midRelease({ readyAt: new Date(READY).toISOString() });
+  const run = (status: string, at: number | undefined, extra: Partial<ActionExecutionDetail> = {}): ActionExecutionDetail => ({
+    stageName: 'Release', actionName: 'Approve', status: status as ActionExecutionDetail['status'], startTime: new Date(T0), lastUpdateTime: at === undefined ? undefined : new Date(at), ...extra,
+  });
+
+  beforeEach(() => {
+    duringRelease();
+    env = { ...ENV, ...GATE };
+    clock = READY + 60_000;
+  });
+
+  test('no gate configured: shift', async () => {
+    env = { ...ENV };
+    expect(await step({ action: 'approval', state: approvalState() }, deps())).toMatchObject({ next: 'shift', message: 'release r42: no approval gate configured; shifting production' });
+  });
+
+  test('no readyAt: a real error', async () => {
+    await expect(step({ action: 'approval', state: midRelease() }, deps())).rejects.toThrow('the approval step got a state without readyAt');
+  });
+
+  test('asks for the pipeline execution\'s action executions, 100 at a time', async () => {
+    await step({ action: 'approval', state: approvalState() }, deps());
+    expect(cpMock).toHaveReceivedCommandWith(ListActionExecutionsCommand, { pipelineName: 'web-pipeline', filter: { pipelineExecutionId: PIPELINE_EXECUTION }, maxResults: 100 });
+  });
+
+  test('approved exactly at readyAt counts; no approver named', async () => {
+    world.approvals = [run('Succeeded', READY)];
+    expect(await step({ action: 'approval', state: approvalState() }, deps())).toMatchObject({ next: 'shift', message: 'release r42: approval Approve granted at 2025-07-01T10:10:00.000Z; shifting production' });
+  });
+
+  test('approved at an unknown time: rollback', async () => {
+    world.approvals = [run('Succeeded', undefined)];
+    const state = await step({ action: 'approval', state: approvalState() }, deps());
+    expect(state.reason).toBe('approval Approve was approved before the new version was on the test listener (approved at an unknown time, ready at 2025-07-01T10:10:00.000Z); '
+      + 'run the release again and approve after the ready-for-review notification');
+  });
+
+  test('rejected without an approver named', async () => {
+    world.approvals = [run('Failed', READY + 1)];
+    expect((await step({ action: 'approval', state: approvalState() }, deps())).reason).toBe('approval Approve rejected or timed out (status Failed)');
+  });
+
+  test('without a stage configured, any stage\'s action counts; the latest start wins, a run without start time loses', async () => {
+    const { APPROVAL_STAGE_NAME: _s, ...gate } = GATE;
+    env = { ...ENV, ...gate };
+    world.approvals = [
+      run('Succeeded', READY + 1, { stageName: 'Other', startTime: new Date(T0 + 5_000) }),
+      run('Failed', READY + 1, { startTime: undefined }),
+      run('InProgress', READY + 1, { startTime: new Date(T0 + 1_000) }),
+    ];
+    expect((await step({ action: 'approval', state: approvalState() }, deps())).next).toBe('shift');
+  });
+
+  test('a run without start time is still found when it is the only one', async () => {
+    world.approvals = [run('Failed', READY + 1, { startTime: undefined })];
+    expect((await step({ action: 'approval', state: approvalState() }, deps())).next).toBe('rollback');
+  });
+
+  test('exactly at the approval timeout: still waiting (the last check); a millisecond after: rollback', async () => {
+    clock = READY + 1_800_000;
+    expect(await step({ action: 'approval', state: approvalState() }, deps())).toMatchObject({ next: 'approval', waitSeconds: 30 });
+    clock = READY + 1_800_001;
+    expect((await step({ action: 'approval', state: approvalState() }, deps())).next).toBe('rollback');
+  });
+});
+
+describe('shift and bake, more', () => {
+  beforeEach(() => duringRelease());
+  const baking = (overrides: Partial<ReleaseState> = {}) => midRelease({
+    trafficPercent: 100, shiftedAt: new Date(T0).toISOString(), bakeUntil: new Date(T0 + 300_000).toISOString(), ...overrides,
+  });
+
+  test('a canary and bake that would end after the deadline: rollback naming both; ending exactly at the deadline is allowed', async () => {
+    env = { ...ENV, ...CANARY };
+    clock = T0 + 3_300_000 - 420_000 + 1;
+    const late = await step({ action: 'shift', state: midRelease() }, deps());
+    expect(late.reason).toBe('the canary and bake would end at 2025-07-01T10:55:00.001Z, after the release deadline 2025-07-01T10:55:00.000Z; production traffic was not moved');
+    clock -= 1;
+    expect((await step({ action: 'shift', state: midRelease() }, deps())).next).toBe('bake');
+  });
+
+  test('the shift after the canary: all traffic, no second canary', async () => {
+    env = { ...ENV, ...CANARY };
+    const state = await step({ action: 'shift', state: midRelease({ trafficPercent: 10 }) }, deps());
+    expect(state).toMatchObject({ trafficPercent: 100, bakeUntil: new Date(T0 + 300_000).toISOString() });
+    expect(elbMock).toHaveReceivedCommandWith(ModifyListenerCommand, { DefaultActions: [{ Type: 'forward', TargetGroupArn: TG.green }] });
+  });
+
+  test('a first release with a canary configured: all at once', async () => {
+    env = { ...ENV, ...CANARY };
+    const state = await step({ action: 'shift', state: midRelease({ live: 'none', previousRelease: 'none' }) }, deps());
+    expect(state.trafficPercent).toBe(100);
+  });
+
+  test('canary: waits the remainder, at most 30 s, with a message saying the share', async () => {
+    clock = T0 + 100_500;
+    const state = await step({ action: 'bake', state: midRelease({ trafficPercent: 10, canaryUntil: new Date(T0 + 120_000).toISOString() }) }, deps());
+    expect(state).toMatchObject({ next: 'bake', waitSeconds: 20, message: 'release r42: canary, 10 % of production on green, no alarm; until 2025-07-01T10:02:00.000Z' });
+    clock = T0;
+    expect((await step({ action: 'bake', state: midRelease({ trafficPercent: 10, canaryUntil: new Date(T0 + 120_000).toISOString() }) }, deps())).waitSeconds).toBe(30);
+  });
+
+  test('a canary without canaryUntil, or a bake without bakeUntil: over', async () => {
+    expect((await step({ action: 'bake', state: midRelease({ trafficPercent: 10 }) }, deps())).next).toBe('shift');
+    expect((await step({ action: 'bake', state: baking({ bakeUntil: undefined }) }, deps())).next).toBe('finish');
+    expect((await step({ action: 'bake', state: midRelease({ trafficPercent: undefined }) }, deps())).next).toBe('shift');
+  });
+
+  test('the bake message and its last wait', async () => {
+    clock = T0 + 100_000;
+    const state = await step({ action: 'bake', state: baking() }, deps());
+    expect(state.message).toBe('release r42: baking on green, all production traffic, no alarm; until 2025-07-01T10:05:00.000Z');
+    clock = T0 + 300_000 - 1;
+    expect(await step({ action: 'bake', state: baking() }, deps())).toMatchObject({ next: 'bake', waitSeconds: 1 });
+    clock = T0 + 300_000;
+    expect(await step({ action: 'bake', state: baking() }, deps())).toMatchObject({ next: 'finish', message: 'release r42: bake on green passed with no alarm; recording it as live' });
+  });
+
+  test('several alarms in ALARM: all named; the old color\'s alarms are not watched', async () => {
+    world.alarms['green-5xx'] = 'ALARM';
+    world.alarms['app-errors'] = 'ALARM';
+    world.alarms['blue-5xx'] = 'ALARM';
+    const state = await step({ action: 'bake', state: baking() }, deps());
+    expect(state.reason).toBe('alarm green-5xx, alarm app-errors went into ALARM during the bake');
+    expect(cwMock).toHaveReceivedCommandWith(DescribeAlarmsCommand, { AlarmNames: ['green-5xx', 'green-latency', 'app-errors'], AlarmTypes: ['MetricAlarm', 'CompositeAlarm'], MaxRecords: 100 });
+  });
+
+  test('reads every page of alarms; an alarm without a name is ignored; an alarm in two lists is asked once', async () => {
+    env = { ...ENV, DEPLOYMENT_ALARMS: 'green-5xx,app-errors' };
+    cwMock.on(DescribeAlarmsCommand)
+      .resolvesOnce({ MetricAlarms: [{ StateValue: 'ALARM' }], NextToken: 't2' })
+      .resolvesOnce({ CompositeAlarms: [{ AlarmName: 'app-errors', StateValue: 'ALARM' }] });
+    const state = await step({ action: 'bake', state: baking() }, deps());
+    expect(state.reason).toBe('alarm app-errors went into ALARM during the bake');
+    expect(cwMock).toHaveReceivedNthCommandWith(1, DescribeAlarmsCommand, { AlarmNames: ['green-5xx', 'green-latency', 'app-errors'] });
+    expect(cwMock).toHaveReceivedNthCommandWith(2, DescribeAlarmsCommand, { NextToken: 't2' });
+  });
+
+  test('an alarm during the canary names the share', async () => {
+    world.alarms['green-5xx'] = 'ALARM';
+    const state = await step({ action: 'bake', state: midRelease({ trafficPercent: 10, canaryUntil: new Date(T0 + 120_000).toISOString() }) }, deps());
+    expect(state).toMatchObject({ next: 'rollback', waitSeconds: 0, reason: 'alarm green-5xx went into ALARM during the canary (10 % of production)' });
+    expect(state.message).toBe('release r42 rolls back: alarm green-5xx went into ALARM during the canary (10 % of production)');
+  });
+});
+
+describe('finish, more', () => {
+  beforeEach(() => {
+    duringRelease();
+    world.listener = forward('green');
+  });
+  const finishing = () => midRelease({ trafficPercent: 100 });
+
+  test('writes the live color as a String, overwriting; the notification in full', async () => {
+    await step({ action: 'finish', state: finishing() }, deps());
+    expect(ssmMock).toHaveReceivedCommandWith(PutParameterCommand, { Name: LIVE, Value: 'green', Type: 'String', Overwrite: true });
+    expect(ssmMock).toHaveReceivedCommandWith(PutParameterCommand, { Name: LOCK, Value: 'free', Type: 'String', Overwrite: true });
+    expect(asgMock).toHaveReceivedCommandWith(UpdateAutoScalingGroupCommand, { AutoScalingGroupName: GROUP.blue, MinSize: 0, DesiredCapacity: 0 });
+    expect(snsMock).toHaveReceivedCommandWith(PublishCommand, {
+      TopicArn: TOPIC, Subject: 'Released: r42', Message: 'production runs r42 on green.\nProduction URL: https://web.example/\nBefore: r41 on blue.',
+    });
+  });
+
+  test('what was not done is in the notification too; no production URL line without one', async () => {
+    const { PRODUCTION_URL: _p, ...rest } = ENV;
+    env = rest;
+    asgMock.on(UpdateAutoScalingGroupCommand).rejects(awsError('ValidationException', 'nope'));
+    await step({ action: 'finish', state: { ...finishing(), live: 'none', previousRelease: 'none' } }, deps());
+    expect(snsMock.commandCalls(PublishCommand)[0].args[0].input.Message).toBe('production runs r42 on green.\nBefore: the 503 of an unreleased service.');
+    snsMock.resetHistory();
+    await step({ action: 'finish', state: finishing() }, deps());
+    expect(snsMock.commandCalls(PublishCommand)[0].args[0].input.Message).toBe('production runs r42 on green.\nBefore: r41 on blue.\n\n'
+      + 'could not scale the old blue group web-blue to 0: autoscaling:UpdateAutoScalingGroup (web-blue) failed: ValidationException: nope');
+  });
+
+  test('no topic: nothing published, nothing missing', async () => {
+    const { NOTIFY_TOPIC_ARN: _n, ...rest } = ENV;
+    env = rest;
+    expect((await step({ action: 'finish', state: finishing() }, deps())).message).toBe('production runs r42 on green');
+    expect(snsMock).not.toHaveReceivedCommand(PublishCommand);
+  });
+
+  test('a long release id: the subject is clipped to 100 characters', async () => {
+    const release = 'r'.repeat(128);
+    await step({ action: 'finish', state: { ...finishing(), release } }, deps());
+    const subject = snsMock.commandCalls(PublishCommand)[0].args[0].input.Subject!;
+    expect(subject).toHaveLength(100);
+    expect(subject.startsWith('Released: rrr')).toBe(true);
+  });
+});
+
+describe('rollback, more', () => {
+  beforeEach(() => duringRelease());
+
+  test('no lock, the lock free: the listener is read and described when it is not what production serves', async () => {
+    world.params[LOCK] = 'free';
+    world.listener = [{ Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: TG.blue, Weight: 50 }, { TargetGroupArn: 'arn:x', Weight: 50 }] } }];
+    const state = await step({ action: 'rollback', state: midRelease({ reason: 'x' }) }, deps());
+    expect(state.message).toBe("rolled back (x): release r42 holds no lock, nothing left to undo; production's listener does: forward to blue and arn:x");
+    expect(writes()).toEqual([]);
+  });
+
+  test('no lock, the lock free, no default action', async () => {
+    world.params[LOCK] = 'free';
+    world.listener = [];
+    const state = await step({ action: 'rollback', state: midRelease({ reason: 'x' }) }, deps());
+    expect(state.message).toBe("rolled back (x): release r42 holds no lock, nothing left to undo; production's listener does: no default action");
+  });
+
+  test('a long foreign lock is clipped in the message', async () => {
+    world.params[LOCK] = `running ${'x'.repeat(300)}`;
+    const state = await step({ action: 'rollback', state: midRelease({ reason: 'x' }) }, deps());
+    expect(state.message).toContain(`(the release lock says: running ${'x'.repeat(191)}…)`);
+  });
+
+  test('the parameters cannot be read: a real error naming the release and the reason', async () => {
+    delete world.params[LIVE];
+    await expect(step({ action: 'rollback', state: midRelease({ reason: 'x' }) }, deps())).rejects.toMatchObject({
+      name: 'ReleaseStepError', message: `rollback of release r42 (x) cannot read the release state: SSM parameter(s) not found: ${LIVE}`,
+    });
+  });
+
+  test('a listener that already serves the live color and no traffic moved: not modified', async () => {
+    const state = await step({ action: 'rollback', state: midRelease({ trafficPercent: 0, reason: 'x' }) }, deps());
+    expect(calls.filter((c) => c.startsWith('ModifyListener'))).toEqual([]);
+    expect(state.message).toBe('rolled back (x): production runs r41 on blue everywhere');
+    expect(asgMock).toHaveReceivedCommandWith(UpdateAutoScalingGroupCommand, { AutoScalingGroupName: GROUP.green, MinSize: 0, DesiredCapacity: 0 });
+    expect(ssmMock).toHaveReceivedCommandWith(PutParameterCommand, { Name: LOCK, Value: 'free', Type: 'String', Overwrite: true });
+    expect(snsMock).toHaveReceivedCommandWith(PublishCommand, {
+      TopicArn: TOPIC, Subject: 'Rolled back: r42', Message: 'Release r42 was rolled back.\nReason: x\nNow: production runs r41 on blue everywhere.',
+    });
+  });
+
+  test('trafficPercent above 0 with the listener on the live color: set again and verified anyway', async () => {
+    await step({ action: 'rollback', state: midRelease({ trafficPercent: 10, reason: 'x' }) }, deps());
+    expect(calls.filter((c) => c.startsWith('ModifyListener') || c === 'DescribeListeners')).toEqual(['DescribeListeners', 'ModifyListener blue', 'DescribeListeners']);
+  });
+
+  test('a listener on something else entirely (no traffic on the target): set back to the live color', async () => {
+    world.listener = [{ Type: 'fixed-response', FixedResponseConfig: { StatusCode: '500' } }];
+    await step({ action: 'rollback', state: midRelease({ trafficPercent: 0, reason: 'x' }) }, deps());
+    expect(calls).toContain('ModifyListener blue');
+  });
+
+  test('a state without live, target or previousRelease: taken from the recorded parameters', async () => {
+    const state = await step({ action: 'rollback', state: { release: RELEASE, executionArn: EXECUTION, reason: 'x' } }, deps());
+    expect(state.message).toBe('rolled back (x): production runs r41 on blue everywhere');
+    expect(calls).toContain('UpdateAutoScalingGroup green min=0 max=- desired=0');
+  });
+
+  test('an empty state: nothing to undo, release "?"', async () => {
+    world.params[LOCK] = 'free';
+    const state = await step({ action: 'rollback', state: {} }, deps());
+    expect(state).toMatchObject({ next: 'failed', waitSeconds: 0, reason: 'no reason given' });
+    expect(state.message).toBe('rolled back (no reason given): release ? holds no lock, nothing left to undo; production runs r41 on blue everywhere');
+  });
+
+  test('the executionArn of the state wins over the event\'s', async () => {
+    const state = await step({ action: 'rollback', executionArn: OTHER_EXECUTION, state: midRelease({ reason: 'x' }) }, deps());
+    expect(state.message).toBe('rolled back (x): production runs r41 on blue everywhere');
+  });
+
+  test('finish\'s write landed and the lock is not held: nothing done, still succeeded', async () => {
+    world.params[LIVE] = 'green';
+    world.params[LOCK] = 'free';
+    const state = await step({ action: 'rollback', state: midRelease({ reason: 'x' }) }, deps());
+    expect(state).toMatchObject({ next: 'succeeded', message: 'not rolled back (x): green was already recorded as live, production runs r42 on green' });
+    expect(writes()).toEqual([]);
+  });
+
+  test('finish\'s write landed and a best-effort step fails: said so', async () => {
+    world.params[LIVE] = 'green';
+    snsMock.on(PublishCommand).rejects(awsError('AuthorizationError', 'no'));
+    const state = await step({ action: 'rollback', state: midRelease({ reason: 'x' }) }, deps());
+    expect(state.message).toBe('not rolled back (x): green was already recorded as live, production runs r42 on green; could not send the release notification: AuthorizationError: no');
+  });
+
+  test('the live color of the state is "none" and the record too: the 503, not green', async () => {
+    world.params[LIVE] = 'none';
+    const state = await step({ action: 'rollback', state: midRelease({ live: 'none', previousRelease: 'none', reason: 'x' }) }, deps());
+    expect(state.message).toBe('rolled back (x): production answers 503, nothing was released before');
+    expect(world.listener).toEqual(fixed503);
+  });
+
+  test('a long reason is clipped', async () => {
+    const state = await step({ action: 'rollback', state: midRelease({ reason: 'y'.repeat(2000) }) }, deps());
+    expect(state.reason).toHaveLength(600);
+    expect(state.message.length).toBeLessThanOrEqual(900);
+  });
+});
+
+describe('listener helpers', () => {
+  const cfg = (readConfig(ENV) as { ok: true; value: Parameters<typeof servesOnly>[2] }).value;
+
+  test('forwardedTargetGroups: a weight left out counts; other action types do not; an empty weighted list falls back to the plain ARN', () => {
+    expect(forwardedTargetGroups([{ Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: 'a' }, { Weight: 3 }] } }])).toEqual(['a']);
+    expect(forwardedTargetGroups([{ Type: 'redirect', TargetGroupArn: 'a' }])).toEqual([]);
+    expect(forwardedTargetGroups([{ Type: 'forward', TargetGroupArn: 'a', ForwardConfig: { TargetGroups: [] } }])).toEqual(['a']);
+    expect(forwardedTargetGroups([{ Type: 'forward', TargetGroupArn: 'a', ForwardConfig: { TargetGroups: [{ TargetGroupArn: 'b', Weight: 1 }] } }])).toEqual(['b']);
+    expect(forwardedTargetGroups([{ Type: 'forward', TargetGroupArn: 'a' }, { Type: 'forward', TargetGroupArn: 'a' }])).toEqual(['a']);
+    expect(forwardedTargetGroups(undefined)).toEqual([]);
+  });
+
+  test('servesOnly', () => {
+    expect(servesOnly(fixed503, 'none', cfg)).toBe(true);
+    expect(servesOnly([{ Type: 'fixed-response', FixedResponseConfig: { StatusCode: '404' } }], 'none', cfg)).toBe(false);
+    expect(servesOnly([{ Type: 'forward', TargetGroupArn: TG.blue }], 'none', cfg)).toBe(false);
+    expect(servesOnly([...fixed503, ...fixed503], 'none', cfg)).toBe(false);
+    expect(servesOnly(undefined, 'none', cfg)).toBe(false);
+    expect(servesOnly(forward('blue'), 'blue', cfg)).toBe(true);
+    expect(servesOnly(forward('blue'), 'green', cfg)).toBe(false);
+    expect(servesOnly([...forward('blue'), ...fixed503], 'blue', cfg)).toBe(false);
+    expect(servesOnly([{ Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: TG.blue, Weight: 1 }, { TargetGroupArn: TG.green, Weight: 0 }] } }], 'blue', cfg)).toBe(true);
+    expect(servesOnly([{ Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: TG.blue, Weight: 1 }, { TargetGroupArn: TG.green, Weight: 1 }] } }], 'blue', cfg)).toBe(false);
+    expect(servesOnly([], 'blue', cfg)).toBe(false);
+  });
+
+  test('rollbackReason: a caught error without a string Error or Cause; a JSON Cause without errorMessage; an empty reason', () => {
+    expect(rollbackReason({ caught: { Error: 7, Cause: 'c' } })).toBe('error: c');
+    expect(rollbackReason({ caught: { Error: 'E', Cause: '{"other":1}' } })).toBe('E: {"other":1}');
+    expect(rollbackReason({ caught: { Error: 'E', Cause: '"text"' } })).toBe('E: "text"');
+    expect(rollbackReason({ reason: '', caught: 'x' })).toBe('no reason given');
+    expect(rollbackReason({ reason: 7 })).toBe('no reason given');
+    expect(rollbackReason({ reason: 'z'.repeat(700) })).toHaveLength(600);
   });
 });
