@@ -12,6 +12,7 @@ import { CacheControl } from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { Approval, DeliveryPipeline, PipelineSource, Release, SmokeTest } from '../../src';
+import { repositoryFromContext } from '../caller-environment';
 
 export interface StaticSiteStackProps extends StackProps {
   /** `owner/repo` of the site's repository. */
@@ -106,9 +107,7 @@ export class StaticSiteStack extends Stack {
 export function createApp(props: AppProps = {}): App {
   const app = new App(props);
   new StaticSiteStack(app, 'DeliveryPipelineExample', {
-    repo: app.node.tryGetContext('repo') ?? 'my-org/my-static-site',
-    connectionArn: app.node.tryGetContext('connectionArn')
-      ?? 'arn:aws:codeconnections:us-east-1:123456789012:connection/11111111-2222-3333-4444-555555555555',
+    ...repositoryFromContext(app, 'my-org/my-static-site'),
     notifyEmails: ['release-team@example.com'],
   });
   return app;

@@ -13,7 +13,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { Approval, Ec2BlueGreenPipeline, InstanceSecret, PipelineSource, TrafficShift } from '../../src';
-import { callerEnvironment } from '../caller-environment';
+import { callerEnvironment, repositoryFromContext } from '../caller-environment';
 import { DEFAULT_WELCOME_PHRASE } from '../service/src/app';
 
 export interface Ec2WebAppStackProps extends StackProps {
@@ -69,9 +69,7 @@ export function createApp(props: AppProps = {}, env: Environment | undefined = c
   const app = new App(props);
   new Ec2WebAppStack(app, 'Ec2WebAppExample', {
     env,
-    repo: app.node.tryGetContext('repo') ?? 'my-org/delivery-pipelines-sample',
-    connectionArn: app.node.tryGetContext('connectionArn')
-      ?? 'arn:aws:codeconnections:us-east-1:123456789012:connection/11111111-2222-3333-4444-555555555555',
+    ...repositoryFromContext(app, 'my-org/delivery-pipelines-sample'),
   });
   return app;
 }

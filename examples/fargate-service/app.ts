@@ -10,7 +10,7 @@ import { App, AppProps, CfnOutput, Duration, Environment, Stack, StackProps } fr
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { Approval, FargateBlueGreenPipeline, PipelineSource } from '../../src';
-import { callerEnvironment } from '../caller-environment';
+import { callerEnvironment, repositoryFromContext } from '../caller-environment';
 import { DEFAULT_WELCOME_PHRASE } from '../service/src/app';
 
 export interface FargateServiceStackProps extends StackProps {
@@ -58,9 +58,7 @@ export function createApp(props: AppProps = {}, env: Environment | undefined = c
   const app = new App(props);
   new FargateServiceStack(app, 'FargateServiceExample', {
     env,
-    repo: app.node.tryGetContext('repo') ?? 'my-org/delivery-pipelines-sample',
-    connectionArn: app.node.tryGetContext('connectionArn')
-      ?? 'arn:aws:codeconnections:us-east-1:123456789012:connection/11111111-2222-3333-4444-555555555555',
+    ...repositoryFromContext(app, 'my-org/delivery-pipelines-sample'),
   });
   return app;
 }
