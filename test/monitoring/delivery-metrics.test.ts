@@ -194,11 +194,24 @@ describe('deliveryMetrics: false', () => {
     optOutTemplate.resourceCountIs('AWS::DynamoDB::Table', 0);
     expect(Object.values(optOutTemplate.findResources('AWS::Lambda::Function'))
       .filter((f: any) => JSON.stringify(f.Properties.Description ?? '').includes('DORA'))).toEqual([]);
+    const topicId = optOutStack.getLogicalId(optOut.notificationTopic.node.defaultChild as sns.CfnTopic);
     for (const state of ['FAILED', 'SUCCEEDED']) {
+      const text = new Capture();
       optOutTemplate.hasResourceProperties('AWS::Events::Rule', {
-        EventPattern: Match.objectLike({ detail: { state: [state] } }),
-        Targets: [Match.objectLike({ InputTransformer: Match.anyValue() })],
+        EventPattern: {
+          'source': ['aws.codepipeline'],
+          'detail-type': ['CodePipeline Pipeline Execution State Change'],
+          'detail': { state: [state] },
+          'resources': [Match.anyValue()],
+        },
+        Targets: [Match.objectLike({
+          Arn: { Ref: topicId },
+          InputTransformer: Match.objectLike({ InputTemplate: text }),
+          DeadLetterConfig: Match.objectLike({ Arn: Match.anyValue() }),
+        })],
       });
+      expect(flatten(optOutStack, text.asObject())).toMatch(new RegExp(
+        `^"${state}: pipeline <detail-pipeline> .*execution <detail-execution-id>.*https://\\$\\{AWS::Region\\}.console.aws.amazon.com/codesuite/codepipeline/pipelines/<detail-pipeline>/executions/<detail-execution-id>/timeline`));
     }
   });
 });
