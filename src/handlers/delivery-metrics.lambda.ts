@@ -14,7 +14,7 @@
  * | --- | --- | --- |
  * | Source stage `SUCCEEDED` (standard execution) | - | `STARTED` (commit, author, message, link) |
  * | Release stage `STARTED` (standard execution) | `ReleasesStarted` 1 | `RELEASING` |
- * | execution `FAILED`, failed action in the Release stage | `ReleasesFailed` 1 (+ `TimeToRestore` when the release engine rolls back itself) | `ROLLED BACK` (why) |
+ * | execution `FAILED`, failed action in the Release stage | `ReleasesFailed` 1 (+ `TimeToRestore` when the release engine rolls back itself, unless an approval failed) | `ROLLED BACK` (why) |
  * | execution `FAILED`, elsewhere | - | `FAILED` (which action, why, link to the build and its reports) |
  * | execution `SUCCEEDED`, standard | `Deployments` 1, `LeadTime` (once per revision), `TimeToRestore` (when it ends an incident) | `RELEASED` (lead time) |
  * | execution `SUCCEEDED`, rollback | `TimeToRestore`; a manual rollback also counts `ReleasesFailed` for the release it undid | `ROLLED BACK` (time to restore) |
@@ -418,8 +418,9 @@ async function onFailed(config: Config, event: PipelineEvent, outcome: Outcome, 
     return;
   }
   await once(config, outcome, `${id}#failed`, now, () => putMetric(config, METRICS.releasesFailed, 1, 'Count', at));
-  if (config.engineRollsBack) {
-    // The engine put production back when the action failed: the exposure is at most the failed action's run.
+  if (config.engineRollsBack && failed.provider !== 'Manual') {
+    // The engine put production back when the action failed: the exposure is at most the failed action's run. A
+    // rejected or timed-out approval gated the traffic shift: production never ran the new version, nothing to restore.
     const action = latest(actions.filter((a) => a.status === 'Failed'));
     if (action?.startTime && action.lastUpdateTime) {
       const seconds = Math.max(0, (action.lastUpdateTime.getTime() - action.startTime.getTime()) / 1000);

@@ -23,7 +23,8 @@ import type { Config } from '../../src/handlers/delivery-metrics.lambda';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const {
   handleEvent, handler, readConfig, isPipelineEvent, summaryMessage, executionUrl, METRICS, INCIDENT_SCAN_LIMIT,
-} = require('../../src/handlers/delivery-metrics.lambda') as typeof import('../../src/handlers/delivery-metrics.lambda');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+}: typeof import('../../src/handlers/delivery-metrics.lambda') = require('../../src/handlers/delivery-metrics.lambda');
 
 const cw = mockClient(CloudWatchClient);
 const cp = mockClient(CodePipelineClient);
@@ -132,7 +133,8 @@ const sourceAction: ActionExecutionDetail = {
   },
 };
 
-function failed(stageName: string, actionName: string, provider: string, message: string, start: string, end: string, url?: string): ActionExecutionDetail {
+function failed(stageName: string, actionName: string, provider: string, message: string, start: string, end: string,
+  url?: string): ActionExecutionDetail {
   return {
     stageName,
     actionName,
@@ -266,12 +268,18 @@ describe('at-least-once delivery and out-of-order arrival', () => {
 
   test('the restore arriving before the failure it ends: the time to restore comes from the history, not from the order', async () => {
     const failedExecution: PipelineExecutionSummary = {
-      pipelineExecutionId: EXEC, status: 'Failed', executionType: 'STANDARD',
-      startTime: new Date('2020-01-24T21:00:00Z'), lastUpdateTime: new Date('2020-01-24T21:30:00Z'),
+      pipelineExecutionId: EXEC,
+      status: 'Failed',
+      executionType: 'STANDARD',
+      startTime: new Date('2020-01-24T21:00:00Z'),
+      lastUpdateTime: new Date('2020-01-24T21:30:00Z'),
     };
     const rollback: PipelineExecutionSummary = {
-      pipelineExecutionId: ROLLBACK_EXEC, status: 'Succeeded', executionType: 'ROLLBACK',
-      startTime: new Date('2020-01-24T21:31:00Z'), lastUpdateTime: new Date('2020-01-24T21:45:00Z'),
+      pipelineExecutionId: ROLLBACK_EXEC,
+      status: 'Succeeded',
+      executionType: 'ROLLBACK',
+      startTime: new Date('2020-01-24T21:31:00Z'),
+      lastUpdateTime: new Date('2020-01-24T21:45:00Z'),
     };
     cp.on(ListPipelineExecutionsCommand).resolves({ pipelineExecutionSummaries: [failedExecution, rollback] });
     cp.on(GetPipelineExecutionCommand, { pipelineExecutionId: ROLLBACK_EXEC }).resolves({
@@ -294,7 +302,8 @@ describe('a manual start without a commit', () => {
   test('an S3 source: the revision is its object version, the lead time starts at its upload', async () => {
     cp.on(GetPipelineExecutionCommand).resolves({
       pipelineExecution: {
-        pipelineExecutionId: EXEC, executionType: 'STANDARD',
+        pipelineExecutionId: EXEC,
+        executionType: 'STANDARD',
         trigger: { triggerType: 'StartPipelineExecution', triggerDetail: 'arn:aws:sts::123456789012:assumed-role/Admin/my-user' },
         artifactRevisions: [{ name: 'Source', revisionId: 'v3.Version-ABC', created: new Date('2020-01-24T21:03:07Z') }],
       },
@@ -368,22 +377,33 @@ describe('failures', () => {
     });
     await handleEvent(executionEvent('FAILED'), config, NOW);
     expect(metric(METRICS.releasesFailed)).toHaveLength(1);
+    // The approval gated the traffic shift: production never ran the new version.
+    expect(metric(METRICS.timeToRestore)).toEqual([]);
     expect(messages()[0]).toContain('Release / ApproveProduction failed.\nWhy: Rejected: the new header is wrong');
   });
 
   test('a stage-rollback pipeline: the failure counts, the automated rollback\'s success ends the incident', async () => {
     const failedSummary: PipelineExecutionSummary = {
-      pipelineExecutionId: EXEC, status: 'Failed', executionType: 'STANDARD',
-      startTime: new Date('2020-01-24T21:00:00Z'), lastUpdateTime: new Date('2020-01-24T21:30:00Z'),
+      pipelineExecutionId: EXEC,
+      status: 'Failed',
+      executionType: 'STANDARD',
+      startTime: new Date('2020-01-24T21:00:00Z'),
+      lastUpdateTime: new Date('2020-01-24T21:30:00Z'),
     };
     const rollback: PipelineExecutionSummary = {
-      pipelineExecutionId: ROLLBACK_EXEC, status: 'Succeeded', executionType: 'ROLLBACK',
+      pipelineExecutionId: ROLLBACK_EXEC,
+      status: 'Succeeded',
+      executionType: 'ROLLBACK',
       trigger: { triggerType: 'AutomatedRollback' },
-      startTime: new Date('2020-01-24T21:31:00Z'), lastUpdateTime: new Date('2020-01-24T21:40:00Z'),
+      startTime: new Date('2020-01-24T21:31:00Z'),
+      lastUpdateTime: new Date('2020-01-24T21:40:00Z'),
     };
     const previous: PipelineExecutionSummary = {
-      pipelineExecutionId: EXEC2, status: 'Succeeded', executionType: 'STANDARD',
-      startTime: new Date('2020-01-23T21:00:00Z'), lastUpdateTime: new Date('2020-01-23T21:30:00Z'),
+      pipelineExecutionId: EXEC2,
+      status: 'Succeeded',
+      executionType: 'STANDARD',
+      startTime: new Date('2020-01-23T21:00:00Z'),
+      lastUpdateTime: new Date('2020-01-23T21:30:00Z'),
     };
     cp.on(ListPipelineExecutionsCommand).resolves({ pipelineExecutionSummaries: [rollback, failedSummary, previous] });
     cp.on(ListActionExecutionsCommand, { filter: { pipelineExecutionId: EXEC } }).resolves({
@@ -391,7 +411,9 @@ describe('failures', () => {
     });
     cp.on(GetPipelineExecutionCommand, { pipelineExecutionId: ROLLBACK_EXEC }).resolves({
       pipelineExecution: {
-        pipelineExecutionId: ROLLBACK_EXEC, executionType: 'ROLLBACK', trigger: { triggerType: 'AutomatedRollback' },
+        pipelineExecutionId: ROLLBACK_EXEC,
+        executionType: 'ROLLBACK',
+        trigger: { triggerType: 'AutomatedRollback' },
         rollbackMetadata: { rollbackTargetPipelineExecutionId: EXEC2 },
       },
     });
@@ -447,7 +469,8 @@ describe('failures', () => {
   test('a manual rollback after a release: that release failed, restored when the rollback finished', async () => {
     cp.on(GetPipelineExecutionCommand, { pipelineExecutionId: ROLLBACK_EXEC }).resolves({
       pipelineExecution: {
-        pipelineExecutionId: ROLLBACK_EXEC, executionType: 'ROLLBACK',
+        pipelineExecutionId: ROLLBACK_EXEC,
+        executionType: 'ROLLBACK',
         trigger: { triggerType: 'ManualRollback', triggerDetail: 'arn:aws:sts::123456789012:assumed-role/Admin/jane' },
         rollbackMetadata: { rollbackTargetPipelineExecutionId: EXEC2 },
       },
@@ -545,8 +568,15 @@ describe('claims and configuration', () => {
 
   test('readConfig reads the environment and refuses what is missing or wrong', () => {
     expect(readConfig({ PIPELINE_NAME: 'p', TABLE_NAME: 't', METRIC_NAMESPACE: 'n', AWS_REGION: 'eu-west-1', ENGINE_ROLLS_BACK: 'true' })).toEqual({
-      pipelineName: 'p', tableName: 't', namespace: 'n', topicArn: undefined, sourceStage: 'Source', releaseStage: 'Release',
-      engineRollsBack: true, factTtlDays: 90, region: 'eu-west-1',
+      pipelineName: 'p',
+      tableName: 't',
+      namespace: 'n',
+      topicArn: undefined,
+      sourceStage: 'Source',
+      releaseStage: 'Release',
+      engineRollsBack: true,
+      factTtlDays: 90,
+      region: 'eu-west-1',
     });
     expect(() => readConfig({ TABLE_NAME: 't', METRIC_NAMESPACE: 'n' })).toThrow(/PIPELINE_NAME is not set/);
     expect(() => readConfig({ PIPELINE_NAME: 'p', TABLE_NAME: 't', METRIC_NAMESPACE: 'n', FACT_TTL_DAYS: '0' })).toThrow(/FACT_TTL_DAYS/);

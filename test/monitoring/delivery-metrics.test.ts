@@ -173,9 +173,14 @@ describe('DeliveryMetrics in a DeliveryPipeline (on by default)', () => {
 
   test('optional alarms: lead time over a threshold, failed releases in a day', () => {
     expect(resource(stack.getLogicalId(leadTimeAlarm.node.defaultChild as any)).Properties).toMatchObject({
-      MetricName: 'LeadTime', Namespace: 'DeliveryPipelines', Statistic: 'Maximum', Threshold: 2 * 86_400,
-      ComparisonOperator: 'GreaterThanThreshold', TreatMissingData: 'notBreaching',
-      AlarmActions: [{ Ref: expect.any(String) }], OKActions: [{ Ref: expect.any(String) }],
+      MetricName: 'LeadTime',
+      Namespace: 'DeliveryPipelines',
+      Statistic: 'Maximum',
+      Threshold: 2 * 86_400,
+      ComparisonOperator: 'GreaterThanThreshold',
+      TreatMissingData: 'notBreaching',
+      AlarmActions: [{ Ref: expect.any(String) }],
+      OKActions: [{ Ref: expect.any(String) }],
     });
     expect(resource(stack.getLogicalId(failedAlarm.node.defaultChild as any)).Properties).toMatchObject({
       MetricName: 'ReleasesFailed', Statistic: 'Sum', Period: 86_400, Threshold: 2, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
