@@ -21,10 +21,10 @@ import { Approval } from '../pipeline/approval';
 import { BuildSecret } from '../pipeline/build-step';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { PipelineNotificationsOptions } from '../pipeline/notifications';
+import { Release, ReleaseConfig, ReleaseContext } from '../pipeline/release';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
 import { checkDuration, checkInteger, checkNotEmpty, invalidInput, normalizeRepositoryDirectory } from '../private/validate';
-import { Release, ReleaseConfig, ReleaseContext } from '../release/release';
 import { checkEntry, checkFunctionLimits, ParsedRoute, parseRoute, ServerlessApi } from '../runtime/serverless-api';
 import { PipelineSource } from '../source/pipeline-source';
 
