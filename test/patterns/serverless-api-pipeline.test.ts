@@ -7,7 +7,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Approval, PipelineSource, ServerlessApiPipeline, ServerlessApiPipelineProps } from '../../src';
 import { checkApp, describeFailures } from '../compliance/harness';
 import { CONNECTION_ARN, flatten } from '../util/fixtures';
-import { actionsOf, buildEnvOf, buildSpecOf, ENV, grantsOf, idOf, onlyResource, pipelineOf, resourceOf, source, stageOf, statementsOfRole } from '../util/template';
+import { actionsOf, buildEnvOf, buildSpecOf, ENV, grantsOf, idOf, pipelineOf, resourceOf, source, stageOf, statementsOfRole } from '../util/template';
 
 const ROOT = 'GET /';
 const SLEEP = 'GET /sleep/{secs}';
