@@ -24,7 +24,7 @@ import * as http from 'http';
 import * as https from 'https';
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { clip, defaultSleep, describeError, isObject, log, logError } from './shared/common';
-import { isThrottling } from './shared/retryable';
+import { isRetryable } from './shared/retryable';
 
 /** Exported for tests. */
 export const sfn = new SFNClient({ maxAttempts: 3, requestHandler: { connectionTimeout: 3_000, requestTimeout: 5_000 } });
@@ -135,7 +135,7 @@ async function decide(request: Record<string, unknown>, client: SFNClient): Prom
   } catch (err) {
     const name = (err as { name?: unknown } | undefined)?.name;
     if (name === 'ExecutionDoesNotExist') return success(`the release lock names ${executionArn}, which does not exist: a stale lock`);
-    const retry = isThrottling(err) ? ' (transient)' : '';
+    const retry = isRetryable(err) ? ' (transient)' : '';
     return failed(`could not check whether the release ${executionArn} is running${retry}: ${describeError(err)}; deploy again in a minute`);
   }
   if (status === 'RUNNING') {

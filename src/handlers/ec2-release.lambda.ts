@@ -73,7 +73,8 @@ import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParametersCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { clip, describeError, isObject, log, logError } from './shared/common';
-import { isThrottling } from './shared/retryable';
+import type { Parsed } from './shared/common';
+import { isRetryable } from './shared/retryable';
 
 // ---------------------------------------------------------------------------------------------------------------
 // AWS clients: module scope (warm invocations reuse connections), few attempts and request timeouts, so that a step
@@ -168,7 +169,7 @@ async function aws<T>(what: string, call: () => Promise<T>): Promise<T> {
     return await call();
   } catch (err) {
     const message = `${what} failed: ${describeError(err)}`;
-    if (isThrottling(err)) throw new RetryableError(message);
+    if (isRetryable(err)) throw new RetryableError(message);
     throw new ReleaseStepError(message);
   }
 }
@@ -217,7 +218,7 @@ export interface Ec2ReleaseConfig {
   readonly approval?: ApprovalConfig;
 }
 
-export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
+export type { Parsed } from './shared/common';
 
 const REQUIRED = [
   'LIVE_COLOR_PARAMETER', 'LOCK_PARAMETER', 'RELEASE_PARAMETER_BLUE', 'RELEASE_PARAMETER_GREEN', 'BLUE_GROUP_NAME',

@@ -99,11 +99,12 @@ import {
   UpdateFunctionCodeCommand,
 } from '@aws-sdk/client-lambda';
 import type { Context } from 'aws-lambda';
-import type { Parsed } from './record-release.lambda';
 import { DEFAULT_MAX_WAIT_MINUTES, MAX_WAIT_LIMIT_MINUTES, ROLLBACK_LIMIT_MINUTES } from './serverless-release-limits';
-import { isCodePipelineEvent, JobDeps } from './shared/codepipeline-job';
-import { clip, defaultSleep, describeError, describeJson, errorMessage, isObject, log, logError } from './shared/common';
-import { isThrottling } from './shared/retryable';
+import { AwsCallError, awsCall, awsErrorOf as awsError, isAccessDenied } from './shared/aws-call';
+import { isCodePipelineEvent, JobDeps, sendJobResult } from './shared/codepipeline-job';
+import { clip, defaultSleep, describeError, describeJson, errorMessage, errorName, isObject, log, logError } from './shared/common';
+import type { Parsed } from './shared/common';
+import { isRetryable } from './shared/retryable';
 
 // ---------------------------------------------------------------------------------------------------------------
 // AWS clients: module scope, so that warm invocations reuse connections. Few attempts: a throttled check is simply
@@ -584,28 +585,9 @@ export function parseContinuationToken(token: unknown, now: number = Date.now())
 // AWS errors
 // ---------------------------------------------------------------------------------------------------------------
 
-export { isThrottling } from './shared/retryable';
-
-function isAccessDenied(err: unknown): boolean {
-  return /AccessDenied|UnauthorizedOperation|NotAuthorized/i.test(errorName(err));
-}
-
-function errorName(err: unknown): string {
-  const name = (err as { name?: unknown } | undefined)?.name;
-  return typeof name === 'string' ? name : '';
-}
-
-/** The AWS error inside an `AwsCallError` (or the error itself). */
-function awsError(err: unknown): unknown {
-  return err instanceof AwsCallError ? err.error : err;
-}
-
-/** An AWS call that failed, with the API and what it acted on. */
-class AwsCallError extends Error {
-  constructor(readonly api: string, readonly subject: string, readonly error: unknown) {
-    super(`${api} failed for ${subject}: ${describeError(error)}`);
-    this.name = 'AwsCallError';
-  }
+/** `awsCall` naming what the call acts on: every call here names one. */
+function call<T>(api: string, subject: string, send: () => Promise<T>): Promise<T> {
+  return awsCall(api, send, { subject });
 }
 
 /** A reason to fail the job that is not an AWS error. */
@@ -616,19 +598,11 @@ class JobError extends Error {
   }
 }
 
-async function call<T>(api: string, subject: string, send: () => Promise<T>): Promise<T> {
-  try {
-    return await send();
-  } catch (err) {
-    throw new AwsCallError(api, subject, err);
-  }
-}
-
 /** What to tell CodePipeline about an error: the message, the failure type, and whether it was transient. */
 function explain(err: unknown): { message: string; type: FailureType; transient: boolean } {
   if (err instanceof JobError) return { message: err.message, type: err.type, transient: false };
   if (err instanceof AwsCallError) {
-    return { message: err.message, type: isAccessDenied(err.error) ? 'PermissionError' : 'JobFailed', transient: isThrottling(err.error) };
+    return { message: err.message, type: isAccessDenied(err.error) ? 'PermissionError' : 'JobFailed', transient: isRetryable(err.error) };
   }
   return { message: `unexpected error: ${describeError(err)}`, type: 'JobFailed', transient: false };
 }
@@ -1111,8 +1085,8 @@ async function followRelease(job: Job, state: ReleaseState): Promise<JobOutcome>
 
   const statusOf = (l: Looked) => l.info?.status ?? 'unknown';
   const broken = looked.filter((l) => l.info !== undefined && !RUNNING.has(statusOf(l)) && statusOf(l) !== 'Succeeded');
-  const errors = looked.filter((l) => l.error !== undefined && !isThrottling(awsError(l.error)));
-  const throttled = looked.filter((l) => l.error !== undefined && isThrottling(awsError(l.error)));
+  const errors = looked.filter((l) => l.error !== undefined && !isRetryable(awsError(l.error)));
+  const throttled = looked.filter((l) => l.error !== undefined && isRetryable(awsError(l.error)));
 
   if (broken.length > 0) {
     const what = broken.map((l) => {
@@ -1258,7 +1232,7 @@ async function rollBack(job: Job, state: ReleaseState, looked?: readonly Looked[
 async function settle(job: Job, state: ReleaseState, deploymentId: string, known?: Looked): Promise<Settled> {
   let l = known ?? await lookAt(deploymentId);
   if (l.error !== undefined) {
-    const transient = isThrottling(awsError(l.error));
+    const transient = isRetryable(awsError(l.error));
     return { deploymentId, kind: transient ? 'pending' : 'stuck', note: `could not be read: ${explain(l.error).message}` };
   }
   const release = l.release;
@@ -1290,7 +1264,7 @@ async function settle(job: Job, state: ReleaseState, deploymentId: string, known
   const rollbackId = l.info?.rollbackInfo?.rollbackDeploymentId;
   if (rollbackId) {
     const rb = await lookAt(rollbackId);
-    if (rb.error !== undefined && isThrottling(awsError(rb.error))) {
+    if (rb.error !== undefined && isRetryable(awsError(rb.error))) {
       return { ...at, kind: 'pending', moving: true, note: `CodeDeploy's rollback ${rollbackId} could not be read: ${explain(rb.error).message}` };
     }
     if (rb.info !== undefined && !isEnded(rb.info.status)) {
@@ -1301,7 +1275,7 @@ async function settle(job: Job, state: ReleaseState, deploymentId: string, known
   try {
     alias = await readAlias(release);
   } catch (err) {
-    return { ...at, kind: isThrottling(awsError(err)) ? 'pending' : 'stuck', note: explain(err).message };
+    return { ...at, kind: isRetryable(awsError(err)) ? 'pending' : 'stuck', note: explain(err).message };
   }
   if (isOn(alias, release.previousVersion)) return { ...at, kind: 'restored', note: 'rolled back by CodeDeploy', serves: servesOf(alias) };
   const since = job.now() - (state.rollbackAt ?? job.now());
@@ -1324,7 +1298,7 @@ async function revertAlias(
     try {
       alias = await readAlias(release);
     } catch (err) {
-      return { ...at, kind: isThrottling(awsError(err)) ? 'pending' : 'stuck', note: explain(err).message };
+      return { ...at, kind: isRetryable(awsError(err)) ? 'pending' : 'stuck', note: explain(err).message };
     }
   }
   if (isOn(alias, release.previousVersion)) return { ...at, kind: 'restored', note: 'already back', serves: servesOf(alias) };
@@ -1345,7 +1319,7 @@ async function revertAlias(
     logError('could not move an alias back', awsError(err), { ...job.fields, deploymentId: at.deploymentId });
     return {
       ...at,
-      kind: isThrottling(awsError(err)) ? 'pending' : 'stuck',
+      kind: isRetryable(awsError(err)) ? 'pending' : 'stuck',
       note: `could not move the alias back (${why}): ${explain(err).message}`,
       serves: servesOf(alias),
     };
@@ -1404,19 +1378,8 @@ async function fail(jobId: string, type: FailureType, message: string, fields: R
   return { result: 'failed', message };
 }
 
-async function report(
-  jobId: string,
-  command: PutJobSuccessResultCommand | PutJobFailureResultCommand,
-  fields: Record<string, unknown>,
-): Promise<void> {
-  try {
-    // Two overloads of `send`; the union of commands needs one branch each.
-    if (command instanceof PutJobSuccessResultCommand) await codePipeline.send(command);
-    else await codePipeline.send(command);
-  } catch (err) {
-    logError('could not report the job result to CodePipeline', err, { ...fields, jobId });
-    throw err;
-  }
+function report(jobId: string, command: PutJobSuccessResultCommand | PutJobFailureResultCommand, fields: Record<string, unknown>): Promise<void> {
+  return sendJobResult(codePipeline, jobId, command, fields);
 }
 
 /** Lambda entry point: `serverlessRelease` with the Lambda deadline. */

@@ -5,6 +5,7 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import { isRetryable } from '../../src/handlers/shared/retryable';
 import type { EcsLifecycleHookEvent, EcsLifecycleHookResponse } from '../../src/handlers/smoke-test.lambda';
 
 // The handler creates its SDK clients when loaded, and on Node < 22 the SDK then emits a NodeVersionSupportWarning,
@@ -18,7 +19,6 @@ const {
   CLOCK_SKEW_MS,
   SNS_SUBJECT_LIMIT,
   handler,
-  isRetryableAwsError,
   parseReleaseHookConfig,
   readyForReviewMessage,
   releaseHook,
@@ -360,7 +360,7 @@ describe('parseReleaseHookConfig', () => {
   });
 });
 
-describe('isRetryableAwsError', () => {
+describe('isRetryable', () => {
   test.each([
     ['ThrottlingException', awsError('ThrottlingException', 400)],
     ['TooManyRequestsException', awsError('TooManyRequestsException', 429)],
@@ -374,7 +374,7 @@ describe('isRetryableAwsError', () => {
     ['a network error', Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })],
     ['an aborted call', Object.assign(new Error('Request aborted'), { name: 'AbortError' })],
   ])('%s is retryable', (_name, error) => {
-    expect(isRetryableAwsError(error)).toBe(true);
+    expect(isRetryable(error)).toBe(true);
   });
 
   test.each([
@@ -386,7 +386,7 @@ describe('isRetryableAwsError', () => {
     ['undefined', undefined],
     ['null', null],
   ])('%s is not retryable', (_name, error) => {
-    expect(isRetryableAwsError(error)).toBe(false);
+    expect(isRetryable(error)).toBe(false);
   });
 });
 
@@ -1198,17 +1198,17 @@ describe.each([
 // What each answer says exactly: error classification, revision lookup, approval outcomes, hookDetails keys
 // ---------------------------------------------------------------------------------------------------------------
 
-describe('isRetryableAwsError, every rule', () => {
+describe('isRetryable, every rule', () => {
   test.each([
     'ThrottlingException', 'Throttling', 'ThrottledException', 'TooManyRequestsException', 'RequestLimitExceeded', 'RequestThrottled',
     'RequestThrottledException', 'SlowDown', 'ServiceUnavailable', 'ServiceUnavailableException', 'InternalServerError',
     'InternalServerException', 'InternalFailure', 'RequestTimeout', 'RequestTimeoutException', 'TimeoutError', 'AbortError', 'LambdaDeadlineError',
   ])('the name %s alone is retryable', (name) => {
-    expect(isRetryableAwsError({ name })).toBe(true);
+    expect(isRetryable({ name })).toBe(true);
   });
 
   test.each(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND'])('the network code %s alone is retryable', (code) => {
-    expect(isRetryableAwsError({ code })).toBe(true);
+    expect(isRetryable({ code })).toBe(true);
   });
 
   test.each([
@@ -1226,7 +1226,7 @@ describe('isRetryableAwsError, every rule', () => {
     ['an unknown code', { code: 'EACCES' }, false],
     ['a name that is not a string', { name: 5 }, false],
   ])('%s: %s', (_label, error, retryable) => {
-    expect(isRetryableAwsError(error)).toBe(retryable);
+    expect(isRetryable(error)).toBe(retryable);
   });
 });
 

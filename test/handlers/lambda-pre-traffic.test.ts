@@ -4,6 +4,7 @@ import type { InvokeCommandOutput } from '@aws-sdk/client-lambda';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import type { PreTrafficProxyEvent } from '../../src/handlers/lambda-pre-traffic.lambda';
+import { isThrottling } from '../../src/handlers/shared/retryable';
 
 // The handler creates its SDK clients when loaded, and on Node < 22 the SDK then emits a NodeVersionSupportWarning,
 // which keeps a jest worker from exiting cleanly. The Lambda runtime is nodejs24.x, where the warning does not apply,
@@ -16,7 +17,6 @@ const {
   buildProxyEvent,
   evaluate,
   handler,
-  isThrottling,
   matchPath,
   parseDescription,
   parseRoutes,

@@ -33,6 +33,7 @@ import { ParameterLimitExceeded, PutParameterCommand, SSMClient, SSMServiceExcep
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import type { JobOutcome, RecordReleaseDeps } from '../../src/handlers/record-release.lambda';
+import { isRetryable } from '../../src/handlers/shared/retryable';
 
 // The handler creates its SDK clients when loaded, and on Node < 22 the SDK then emits a NodeVersionSupportWarning,
 // which keeps a jest worker from exiting cleanly. The Lambda runtime is nodejs24.x, where the warning does not apply,
@@ -52,7 +53,6 @@ const {
   continuationToken,
   findReleaseDeployment,
   handler,
-  isThrottling,
   parseContinuationToken,
   parseImageUri,
   parseUserParameters,
@@ -374,7 +374,7 @@ describe('parseContinuationToken', () => {
   });
 });
 
-describe('isThrottling', () => {
+describe('isRetryable', () => {
   test.each([
     ['ECS ThrottlingException', throttled()],
     ['ECS ServerException', new ServerException({ message: 'Service unavailable', $metadata: {} })],
@@ -388,7 +388,7 @@ describe('isThrottling', () => {
     ['$retryable', { name: 'SomethingNew', $retryable: { throttling: true } }],
     ['network reset', Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })],
   ])('true for %s', (_label, err) => {
-    expect(isThrottling(err)).toBe(true);
+    expect(isRetryable(err)).toBe(true);
   });
 
   test.each([
@@ -401,7 +401,7 @@ describe('isThrottling', () => {
     ['a string', 'ThrottlingException'],
     ['undefined', undefined],
   ])('false for %s', (_label, err) => {
-    expect(isThrottling(err)).toBe(false);
+    expect(isRetryable(err)).toBe(false);
   });
 });
 

@@ -23,6 +23,7 @@ import type { LastUpdateStatus } from '@aws-sdk/client-lambda';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import type { FunctionRelease, JobOutcome, ReleasedFunction, ServerlessReleaseDeps } from '../../src/handlers/serverless-release.lambda';
+import { isRetryable } from '../../src/handlers/shared/retryable';
 
 // The handler creates its SDK clients when loaded, and on Node < 22 the SDK then emits a NodeVersionSupportWarning,
 // which keeps a jest worker from exiting cleanly. The Lambda runtime is nodejs24.x, where the warning does not apply,
@@ -51,7 +52,6 @@ const {
   describeDeployment,
   encodeState,
   handler,
-  isThrottling,
   parseContinuationToken,
   parseDeploymentDescription,
   parseFunctions,
@@ -662,7 +662,7 @@ describe('continuation token', () => {
   });
 });
 
-describe('isThrottling', () => {
+describe('isRetryable', () => {
   const errors: Array<[string, unknown]> = [
     ['Lambda TooManyRequestsException', lambdaThrottled()],
     ['CodeDeploy ThrottlingException', codeDeployThrottled()],
@@ -678,18 +678,13 @@ describe('isThrottling', () => {
   ];
 
   test.each(errors.slice(0, 6))('true for %s', (_label, err) => {
-    expect(isThrottling(err)).toBe(true);
+    expect(isRetryable(err)).toBe(true);
   });
 
   test.each(errors.slice(6))('false for %s', (_label, err) => {
-    expect(isThrottling(err)).toBe(false);
+    expect(isRetryable(err)).toBe(false);
   });
 
-  test('classifies exactly as record-release does', () => {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const recordRelease: typeof import('../../src/handlers/record-release.lambda') = require('../../src/handlers/record-release.lambda');
-    for (const [, err] of errors) expect(isThrottling(err)).toBe(recordRelease.isThrottling(err));
-  });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
