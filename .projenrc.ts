@@ -90,7 +90,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     projectService: false,
     tsconfigPath: './tsconfig.dev.json',
     dirs: ['src'],
-    devdirs: ['test', 'examples', 'scripts', 'build-tools', 'projenrc', '.projenrc.ts'],
+    devdirs: ['test', 'examples', 'scripts', 'bench', 'build-tools', 'projenrc', '.projenrc.ts'],
   },
   jestOptions: {
     updateSnapshot: javascript.UpdateSnapshot.NEVER,
@@ -104,7 +104,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
   gitignore: ['/.ci/tools/', 'cdk.out/', '*.d.ts.map', '.jsii.tabl.json', '/dist/', '.stryker-tmp*/', '/reports/'],
 });
 
-for (const ignored of ['/examples/', '/scripts/', '/docs/', '/cdk.out/', '/.ci/', '/tsconfig.dev.json', '/stryker/', '/reports/']) {
+for (const ignored of ['/examples/', '/scripts/', '/bench/', '/docs/', '/cdk.out/', '/.ci/', '/tsconfig.dev.json', '/stryker/', '/reports/']) {
   project.addPackageIgnore(ignored);
 }
 
@@ -112,6 +112,14 @@ for (const ignored of ['/examples/', '/scripts/', '/docs/', '/cdk.out/', '/.ci/'
 project.addTask('examples', {
   description: 'Synthesize every example app into cdk.out/<example>/ and check it with cdk-nag and the CloudFormation validator',
   exec: 'ts-node --project tsconfig.dev.json scripts/examples.ts',
+  receiveArgs: true,
+});
+
+// `npm run bench`: synth times against hand-written aws-cdk-lib apps, scaling, sizes against CloudFormation's limits,
+// the modelled release time (bench/bench.ts). Slow and machine-dependent: never part of `npm test`.
+project.addTask('bench', {
+  description: 'Benchmark: synth times (vs hand-written aws-cdk-lib apps), scaling, template sizes, modelled release time; writes bench/results.json',
+  exec: 'ts-node --transpile-only --project tsconfig.dev.json bench/bench.ts',
   receiveArgs: true,
 });
 

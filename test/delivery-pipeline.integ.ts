@@ -10,8 +10,8 @@
  * The repository is a site: `site/index.html` carrying the phrase (examples/delivery-pipeline/site is one).
  */
 import { ExpectedResult, IntegTest, Match } from '@aws-cdk/integ-tests-alpha';
-import { StaticSiteStack } from '../examples/delivery-pipeline/app';
 import { DEPLOYING, FIRST_RELEASE_WAIT, HTTP_WAIT, integApp, integEnvironment } from './integ/integ-app';
+import { StaticSiteStack } from '../examples/delivery-pipeline/app';
 
 const PLACEHOLDER_CONNECTION_ARN = 'arn:aws:codeconnections:us-east-1:123456789012:connection/11111111-2222-3333-4444-555555555555';
 

@@ -44,7 +44,12 @@ export function words(command: string): string[] {
   let last = -1;
   for (let m = re.exec(command); m; m = re.exec(command)) {
     const piece = m[1] ?? m[2] ?? m[3];
-    if (m.index === last) current += piece; else { if (last !== -1) out.push(current); current = piece; }
+    if (m.index === last) {
+      current += piece;
+    } else {
+      if (last !== -1) out.push(current);
+      current = piece;
+    }
     last = m.index + m[0].length;
   }
   if (last !== -1) out.push(current);
@@ -113,7 +118,15 @@ export function substitutions(command: string): { outer: string; inner: string[]
       let j = i + 2;
       for (; j < command.length && depth > 0; j++) {
         const c = command[j];
-        if (quote) { if (c === quote) quote = ''; } else if (c === '"' || c === "'") quote = c; else if (c === '(') depth++; else if (c === ')') depth--;
+        if (quote) {
+          if (c === quote) quote = '';
+        } else if (c === '"' || c === "'") {
+          quote = c;
+        } else if (c === '(') {
+          depth++;
+        } else if (c === ')') {
+          depth--;
+        }
       }
       inner.push(command.slice(i + 2, j - 1));
       outer += 'SUBSTITUTED';
