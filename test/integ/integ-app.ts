@@ -6,7 +6,14 @@
  *
  *   INTEG_REPO=owner/repo INTEG_CONNECTION_ARN=arn:aws:codeconnections:... npx projen integ:<name>:deploy
  *
- * The repository must hold this project (the patterns build examples/service; DeliveryPipeline builds site/).
+ * The repository must hold this project (the patterns build examples/service; DeliveryPipeline builds site/). A deploy
+ * leaves its own (normalized) assembly as the snapshot, with your repository and environment in it: run
+ * `npx projen integ:<name>:snapshot` before committing.
+ *
+ * Not verified without an AWS account (no deploy has run): that ECS leaves the test listener's rule on the new tasks
+ * once a blue/green deployment ended (the Fargate test asserts it); that the test listener answers 503 after an EC2
+ * release (the old color scaled to zero); that @aws-cdk/integ-tests-alpha 2.245.0-alpha.0's assertion provider works
+ * against stacks of aws-cdk-lib 2.276; that a first release fits the 55 minutes the assertions wait.
  */
 import { App, Duration, Environment } from 'aws-cdk-lib';
 import { PipelineSource } from '../../src';
