@@ -233,7 +233,9 @@ function main(): void {
   }
   log();
 
-  const mainTemplate = (pattern: string) => single.find((r) => r.pattern === pattern)!.stacks.reduce((a, b) => (a.resources >= b.resources ? a : b)).template;
+  // The pattern's main stack: the one with the most resources (not the small Image or State stack).
+  const mainTemplate = (pattern: string) =>
+    single.find((r) => r.pattern === pattern)!.stacks.reduce((a, b) => (a.resources >= b.resources ? a : b)).template;
   const models = [fargateModel(mainTemplate('fargate')), serverlessModel(mainTemplate('serverless')), ec2Model(mainTemplate('ec2'))];
   log('## Modelled time from "build finished" to 100 % production traffic (default settings, no approval)');
   for (const m of models) {
@@ -259,8 +261,16 @@ function main(): void {
   log(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 
   fs.writeFileSync(options.out, JSON.stringify({
-    startedAt, machine: host, runs: options.runs, synth, scaling, sizes,
-    limits: { resources: CFN_MAX_RESOURCES, templateBytes: CFN_MAX_TEMPLATE_BYTES }, models, npmTest, table: lines.join('\n'),
+    startedAt,
+    machine: host,
+    runs: options.runs,
+    synth,
+    scaling,
+    sizes,
+    limits: { resources: CFN_MAX_RESOURCES, templateBytes: CFN_MAX_TEMPLATE_BYTES },
+    models,
+    npmTest,
+    table: lines.join('\n'),
   }, undefined, 2) + '\n');
 }
 

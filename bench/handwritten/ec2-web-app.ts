@@ -40,7 +40,11 @@ export class HandwrittenEc2 extends Construct {
       });
       const asg = new autoscaling.AutoScalingGroup(this, `${color}Group`, { vpc, launchTemplate: template, minCapacity: 0, maxCapacity: 4, vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } });
       const tg = new elbv2.ApplicationTargetGroup(this, `${color}Targets`, {
-        vpc, port: 8080, protocol: elbv2.ApplicationProtocol.HTTP, targets: [asg], deregistrationDelay: Duration.seconds(30),
+        vpc,
+        port: 8080,
+        protocol: elbv2.ApplicationProtocol.HTTP,
+        targets: [asg],
+        deregistrationDelay: Duration.seconds(30),
         healthCheck: { path: '/healthcheck', interval: Duration.seconds(10), healthyThresholdCount: 2 },
       });
       return tg;

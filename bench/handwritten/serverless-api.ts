@@ -24,7 +24,10 @@ export class HandwrittenServerless extends Construct {
     const routes: Array<[string, string]> = [['GET', '/'], ['GET', '/healthcheck'], ['GET', '/sleep/{secs}'], ['GET', '/secret']];
     routes.forEach(([method, route], i) => {
       const fn = new lambda.Function(this, `Fn${i}`, {
-        runtime: lambda.Runtime.NODEJS_24_X, architecture: lambda.Architecture.ARM_64, handler: 'index.handler', memorySize: 256,
+        runtime: lambda.Runtime.NODEJS_24_X,
+        architecture: lambda.Architecture.ARM_64,
+        handler: 'index.handler',
+        memorySize: 256,
         code: lambda.Code.fromInline('exports.handler = async () => ({ statusCode: 503, body: "not released yet" });'),
         tracing: lambda.Tracing.ACTIVE,
       });
@@ -37,7 +40,9 @@ export class HandwrittenServerless extends Construct {
       });
     });
     const releaser = new lambda.Function(this, 'Releaser', {
-      runtime: lambda.Runtime.NODEJS_24_X, architecture: lambda.Architecture.ARM_64, handler: 'index.handler',
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      handler: 'index.handler',
       code: lambda.Code.fromInline('exports.handler = async () => undefined;'),
     });
     const source = new codepipeline.Artifact();
