@@ -450,6 +450,17 @@ function handlerFunction(
 }
 
 /**
+ * The placeholder image, the service's version before the first release, is told its port through
+ * `WHOAMI_PORT_NUMBER`: the container's environment must leave it to the release.
+ * @internal
+ */
+export function checkPlaceholderEnvironment(construct: Construct, environment: { [name: string]: string } | undefined): void {
+  if (environment && 'WHOAMI_PORT_NUMBER' in environment) {
+    throw invalidInput(construct, 'environment', 'WHOAMI_PORT_NUMBER', 'must not set WHOAMI_PORT_NUMBER, which tells the placeholder image its port');
+  }
+}
+
+/**
  * The bake time must leave the margin of the deploy action's hour: 0 to 45 minutes, in whole minutes.
  * @internal
  */
