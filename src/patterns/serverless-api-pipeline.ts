@@ -1,4 +1,4 @@
-import { ArnFormat, CfnOutput, Duration, Lazy, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { ArnFormat, CfnOutput, Duration, Lazy, Names, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
@@ -23,6 +23,7 @@ import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
+import { createLogGroup } from '../private/log-group';
 import { checkDuration, checkInteger, checkNotEmpty, invalidInput, normalizeRepositoryDirectory } from '../private/validate';
 import { Release, ReleaseConfig, ReleaseContext } from '../release/release';
 import { checkEntry, checkFunctionLimits, ParsedRoute, parseRoute, ServerlessApi } from '../runtime/serverless-api';
@@ -576,7 +577,7 @@ class LambdaAliasRelease extends Release {
     }
 
     // The pre-traffic test: CodeDeploy invokes it before it shifts any traffic; it invokes the new version.
-    const hookLogs = new logs.LogGroup(resources, 'HookLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    const hookLogs = createLogGroup(resources, 'HookLogs', retention);
     const hookRole = new iam.Role(resources, 'HookRole', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `Tests each new version of ${this.service.node.path} before it gets traffic`,
@@ -623,7 +624,7 @@ class LambdaAliasRelease extends Release {
     });
 
     // The controller: CodePipeline invokes it; it polls with continuation tokens until every shift has finished.
-    const controllerLogs = new logs.LogGroup(resources, 'ControllerLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    const controllerLogs = createLogGroup(resources, 'ControllerLogs', retention);
     const controllerRole = new iam.Role(resources, 'ControllerRole', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `Ships the releases of ${this.service.node.path}`,

@@ -6,6 +6,7 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
+import { createLogGroup } from '../private/log-group';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { checkDuration, checkInteger, invalidInput } from '../private/validate';
 import { createColorTargetGroups, createPublicVpc, createWebLoadBalancer } from '../private/web-front';
@@ -58,7 +59,16 @@ export interface BlueGreenFargateServiceProps {
    * @default - none: the target group's health check on `healthCheckPath` decides which tasks get traffic
    */
   readonly containerHealthCheck?: ecs.HealthCheck;
+  /** @default true - the container runs as uid:gid 1000:1000 (`node` in Node.js images), whatever the image's USER */
+  readonly runAsNonRootUser?: boolean;
+  /** @default true - a read-only root filesystem, with an empty writable volume at /tmp */
+  readonly readonlyRootFilesystem?: boolean;
+  /** @default true - the container's hard memory limit is the task's memory */
+  readonly containerMemoryLimit?: boolean;
 }
+
+/** The user the container runs as unless `runAsNonRootUser` is false: the `node` user of Node.js images. */
+export const NON_ROOT_CONTAINER_USER = '1000:1000';
 
 /** The CPU and memory pairs Fargate offers, for the sizes a web service uses. */
 const FARGATE_MEMORY: Record<number, number[]> = {
@@ -151,10 +161,7 @@ export class BlueGreenFargateService extends Construct {
       emptyOnDelete: true,
     });
 
-    this.logGroup = new logs.LogGroup(this, 'Logs', {
-      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
+    this.logGroup = createLogGroup(this, 'Logs', props.logRetention);
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'TaskDefinition', {
       cpu,
       memoryLimitMiB: memory,
@@ -171,7 +178,17 @@ export class BlueGreenFargateService extends Construct {
       healthCheck: props.containerHealthCheck,
       environment: props.environment,
       secrets: props.secrets,
+      // Hardened by default (ADR 0012); each can be turned off for an image that needs it.
+      user: props.runAsNonRootUser === false ? undefined : NON_ROOT_CONTAINER_USER,
+      readonlyRootFilesystem: props.readonlyRootFilesystem !== false,
+      memoryLimitMiB: props.containerMemoryLimit === false ? undefined : memory,
     });
+    if (props.readonlyRootFilesystem !== false) {
+      // A bind mount: task storage, gone with the task. ECS copies what the image has at /tmp when the image declares
+      // `VOLUME /tmp` (with its owner and mode); otherwise the directory belongs to root (0755).
+      this.taskDefinition.addVolume({ name: 'tmp' });
+      this.container.addMountPoints({ sourceVolume: 'tmp', containerPath: '/tmp', readOnly: false });
+    }
     const executionRole = this.taskDefinition.obtainExecutionRole();
     this.repository.grantPull(executionRole);
     acknowledgeStarResourceOnlyFor(executionRole, ['ecr:GetAuthorizationToken'],
