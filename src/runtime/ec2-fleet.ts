@@ -13,7 +13,7 @@ import { InstanceSecret } from './instance-secret';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { createLogGroup } from '../private/log-group';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
-import { checkDuration, checkInteger, checkNotEmpty, invalidInput, looksLikeSecret } from '../private/validate';
+import { checkDuration, checkInteger, checkNotEmpty, checkSameRegion, invalidInput, looksLikeSecret } from '../private/validate';
 import { createColorTargetGroups, createPublicVpc, createWebLoadBalancer } from '../private/web-front';
 
 /** The two colors of a blue/green fleet. @internal */
@@ -383,6 +383,7 @@ export class BlueGreenEc2Fleet extends Construct {
     instanceType: ec2.InstanceType; architecture: ec2.InstanceArchitecture; productionPort: number; testPort: number; startCommand: string;
   }): void {
     checkInteger(this, 'capacity', props.capacity, 1, 20);
+    checkSameRegion(this, 'certificate', props.certificate?.certificateArn, Stack.of(this).region);
     checkInteger(this, 'port', props.port, 1, 65535);
     checkInteger(this, 'testListenerPort', props.testListenerPort, 1, 65535);
     if (v.testPort === v.productionPort || (props.certificate && v.testPort === 80)) {

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -8,7 +8,7 @@ import { Construct } from 'constructs';
 import { acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
 import { createLogGroup } from '../private/log-group';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
-import { checkDuration, checkInteger, invalidInput } from '../private/validate';
+import { checkDuration, checkInteger, checkNoSecretLikeNames, checkNoSharedNames, checkSameRegion, invalidInput } from '../private/validate';
 import { createColorTargetGroups, createPublicVpc, createWebLoadBalancer } from '../private/web-front';
 
 /**
@@ -69,6 +69,14 @@ export interface BlueGreenFargateServiceProps {
 
 /** The user the container runs as unless `runAsNonRootUser` is false: the `node` user of Node.js images. */
 export const NON_ROOT_CONTAINER_USER = '1000:1000';
+
+/** Whether two VPCs are one (the same object, or the same resolved id). */
+function sameVpc(scope: Construct, a: ec2.IVpc, b: ec2.IVpc | undefined): boolean {
+  if (b === undefined) return false;
+  if (a === b) return true;
+  const stack = Stack.of(scope);
+  return JSON.stringify(stack.resolve(a.vpcId)) === JSON.stringify(stack.resolve(b.vpcId));
+}
 
 /** The CPU and memory pairs Fargate offers, for the sizes a web service uses. */
 const FARGATE_MEMORY: Record<number, number[]> = {
@@ -294,6 +302,15 @@ export class BlueGreenFargateService extends Construct {
     containerPort: number; cpu: number; memory: number; desiredCount: number; healthCheckPath: string; productionPort: number; testPort: number;
   }): void {
     checkInteger(this, 'desiredCount', v.desiredCount, 1, 100);
+    checkSameRegion(this, 'certificate', props.certificate?.certificateArn, Stack.of(this).region);
+    if (props.cluster && !sameVpc(this, props.cluster.vpc, props.vpc)) {
+      throw invalidInput(this, 'cluster', props.cluster.node.path,
+        props.vpc ? "must be a cluster of 'vpc': the load balancer and the tasks must share one VPC"
+          : "needs its VPC given as 'vpc' too (vpc: cluster.vpc): without it a new VPC is created, which the cluster is not in");
+    }
+    checkNoSecretLikeNames(this, 'environment', props.environment,
+      "pass it in 'secrets' with ecs.Secret.fromSsmParameter() or ecs.Secret.fromSecretsManager(), which ECS injects at start");
+    checkNoSharedNames(this, 'secrets', props.environment, props.secrets);
     checkInteger(this, 'containerPort', v.containerPort, 1, 65535);
     checkInteger(this, 'testListenerPort', v.testPort, 1, 65535);
     if (!Token.isUnresolved(v.cpu) && !Token.isUnresolved(v.memory) && !(FARGATE_MEMORY[v.cpu] ?? []).includes(v.memory)) {

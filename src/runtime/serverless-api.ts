@@ -8,7 +8,7 @@ import { Construct } from 'constructs';
 import { acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
 import { createLogGroup } from '../private/log-group';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
-import { checkDuration, checkInteger, checkNotEmpty, invalidInput } from '../private/validate';
+import { checkDuration, checkInteger, checkLambdaEnvironment, checkNotEmpty, invalidInput } from '../private/validate';
 
 /** The HTTP methods a route may use. @internal */
 export const ROUTE_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS', 'ANY'];
@@ -213,10 +213,7 @@ export class ServerlessApi extends Construct {
       role,
       logGroup,
       tracing: lambda.Tracing.ACTIVE,
-      environment: {
-        NODE_OPTIONS: '--enable-source-maps',
-        ...route.environment,
-      },
+      environment: checkLambdaEnvironment(this, `environment (with routes[].environment of '${route.route}')`, { NODE_OPTIONS: '--enable-source-maps', ...route.environment }),
     });
     Validations.of(fn).acknowledge({
       id: 'Serverless-LambdaDLQ',
