@@ -8,12 +8,12 @@ import { Approval, ApprovalPlacement } from './approval';
 import { ArtifactStore } from './artifact-store';
 import { BuildStep, BuildStepOptions } from './build-step';
 import { PipelineNotifications, PipelineNotificationsOptions } from './notifications';
+import { Release } from './release';
 import { PipelineGrantAcknowledger } from '../private/acknowledgements';
 import { consoleUrl } from '../private/console';
 import { encryptLogGroupsWith, logProviderFunctions } from '../private/log-group';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { checkDuration, invalidInput } from '../private/validate';
-import { Release } from '../release/release';
 import { PipelineSource } from '../source/pipeline-source';
 
 /**

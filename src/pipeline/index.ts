@@ -3,3 +3,5 @@ export * from './artifact-store';
 export * from './build-step';
 export * from './delivery-pipeline';
 export * from './notifications';
+export * from './release';
+export * from './smoke-test';
