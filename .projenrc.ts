@@ -50,6 +50,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/client-elastic-load-balancing-v2',
     '@aws-sdk/client-sfn',
     '@aws-sdk/client-cloudformation',
+    '@aws-sdk/client-dynamodb',
     'asl-validator',
     'aws-sdk-client-mock',
     'aws-sdk-client-mock-jest',

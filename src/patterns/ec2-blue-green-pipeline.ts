@@ -9,12 +9,12 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { ServicePipelineProps } from './service-pipeline-props';
 import { addBlueGreenFleetAlarms } from '../monitoring/fleet-alarms';
 import { ServiceMonitoring } from '../monitoring/service-monitoring';
 import { Approval } from '../pipeline/approval';
-import { BuildArchitecture, BuildSecret } from '../pipeline/build-step';
+import { BuildArchitecture } from '../pipeline/build-step';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
-import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { createStateParameters } from '../private/image-parameter';
 import { uniquePhysicalName } from '../private/names';
 import { checkNotEmpty, invalidInput, normalizeRepositoryDirectory } from '../private/validate';
@@ -22,15 +22,11 @@ import { ec2BundleBuildSpec, Ec2BlueGreenRelease, EC2_RELEASE_STAGE_NAME } from 
 import { TrafficShift } from '../release/traffic-shift';
 import { BlueGreenEc2Fleet, COLORS } from '../runtime/ec2-fleet';
 import { InstanceSecret } from '../runtime/instance-secret';
-import { PipelineSource } from '../source/pipeline-source';
 
 /**
  * Properties of `Ec2BlueGreenPipeline`.
  */
-export interface Ec2BlueGreenPipelineProps {
-  /** Where the revisions come from: the repository holds the web application. */
-  readonly source: PipelineSource;
-
+export interface Ec2BlueGreenPipelineProps extends ServicePipelineProps {
   /**
    * Whether a human approves. `Approval.beforeProductionTraffic()` holds the release after the new version passed its
    * smoke test on the test listener; its timeout must fit the release's hour (55 minutes minus 15 for the new
@@ -49,34 +45,12 @@ export interface Ec2BlueGreenPipelineProps {
   readonly appDirectory?: string;
 
   /**
-   * Commands that run the unit tests, in `appDirectory`. A failing command stops the build. JUnit XML files written to
-   * `reports/junit` under `appDirectory` appear as test reports.
-   *
-   * @default - `npm ci` and `npm run test --if-present` when `appDirectory` has a `package.json`, otherwise none
-   */
-  readonly testCommands?: string[];
-
-  /**
    * Commands that turn the tested source into what the instances run, in `appDirectory`; everything in `appDirectory`
    * afterwards (but `.git`) is the release bundle.
    *
    * @default - `npm run build --if-present` and `npm prune --omit=dev` when `appDirectory` has a `package.json`
    */
   readonly buildCommands?: string[];
-
-  /**
-   * Plain environment variables of the build.
-   *
-   * @default - none
-   */
-  readonly buildEnvironmentVariables?: { [name: string]: string };
-
-  /**
-   * Secrets the build sees as environment variables (from SSM Parameter Store or Secrets Manager).
-   *
-   * @default - none
-   */
-  readonly buildSecrets?: { [name: string]: BuildSecret };
 
   /**
    * The command that starts the application in the release directory, run by systemd as an unprivileged user with
@@ -232,34 +206,6 @@ export interface Ec2BlueGreenPipelineProps {
    * @default Duration.seconds(1)
    */
   readonly p95LatencyThreshold?: Duration;
-
-  /**
-   * How long the application's logs (and the release functions') are kept.
-   *
-   * @default logs.RetentionDays.ONE_MONTH
-   */
-  readonly logRetention?: logs.RetentionDays;
-
-  /**
-   * Who hears about the pipeline (failures, successes, approvals).
-   *
-   * @default - a new encrypted topic without subscriptions
-   */
-  readonly notifications?: PipelineNotificationsOptions;
-
-  /**
-   * Email addresses subscribed to the alarm topic.
-   *
-   * @default - no subscription
-   */
-  readonly alarmEmails?: string[];
-
-  /**
-   * Keep the pipeline's artifacts, the release bundles and their key when the stack is deleted.
-   *
-   * @default false - `cdk destroy` removes everything
-   */
-  readonly retainArtifacts?: boolean;
 }
 
 /**
@@ -402,17 +348,17 @@ export class Ec2BlueGreenPipeline extends Construct {
           ...props.buildEnvironmentVariables,
           APP_DIRECTORY: appDirectory,
           // The build uploads the bundle to the release's bundle bucket, under releases/.
-          BUNDLE_BUCKET: Lazy.string({ produce: () => release.bundleBucket!.bucketName }),
+          BUNDLE_BUCKET: Lazy.string({ produce: () => release.created.bundleBucket.bucketName }),
         },
         secrets: props.buildSecrets,
         testReportDirectory: appDirectory === '.' ? 'reports/junit' : `${appDirectory}/reports/junit`,
       },
       release,
     });
-    release.grantUpload(this.pipeline.buildStep.role);
-    this.bundleBucket = release.bundleBucket!;
-    release.acknowledgeFindings(this.pipeline);
-    this.stateMachine = release.stateMachine!;
+    const created = release.created;
+    created.grantUpload(this.pipeline.buildStep.role);
+    this.bundleBucket = created.bundleBucket;
+    this.stateMachine = created.stateMachine;
 
     // Monitoring: alarms per color roll back a release onto that color; the service's alarms watch production.
     this.monitoring = new ServiceMonitoring(this, 'Monitoring', {
@@ -427,8 +373,11 @@ export class Ec2BlueGreenPipeline extends Construct {
       latencyThreshold: props.latencyThreshold,
       p95LatencyThreshold: props.p95LatencyThreshold,
     });
-    COLORS.forEach((color) => release.watchColor(color, alarms[color]));
-    release.addDeploymentAlarms(props.deploymentAlarms ?? []);
+    COLORS.forEach((color) => created.watchColor(color, alarms[color]));
+    created.addDeploymentAlarms(props.deploymentAlarms ?? []);
+
+    // Delivery (DORA) rows and release markers on the service's graphs, on the pattern's own dashboard.
+    this.pipeline.deliveryMetrics?.addToMonitoring(this.monitoring);
 
     this.rollbackCommand = 'aws codepipeline rollback-stage --pipeline-name ' + this.pipeline.pipeline.pipelineName +
       ` --stage-name ${EC2_RELEASE_STAGE_NAME} --target-pipeline-execution-id <id of an earlier successful execution>`;

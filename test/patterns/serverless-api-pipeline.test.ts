@@ -205,8 +205,8 @@ describe('ServerlessApiPipeline defaults: API', () => {
 });
 
 describe('ServerlessApiPipeline defaults: functions', () => {
-  test('one function per route (plus only the controller, the pre-traffic hook and the bucket auto-delete handler)', () => {
-    template.resourceCountIs('AWS::Lambda::Function', 2 + 3);
+  test('one function per route (plus only the controller, the pre-traffic hook, the delivery metrics handler and the bucket auto-delete handler)', () => {
+    template.resourceCountIs('AWS::Lambda::Function', 2 + 4);
     expect(Object.keys(api.functions).sort()).toEqual([ROOT, SLEEP].sort());
   });
 
@@ -478,8 +478,11 @@ describe('ServerlessApiPipeline defaults: release controller', () => {
   });
 
   test('asynchronous invocations are never retried (a retry would start a second release) and failures go to a queue', () => {
-    const config = onlyResource(template, 'AWS::Lambda::EventInvokeConfig').Properties;
-    expect(config.FunctionName).toEqual({ Ref: idOf(api.releaseController) });
+    const configs = Object.values(template.findResources('AWS::Lambda::EventInvokeConfig', {
+      Properties: { FunctionName: { Ref: idOf(api.releaseController) } },
+    })) as any[];
+    expect(configs).toHaveLength(1);
+    const config = configs[0].Properties;
     expect(config.MaximumRetryAttempts).toBe(0);
     const queueId = config.DestinationConfig.OnFailure.Destination['Fn::GetAtt'][0];
     expect(resourceOf(template, queueId).Type).toBe('AWS::SQS::Queue');
