@@ -160,6 +160,29 @@ export interface FargateBlueGreenPipelineProps extends ServicePipelineProps {
   readonly containerHealthCheck?: ecs.HealthCheck;
 
   /**
+   * Run the container as uid:gid 1000:1000 (the `node` user of Node.js images) whatever the image's `USER`; false
+   * for an image that must run as root or as another user.
+   *
+   * @default true
+   */
+  readonly runAsNonRootUser?: boolean;
+
+  /**
+   * Make the container's root filesystem read-only, with an empty writable volume at `/tmp` (declare `VOLUME /tmp`
+   * in the image for a non-root user to write there); false for an image that writes elsewhere.
+   *
+   * @default true
+   */
+  readonly readonlyRootFilesystem?: boolean;
+
+  /**
+   * Give the container a hard memory limit, the task's memory; false to leave the limit to the task alone.
+   *
+   * @default true
+   */
+  readonly containerMemoryLimit?: boolean;
+
+  /**
    * A certificate for HTTPS: production then listens on 443, and 80 redirects to it.
    *
    * @default - production listens on HTTP 80
@@ -295,6 +318,9 @@ export class FargateBlueGreenPipeline extends Construct {
       bakeTime,
       logRetention: props.logRetention,
       containerHealthCheck: props.containerHealthCheck,
+      runAsNonRootUser: props.runAsNonRootUser,
+      readonlyRootFilesystem: props.readonlyRootFilesystem,
+      containerMemoryLimit: props.containerMemoryLimit,
       environment: { ...props.environment, WHOAMI_PORT_NUMBER: String(containerPort) },
       secrets: props.secrets,
     });
