@@ -2,4 +2,5 @@ export * from './approval';
 export * from './artifact-store';
 export * from './build-step';
 export * from './delivery-pipeline';
+export * from './infrastructure-update';
 export * from './notifications';
