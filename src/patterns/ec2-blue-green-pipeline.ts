@@ -14,6 +14,7 @@ import { ServiceMonitoring } from '../monitoring/service-monitoring';
 import { Approval } from '../pipeline/approval';
 import { BuildArchitecture, BuildSecret } from '../pipeline/build-step';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
+import { InfrastructureUpdate } from '../pipeline/infrastructure-update';
 import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { createStateParameters } from '../private/image-parameter';
 import { uniquePhysicalName } from '../private/names';
@@ -248,6 +249,15 @@ export interface Ec2BlueGreenPipelineProps {
   readonly notifications?: PipelineNotificationsOptions;
 
   /**
+   * Deploy the CDK app of the repository from the same push, before the release (`InfrastructureUpdate.cdkApp()`):
+   * synthesized without deploy permissions, checked for permission broadening, deployed through the account's
+   * bootstrap roles. Needs the stack's account and region.
+   *
+   * @default - none: infrastructure changes are deployed with `cdk deploy`
+   */
+  readonly infrastructure?: InfrastructureUpdate;
+
+  /**
    * Email addresses subscribed to the alarm topic.
    *
    * @default - no subscription
@@ -394,6 +404,7 @@ export class Ec2BlueGreenPipeline extends Construct {
       pipelineName,
       approval: props.approval,
       notifications: props.notifications,
+      infrastructure: props.infrastructure,
       retainArtifacts: props.retainArtifacts,
       buildStep: {
         architecture: props.architecture === ec2.InstanceArchitecture.X86_64 ? BuildArchitecture.X86_64 : BuildArchitecture.ARM_64,

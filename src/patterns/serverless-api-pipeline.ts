@@ -20,6 +20,7 @@ import { ServiceMonitoring } from '../monitoring/service-monitoring';
 import { Approval } from '../pipeline/approval';
 import { BuildSecret } from '../pipeline/build-step';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
+import { InfrastructureUpdate } from '../pipeline/infrastructure-update';
 import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
@@ -262,6 +263,15 @@ export interface ServerlessApiPipelineProps {
   readonly notifications?: PipelineNotificationsOptions;
 
   /**
+   * Deploy the CDK app of the repository from the same push, before the release (`InfrastructureUpdate.cdkApp()`):
+   * synthesized without deploy permissions, checked for permission broadening, deployed through the account's
+   * bootstrap roles. Needs the stack's account and region.
+   *
+   * @default - none: infrastructure changes are deployed with `cdk deploy`
+   */
+  readonly infrastructure?: InfrastructureUpdate;
+
+  /**
    * Email addresses subscribed to the alarm topic.
    *
    * @default - no subscription
@@ -358,6 +368,7 @@ export class ServerlessApiPipeline extends Construct {
       source: props.source,
       approval: props.approval,
       notifications: props.notifications,
+      infrastructure: props.infrastructure,
       retainArtifacts: props.retainArtifacts,
       buildStep: {
         buildSpec: bundleBuildSpec(routes, runtime, props.testCommands),
