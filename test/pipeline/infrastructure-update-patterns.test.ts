@@ -68,7 +68,8 @@ function stagesOf(template: any): string[] {
 }
 
 /** The `cdk deploy` command of the pipeline's deploy step. */
-function deployCommandOf(stack: Stack, template: any, pattern: { pipeline: { infrastructureUpdate?: { deployStep: { project: IConstruct } } } }): string {
+type WithInfrastructure = { pipeline: { infrastructureUpdate?: { deployStep: { project: IConstruct } } } };
+function deployCommandOf(stack: Stack, template: any, pattern: WithInfrastructure): string {
   const project = template.Resources[idOf(pattern.pipeline.infrastructureUpdate!.deployStep.project)];
   const spec = JSON.parse(flatten(stack, project.Properties.Source.BuildSpec));
   return (spec.phases.build.commands as string[]).find((c) => c.startsWith('cdk deploy'))!;
