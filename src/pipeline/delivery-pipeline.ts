@@ -9,11 +9,11 @@ import { ArtifactStore } from './artifact-store';
 import { BuildStep, BuildStepOptions } from './build-step';
 import { InfrastructureUpdate, InfrastructureUpdateStages } from './infrastructure-update';
 import { PipelineNotifications, PipelineNotificationsOptions } from './notifications';
+import { Release } from './release';
 import { PipelineGrantAcknowledger } from '../private/acknowledgements';
 import { consoleUrl } from '../private/console';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { checkDuration, invalidInput } from '../private/validate';
-import { Release } from '../release/release';
 import { PipelineSource } from '../source/pipeline-source';
 
 /**

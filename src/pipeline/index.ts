@@ -4,3 +4,5 @@ export * from './build-step';
 export * from './delivery-pipeline';
 export * from './infrastructure-update';
 export * from './notifications';
+export * from './release';
+export * from './smoke-test';

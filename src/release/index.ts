@@ -1,3 +1,1 @@
-export * from './release';
-export * from './smoke-test';
 export * from './traffic-shift';

@@ -1,1 +1,2 @@
+export * from './api-route';
 export * from './instance-secret';

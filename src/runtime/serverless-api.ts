@@ -5,6 +5,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { ApiRoute } from './api-route';
 import { acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { checkDuration, checkInteger, checkNotEmpty, invalidInput } from '../private/validate';
@@ -68,6 +69,115 @@ export function parseRoute(where: string, route: string): { method: string; path
   const words = `${method.toLowerCase()} ${path}`.split(/[^A-Za-z0-9]+/).filter((w) => w.length > 0);
   const id = words.map((w) => w[0].toUpperCase() + w.slice(1)).join('') + (path === '/' ? 'Root' : '');
   return { method, path, parameters, id };
+}
+
+/**
+ * Routes per API: the release controller's environment lists each function with its generated name and deployment
+ * group (up to about 300 bytes each, of Lambda's 4 KB for all variables).
+ * @internal
+ */
+export const MAX_ROUTES = 10;
+
+/**
+ * Defaults a route takes from the pattern.
+ * @internal
+ */
+export interface RouteDefaults {
+  readonly memorySize: number;
+  readonly timeout: Duration;
+  readonly environment?: { [name: string]: string };
+}
+
+/**
+ * Parses and checks the routes of an API against API Gateway's and Lambda's rules and against each other; errors name
+ * `scope` (the construct whose `routes` they are).
+ * @internal
+ */
+export function parseRoutes(scope: Construct, routes: ApiRoute[], defaults: RouteDefaults): ParsedRoute[] {
+  if (routes.length === 0) {
+    throw invalidInput(scope, 'routes', [], 'must list at least one route');
+  }
+  if (routes.length > MAX_ROUTES) {
+    throw invalidInput(scope, 'routes', routes.length,
+      `must list at most ${MAX_ROUTES} routes: the release controller's environment (4 KB in all) names every function and deployment group`);
+  }
+  const seen = new Map<string, string>();
+  const ids = new Map<string, string>();
+  // API Gateway allows one variable child per resource: `/a/{x}` and `/a/{y}` (or `/a/{x+}`) cannot both exist,
+  // whatever their methods.
+  const variableChild = new Map<string, { segment: string; route: string }>();
+  return routes.map((r) => {
+    const parsed = parseRoute(`${scope.constructor.name} '${scope.node.path}'`, r.route);
+    const segments = parsed.path === '/' ? [] : parsed.path.slice(1).split('/');
+    segments.forEach((segment, index) => {
+      if (!segment.startsWith('{')) return;
+      const parent = '/' + segments.slice(0, index).join('/');
+      const existing = variableChild.get(parent);
+      if (existing && existing.segment !== segment) {
+        throw invalidInput(scope, 'routes', r.route,
+          `conflicts with '${existing.route}': API Gateway allows one path parameter under '${parent}', here ${existing.segment} and ${segment}`);
+      }
+      variableChild.set(parent, { segment, route: r.route });
+    });
+    if (parsed.id.length > 100) {
+      throw invalidInput(scope, 'routes', r.route, 'is too long: its name (method and path without punctuation) must be at most 100 characters');
+    }
+    // API Gateway: one method per path; sibling parameters must share a name (`/a/{x}` and `/a/{y}` conflict).
+    const shape = `${parsed.method} ${parsed.path.replace(/\{[^}]+\}/g, '{}')}`;
+    const previous = seen.get(shape);
+    if (previous !== undefined) {
+      throw invalidInput(scope, 'routes', r.route, `duplicates the route '${previous}'`);
+    }
+    seen.set(shape, r.route);
+    if (ids.has(parsed.id)) {
+      throw invalidInput(scope, 'routes', r.route, `is too similar to '${ids.get(parsed.id)}' (both would be named ${parsed.id})`);
+    }
+    ids.set(parsed.id, r.route);
+    checkEntry(scope, r.entry);
+    const handler = r.handler ?? 'handler';
+    if (!Token.isUnresolved(handler) && !/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(handler)) {
+      throw invalidInput(scope, 'routes[].handler', handler, 'must be the name of an exported function');
+    }
+    const routeMemory = r.memorySize ?? defaults.memorySize;
+    const routeTimeout = r.timeout ?? defaults.timeout;
+    checkFunctionLimits(scope, 'routes[].', routeMemory, routeTimeout);
+    if (r.smokeTestPath !== undefined && !Token.isUnresolved(r.smokeTestPath)) {
+      checkSmokeTestPath(scope, r.route, parsed, r.smokeTestPath);
+    }
+    return {
+      route: r.route,
+      ...parsed,
+      entry: r.entry,
+      handler,
+      memorySize: routeMemory,
+      timeout: routeTimeout,
+      environment: { ...defaults.environment, ...r.environment },
+      smokeTestPath: r.smokeTestPath,
+    };
+  });
+}
+
+/** The pre-traffic test requests only a concrete path of a route whose method reads. */
+function checkSmokeTestPath(scope: Construct, route: string, parsed: { method: string; path: string }, smokeTestPath: string): void {
+  if (!['GET', 'HEAD', 'ANY'].includes(parsed.method)) {
+    throw invalidInput(scope, 'routes[].smokeTestPath', smokeTestPath,
+      `is only for GET, HEAD and ANY routes: the pre-traffic test does not call '${route}', whose method may change data`);
+  }
+  const pattern = new RegExp('^' + parsed.path.split('/').map((segment) =>
+    /^\{[^}]+\+\}$/.test(segment) ? '[^/{}?]+(/[^/{}?]+)*' : /^\{[^}]+\}$/.test(segment) ? '[^/{}?]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('/') + '$');
+  if (!pattern.test(smokeTestPath.split('?')[0])) {
+    throw invalidInput(scope, 'routes[].smokeTestPath', smokeTestPath, `must be a concrete path of the route '${route}'`);
+  }
+}
+
+/**
+ * Checks the name of the API's stage.
+ * @internal
+ */
+export function checkStageName(scope: Construct, stageName: string): void {
+  if (!Token.isUnresolved(stageName) && !/^[A-Za-z0-9_]{1,128}$/.test(stageName)) {
+    throw invalidInput(scope, 'stageName', stageName, 'must be 1 to 128 letters, digits or underscores');
+  }
 }
 
 /**

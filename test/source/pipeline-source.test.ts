@@ -6,7 +6,7 @@ import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { IConstruct } from 'constructs';
 import { DeliveryPipeline } from '../../src/pipeline/delivery-pipeline';
-import { Release } from '../../src/release/release';
+import { Release } from '../../src/pipeline/release';
 import { PipelineSource } from '../../src/source/pipeline-source';
 import { CONNECTION_ARN, siteBucket } from '../util/fixtures';
 

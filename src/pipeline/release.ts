@@ -3,9 +3,9 @@ import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { Approval } from './approval';
+import { PipelineNotifications } from './notifications';
 import { SmokeTest } from './smoke-test';
-import { Approval } from '../pipeline/approval';
-import { PipelineNotifications } from '../pipeline/notifications';
 import { acknowledge, bucketGrantFindings } from '../private/acknowledgements';
 
 /**
