@@ -174,7 +174,8 @@ class CdkAppInfrastructure extends InfrastructureUpdate {
     if (Token.isUnresolved(directory)) {
       throw invalidInput(scope, 'infrastructure.directory', directory, 'must be a literal path inside the repository');
     }
-    const stack = Stack.of(scope);
+    let stack = Stack.of(scope);
+    while (stack.nestedStackParent) stack = stack.nestedStackParent;
     if (Token.isUnresolved(stack.account) || Token.isUnresolved(stack.region)) {
       throw invalidInput(scope, 'infrastructure', this.description,
         `needs the account and region of stack '${stack.node.path}': give it env: { account: '123456789012', region: 'eu-west-1' } ` +
@@ -399,11 +400,14 @@ function synthBuildSpec(directory: string): codebuild.BuildSpec {
  * builds): that would run the repository's code with the publishing roles.
  */
 const REFUSE_BUILT_ASSETS = 'node -e \'' + [
-  'const fs=require("fs");const bad=[];',
-  'for(const f of fs.readdirSync(".").filter((n)=>n.endsWith(".assets.json"))){',
+  'const fs=require("fs"),path=require("path");const bad=[];',
+  // The stacks of Stages are in nested assemblies (assembly-<stage>/).
+  'const walk=(d)=>{for(const e of fs.readdirSync(d,{withFileTypes:true})){const f=path.join(d,e.name);',
+  'if(e.isDirectory()&&e.name.startsWith("assembly-"))walk(f);else if(e.isFile()&&e.name.endsWith(".assets.json")){',
   'const m=JSON.parse(fs.readFileSync(f,"utf8"));',
   'for(const [id,a] of Object.entries(m.files||{}))if(a.source&&a.source.executable)bad.push(f+" file "+id);',
-  'for(const [id,a] of Object.entries(m.dockerImages||{}))if(a.source&&(a.source.executable||a.source.directory))bad.push(f+" image "+id);}',
+  'for(const [id,a] of Object.entries(m.dockerImages||{}))if(a.source&&(a.source.executable||a.source.directory))bad.push(f+" image "+id);}}};',
+  'walk(".");',
   'if(bad.length){console.error("The cloud assembly has assets that cdk deploy would build by running commands, "',
   '+"which the deploy step refuses (build images in the Build stage instead): "+bad.join(", "));process.exit(1);}',
 ].join('') + '\'';

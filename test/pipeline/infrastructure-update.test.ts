@@ -1,3 +1,7 @@
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { App, CliCredentialsStackSynthesizer, DefaultStackSynthesizer, Lazy, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
@@ -152,6 +156,63 @@ describe('DeliveryPipeline with infrastructure: InfrastructureUpdate.cdkApp()', 
     expect(refuse).toContain('.assets.json');
     expect(refuse).toContain('a.source.executable');
     expect(refuse).toContain('a.source.directory');
+  });
+
+  test('the deploy\'s asset check passes a plain assembly and fails one with an executable or a Docker asset, nested assemblies included', () => {
+    const refuse = buildSpecOf(template, update.deployStep).phases.build.commands[0] as string;
+    const run = (files: Record<string, object>) => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'assembly-'));
+      for (const [name, content] of Object.entries(files)) {
+        fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+        fs.writeFileSync(path.join(dir, name), JSON.stringify(content));
+      }
+      try {
+        execFileSync('bash', ['-c', refuse], { env: { ...process.env, CODEBUILD_SRC_DIR: dir }, stdio: 'pipe' });
+        return 'passed';
+      } catch (e: any) {
+        return String(e.stderr);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    };
+    const zip = { files: { a1: { source: { path: 'asset.a1', packaging: 'zip' }, destinations: {} } } };
+    expect(run({ 'Site.assets.json': zip, 'manifest.json': {} })).toBe('passed');
+    expect(run({ 'Site.assets.json': { files: { x: { source: { executable: ['sh', '-c', 'curl evil'] } } } } }))
+      .toMatch(/refuses .*Site.assets.json file x/);
+    expect(run({ 'Site.assets.json': zip, 'assembly-Prod/Prod-Web.assets.json': { dockerImages: { img: { source: { directory: 'asset.img' } } } } }))
+      .toMatch(/assembly-Prod\/Prod-Web.assets.json image img/);
+  });
+
+  test('the security check sets BROADENING=false when cdk diff passes, and true with the cleaned, clipped diff when it fails', () => {
+    const commands = (buildSpecOf(template, update.securityCheckStep!).phases.build.commands as string[]).slice(0, 2);
+    const run = (exitCode: number, output: string) => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'check-'));
+      // A stand-in for the CLI: prints what cdk diff would and exits with its code.
+      fs.writeFileSync(path.join(dir, 'cdk'), `#!/bin/bash\nprintf '%s' "$CDK_OUT"\nexit ${exitCode}\n`, { mode: 0o755 });
+      try {
+        return execFileSync('bash', ['-c', `${commands.join('\n')}\nprintf '%s|%s|%s' "$BROADENING" "$SUMMARY" "$LINK"`], {
+          cwd: dir,
+          env: {
+            ...process.env,
+            PATH: `${dir}:${process.env.PATH}`,
+            CDK_OUT: output,
+            CODEBUILD_SRC_DIR: dir,
+            CODEBUILD_BUILD_ID: 'proj:1234',
+            AWS_REGION: 'eu-west-1',
+          },
+        }).toString();
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    };
+    const [broadening, summary, link] = run(0, 'no changes').split('|');
+    expect([broadening, summary]).toEqual(['false', 'No security-impacting changes.']);
+    expect(link).toBe('https://eu-west-1.console.aws.amazon.com/codesuite/codebuild/projects/proj/build/proj:1234/log?region=eu-west-1');
+    const diff = '\x1b[1mIAM Statement Changes\x1b[22m\n+ Allow  s3:*  arn:aws:s3:::bucket\n\n' + 'x'.repeat(1000);
+    const [broadened, text] = run(1, diff).split('|');
+    expect(broadened).toBe('true');
+    expect(text.startsWith('Permissions broaden (cdk diff --security-only): IAM Statement Changes + Allow s3:* arn:aws:s3:::bucket x')).toBe(true);
+    expect(text.length).toBe(450);
   });
 
   test('the security check diffs the assembly with cdk diff --security-only --fail and exports BROADENING, SUMMARY and LINK', () => {
