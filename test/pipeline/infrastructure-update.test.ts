@@ -2,7 +2,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { App, CliCredentialsStackSynthesizer, DefaultStackSynthesizer, Lazy, Stack } from 'aws-cdk-lib';
+import { App, CliCredentialsStackSynthesizer, DefaultStackSynthesizer, Duration, Lazy, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
@@ -402,6 +402,8 @@ describe('InfrastructureUpdate: bad input', () => {
   });
 
   test('a malformed cliVersion or a timeout out of bounds is refused', () => {
-    expect(() => InfrastructureUpdate.cdkApp({ directory: 'infra', cliVersion: '2; rm -rf /' })).toThrow(/'cliVersion'/);
+    expect(() => InfrastructureUpdate.cdkApp({ directory: 'infra', cliVersion: '2; rm -rf /' })).toThrow(/'cliVersion'.*got '2; rm -rf \/'/);
+    expect(() => InfrastructureUpdate.cdkApp({ directory: 'infra', timeout: Duration.minutes(2) }))
+      .toThrow(/'timeout' must be between 5 minutes and 8 hours, got 2 minutes/);
   });
 });
