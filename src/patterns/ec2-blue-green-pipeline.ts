@@ -9,13 +9,12 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { ServicePipelineProps } from './service-pipeline-props';
 import { addBlueGreenFleetAlarms } from '../monitoring/fleet-alarms';
 import { ServiceMonitoring } from '../monitoring/service-monitoring';
 import { Approval } from '../pipeline/approval';
-import { BuildArchitecture, BuildSecret } from '../pipeline/build-step';
+import { BuildArchitecture } from '../pipeline/build-step';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
-import { InfrastructureUpdate } from '../pipeline/infrastructure-update';
-import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { createStateParameters } from '../private/image-parameter';
 import { uniquePhysicalName } from '../private/names';
 import { checkNotEmpty, invalidInput, normalizeRepositoryDirectory } from '../private/validate';
@@ -23,15 +22,11 @@ import { ec2BundleBuildSpec, Ec2BlueGreenRelease, EC2_RELEASE_STAGE_NAME } from 
 import { TrafficShift } from '../release/traffic-shift';
 import { BlueGreenEc2Fleet, COLORS } from '../runtime/ec2-fleet';
 import { InstanceSecret } from '../runtime/instance-secret';
-import { PipelineSource } from '../source/pipeline-source';
 
 /**
  * Properties of `Ec2BlueGreenPipeline`.
  */
-export interface Ec2BlueGreenPipelineProps {
-  /** Where the revisions come from: the repository holds the web application. */
-  readonly source: PipelineSource;
-
+export interface Ec2BlueGreenPipelineProps extends ServicePipelineProps {
   /**
    * Whether a human approves. `Approval.beforeProductionTraffic()` holds the release after the new version passed its
    * smoke test on the test listener; its timeout must fit the release's hour (55 minutes minus 15 for the new
@@ -50,34 +45,12 @@ export interface Ec2BlueGreenPipelineProps {
   readonly appDirectory?: string;
 
   /**
-   * Commands that run the unit tests, in `appDirectory`. A failing command stops the build. JUnit XML files written to
-   * `reports/junit` under `appDirectory` appear as test reports.
-   *
-   * @default - `npm ci` and `npm run test --if-present` when `appDirectory` has a `package.json`, otherwise none
-   */
-  readonly testCommands?: string[];
-
-  /**
    * Commands that turn the tested source into what the instances run, in `appDirectory`; everything in `appDirectory`
    * afterwards (but `.git`) is the release bundle.
    *
    * @default - `npm run build --if-present` and `npm prune --omit=dev` when `appDirectory` has a `package.json`
    */
   readonly buildCommands?: string[];
-
-  /**
-   * Plain environment variables of the build.
-   *
-   * @default - none
-   */
-  readonly buildEnvironmentVariables?: { [name: string]: string };
-
-  /**
-   * Secrets the build sees as environment variables (from SSM Parameter Store or Secrets Manager).
-   *
-   * @default - none
-   */
-  readonly buildSecrets?: { [name: string]: BuildSecret };
 
   /**
    * The command that starts the application in the release directory, run by systemd as an unprivileged user with
@@ -233,43 +206,6 @@ export interface Ec2BlueGreenPipelineProps {
    * @default Duration.seconds(1)
    */
   readonly p95LatencyThreshold?: Duration;
-
-  /**
-   * How long the application's logs (and the release functions') are kept.
-   *
-   * @default logs.RetentionDays.ONE_MONTH
-   */
-  readonly logRetention?: logs.RetentionDays;
-
-  /**
-   * Who hears about the pipeline (failures, successes, approvals).
-   *
-   * @default - a new encrypted topic without subscriptions
-   */
-  readonly notifications?: PipelineNotificationsOptions;
-
-  /**
-   * Deploy the CDK app of the repository from the same push, before the release (`InfrastructureUpdate.cdkApp()`):
-   * synthesized without deploy permissions, checked for permission broadening, deployed through the account's
-   * bootstrap roles. Needs the stack's account and region.
-   *
-   * @default - none: infrastructure changes are deployed with `cdk deploy`
-   */
-  readonly infrastructure?: InfrastructureUpdate;
-
-  /**
-   * Email addresses subscribed to the alarm topic.
-   *
-   * @default - no subscription
-   */
-  readonly alarmEmails?: string[];
-
-  /**
-   * Keep the pipeline's artifacts, the release bundles and their key when the stack is deleted.
-   *
-   * @default false - `cdk destroy` removes everything
-   */
-  readonly retainArtifacts?: boolean;
 }
 
 /**
@@ -413,17 +349,17 @@ export class Ec2BlueGreenPipeline extends Construct {
           ...props.buildEnvironmentVariables,
           APP_DIRECTORY: appDirectory,
           // The build uploads the bundle to the release's bundle bucket, under releases/.
-          BUNDLE_BUCKET: Lazy.string({ produce: () => release.bundleBucket!.bucketName }),
+          BUNDLE_BUCKET: Lazy.string({ produce: () => release.created.bundleBucket.bucketName }),
         },
         secrets: props.buildSecrets,
         testReportDirectory: appDirectory === '.' ? 'reports/junit' : `${appDirectory}/reports/junit`,
       },
       release,
     });
-    release.grantUpload(this.pipeline.buildStep.role);
-    this.bundleBucket = release.bundleBucket!;
-    release.acknowledgeFindings(this.pipeline);
-    this.stateMachine = release.stateMachine!;
+    const created = release.created;
+    created.grantUpload(this.pipeline.buildStep.role);
+    this.bundleBucket = created.bundleBucket;
+    this.stateMachine = created.stateMachine;
 
     // Monitoring: alarms per color roll back a release onto that color; the service's alarms watch production.
     this.monitoring = new ServiceMonitoring(this, 'Monitoring', {
@@ -438,8 +374,8 @@ export class Ec2BlueGreenPipeline extends Construct {
       latencyThreshold: props.latencyThreshold,
       p95LatencyThreshold: props.p95LatencyThreshold,
     });
-    COLORS.forEach((color) => release.watchColor(color, alarms[color]));
-    release.addDeploymentAlarms(props.deploymentAlarms ?? []);
+    COLORS.forEach((color) => created.watchColor(color, alarms[color]));
+    created.addDeploymentAlarms(props.deploymentAlarms ?? []);
 
     this.rollbackCommand = 'aws codepipeline rollback-stage --pipeline-name ' + this.pipeline.pipeline.pipelineName +
       ` --stage-name ${EC2_RELEASE_STAGE_NAME} --target-pipeline-execution-id <id of an earlier successful execution>`;

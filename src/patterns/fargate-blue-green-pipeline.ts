@@ -1,6 +1,5 @@
 import { CfnOutput, Duration, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -10,18 +9,16 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
+import { ServicePipelineProps } from './service-pipeline-props';
 import { ServiceMonitoring } from '../monitoring/service-monitoring';
 import { Approval } from '../pipeline/approval';
-import { BuildArchitecture, BuildSecret } from '../pipeline/build-step';
+import { BuildArchitecture } from '../pipeline/build-step';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
-import { InfrastructureUpdate } from '../pipeline/infrastructure-update';
-import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { createImageParameter } from '../private/image-parameter';
 import { uniquePhysicalName } from '../private/names';
 import { checkNotEmpty, invalidInput, normalizeRepositoryDirectory } from '../private/validate';
-import { checkBakeTime, EcsBlueGreenRelease, RELEASE_STAGE_NAME } from '../release/ecs-blue-green-release';
+import { checkBakeTime, EcsBlueGreenRelease, ecsImageBuildSpec, grantImagePush, RELEASE_STAGE_NAME } from '../release/ecs-blue-green-release';
 import { BlueGreenFargateService } from '../runtime/fargate-service';
-import { PipelineSource } from '../source/pipeline-source';
 
 /**
  * The image the service runs before the pipeline's first release: `traefik/whoami` answers 200 on every path, on the
@@ -32,10 +29,7 @@ const DEFAULT_PLACEHOLDER_IMAGE = 'docker.io/traefik/whoami:v1.10.1';
 /**
  * Properties of `FargateBlueGreenPipeline`.
  */
-export interface FargateBlueGreenPipelineProps {
-  /** Where the revisions come from: the repository holds the Dockerfile and the service's code. */
-  readonly source: PipelineSource;
-
+export interface FargateBlueGreenPipelineProps extends ServicePipelineProps {
   /**
    * Whether a human approves. `Approval.beforeProductionTraffic()` holds the release after the new version passed its
    * smoke test on the test listener; its timeout must fit the ECS deploy action's hour (at most 60 minutes minus the
@@ -51,28 +45,6 @@ export interface FargateBlueGreenPipelineProps {
    * @default '.' - the repository root
    */
   readonly dockerDirectory?: string;
-
-  /**
-   * Commands that run the unit tests before the image is built, in `dockerDirectory`. A failing command stops the
-   * build. JUnit XML files written to `reports/junit` under `dockerDirectory` appear as test reports.
-   *
-   * @default - `npm ci` and `npm run test --if-present` when `dockerDirectory` has a `package.json`, otherwise none
-   */
-  readonly testCommands?: string[];
-
-  /**
-   * Plain environment variables of the build.
-   *
-   * @default - none
-   */
-  readonly buildEnvironmentVariables?: { [name: string]: string };
-
-  /**
-   * Secrets the build sees as environment variables (from SSM Parameter Store or Secrets Manager).
-   *
-   * @default - none
-   */
-  readonly buildSecrets?: { [name: string]: BuildSecret };
 
   /**
    * Plain environment variables of the container.
@@ -227,43 +199,6 @@ export interface FargateBlueGreenPipelineProps {
    * @default 'docker.io/traefik/whoami:v1.10.1', which answers 200 on every path
    */
   readonly placeholderImage?: string;
-
-  /**
-   * How long container and function logs are kept.
-   *
-   * @default logs.RetentionDays.ONE_MONTH
-   */
-  readonly logRetention?: logs.RetentionDays;
-
-  /**
-   * Who hears about the pipeline (failures, successes, approvals).
-   *
-   * @default - a new encrypted topic without subscriptions
-   */
-  readonly notifications?: PipelineNotificationsOptions;
-
-  /**
-   * Deploy the CDK app of the repository from the same push, before the release (`InfrastructureUpdate.cdkApp()`):
-   * synthesized without deploy permissions, checked for permission broadening, deployed through the account's
-   * bootstrap roles. Needs the stack's account and region.
-   *
-   * @default - none: infrastructure changes are deployed with `cdk deploy`
-   */
-  readonly infrastructure?: InfrastructureUpdate;
-
-  /**
-   * Email addresses subscribed to the alarm topic.
-   *
-   * @default - no subscription
-   */
-  readonly alarmEmails?: string[];
-
-  /**
-   * Keep the pipeline's artifacts and their key when the stack is deleted.
-   *
-   * @default false - `cdk destroy` removes everything
-   */
-  readonly retainArtifacts?: boolean;
 }
 
 /**
@@ -407,7 +342,7 @@ export class FargateBlueGreenPipeline extends Construct {
       buildStep: {
         architecture,
         privileged: true,
-        buildSpec: imageBuildSpec(props.testCommands),
+        buildSpec: ecsImageBuildSpec(props.testCommands),
         environmentVariables: {
           ...props.buildEnvironmentVariables,
           REPOSITORY_URI: this.repository.repositoryUri,
@@ -419,9 +354,8 @@ export class FargateBlueGreenPipeline extends Construct {
       },
       release,
     });
-    this.repository.grantPullPush(this.pipeline.buildStep.role);
-    release.acknowledgeFindings(this.pipeline);
-    this.releaseHook = release.hookFunction!;
+    grantImagePush(this.pipeline.buildStep.role, this.repository);
+    this.releaseHook = release.created.hookFunction;
 
     // Monitoring: only free metrics (load balancer and ECS), so the alarms need no Container Insights.
     this.monitoring = new ServiceMonitoring(this, 'Monitoring', {
@@ -504,35 +438,4 @@ export class FargateBlueGreenPipeline extends Construct {
     new CfnOutput(this, 'TestUrl', { value: this.testUrl, description: 'The test listener: the new version during a release' });
     new CfnOutput(this, 'RollbackCommand', { value: this.rollbackCommand, description: 'Rolls production back to an earlier release' });
   }
-}
-
-/** The build: unit tests, then the image tagged `<commit>-<build number>`, pushed, and `imagedefinitions.json`. */
-function imageBuildSpec(testCommands: string[] | undefined): codebuild.BuildSpec {
-  const tests = testCommands ?? ['if [ -f package.json ]; then npm ci && npm run test --if-present; else echo "no package.json: no unit tests to run"; fi'];
-  return codebuild.BuildSpec.fromObject({
-    version: '0.2',
-    env: { 'shell': 'bash', 'exported-variables': ['IMAGE_URI', 'IMAGE_TAG'] },
-    phases: {
-      pre_build: {
-        commands: [
-          'cd "$CODEBUILD_SRC_DIR/$DOCKER_DIRECTORY"',
-          ...tests,
-        ],
-      },
-      build: {
-        commands: [
-          'cd "$CODEBUILD_SRC_DIR/$DOCKER_DIRECTORY"',
-          // Commit (or S3 object version) and build number: unique, never reused, so ECR's immutable tags accept it.
-          'REVISION=$(printf "%s" "${CODEBUILD_RESOLVED_SOURCE_VERSION:-unknown}" | tr -c "A-Za-z0-9_.-" "-" | cut -c1-40)',
-          'export IMAGE_TAG="${REVISION}-${CODEBUILD_BUILD_NUMBER}"',
-          'export IMAGE_URI="${REPOSITORY_URI}:${IMAGE_TAG}"',
-          'aws ecr get-login-password --region "$AWS_REGION" | docker login --username AWS --password-stdin "${REPOSITORY_URI%%/*}"',
-          'docker build --tag "$IMAGE_URI" .',
-          'docker push "$IMAGE_URI"',
-          'printf \'[{"name":"%s","imageUri":"%s"}]\' "$CONTAINER_NAME" "$IMAGE_URI" > "$CODEBUILD_SRC_DIR/imagedefinitions.json"',
-        ],
-      },
-    },
-    artifacts: { files: ['imagedefinitions.json'] },
-  });
 }

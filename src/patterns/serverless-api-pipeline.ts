@@ -6,17 +6,14 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import { ServicePipelineProps } from './service-pipeline-props';
 import { ServiceMonitoring } from '../monitoring/service-monitoring';
 import { Approval } from '../pipeline/approval';
-import { BuildSecret } from '../pipeline/build-step';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
-import { InfrastructureUpdate } from '../pipeline/infrastructure-update';
-import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { checkDuration, checkInteger, checkNotEmpty, normalizeRepositoryDirectory } from '../private/validate';
 import { checkBundledRuntime, checkLambdaDeploymentConfig, LambdaAliasRelease, lambdaBundleBuildSpec } from '../release/lambda-alias-release';
 import { ApiRoute } from '../runtime/api-route';
 import { checkFunctionLimits, checkStageName, parseRoutes, ServerlessApi } from '../runtime/serverless-api';
-import { PipelineSource } from '../source/pipeline-source';
 
 /**
  * The default pattern of the unhandled-errors metric: what the Node.js runtime logs for an error a handler did not
@@ -27,10 +24,7 @@ const UNHANDLED_ERRORS_PATTERN = '?"Invoke Error" ?"Runtime.UnhandledPromiseReje
 /**
  * Properties of `ServerlessApiPipeline`.
  */
-export interface ServerlessApiPipelineProps {
-  /** Where the revisions come from: the repository holds the handlers (`routes[].entry`). */
-  readonly source: PipelineSource;
-
+export interface ServerlessApiPipelineProps extends ServicePipelineProps {
   /** The routes of the API, each served by its own Lambda function. */
   readonly routes: ApiRoute[];
 
@@ -48,28 +42,6 @@ export interface ServerlessApiPipelineProps {
    * @default '.' - the repository root
    */
   readonly sourceDirectory?: string;
-
-  /**
-   * Commands that install and test, in `sourceDirectory`, before the handlers are bundled. JUnit XML files written to
-   * `reports/junit` under `sourceDirectory` appear as test reports.
-   *
-   * @default - `npm ci` and `npm run test --if-present` when `sourceDirectory` has a `package.json`, otherwise none
-   */
-  readonly testCommands?: string[];
-
-  /**
-   * Plain environment variables of the build.
-   *
-   * @default - none
-   */
-  readonly buildEnvironmentVariables?: { [name: string]: string };
-
-  /**
-   * Secrets the build sees as environment variables (from SSM Parameter Store or Secrets Manager).
-   *
-   * @default - none
-   */
-  readonly buildSecrets?: { [name: string]: BuildSecret };
 
   /**
    * Memory of each function in MB (Lambda: 128 to 10240).
@@ -155,43 +127,6 @@ export interface ServerlessApiPipelineProps {
    * @default 'prod'
    */
   readonly stageName?: string;
-
-  /**
-   * How long function and access logs are kept.
-   *
-   * @default logs.RetentionDays.ONE_MONTH
-   */
-  readonly logRetention?: logs.RetentionDays;
-
-  /**
-   * Who hears about the pipeline (failures, successes, approvals).
-   *
-   * @default - a new encrypted topic without subscriptions
-   */
-  readonly notifications?: PipelineNotificationsOptions;
-
-  /**
-   * Deploy the CDK app of the repository from the same push, before the release (`InfrastructureUpdate.cdkApp()`):
-   * synthesized without deploy permissions, checked for permission broadening, deployed through the account's
-   * bootstrap roles. Needs the stack's account and region.
-   *
-   * @default - none: infrastructure changes are deployed with `cdk deploy`
-   */
-  readonly infrastructure?: InfrastructureUpdate;
-
-  /**
-   * Email addresses subscribed to the alarm topic.
-   *
-   * @default - no subscription
-   */
-  readonly alarmEmails?: string[];
-
-  /**
-   * Keep the pipeline's artifacts (and the released code in them) and their key when the stack is deleted.
-   *
-   * @default false - `cdk destroy` removes everything
-   */
-  readonly retainArtifacts?: boolean;
 }
 
 /**

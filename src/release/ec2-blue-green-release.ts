@@ -13,12 +13,13 @@ import * as ssm from 'aws-cdk-lib/aws-ssm';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { PatternRelease } from './pattern-release';
 import { TrafficShift } from './traffic-shift';
 import { Ec2ReleaseFunction } from '../handlers/ec2-release-function';
 import { Ec2ReleaseGuardFunction } from '../handlers/ec2-release-guard-function';
 import { ApprovalPlacement } from '../pipeline/approval';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
-import { Release, ReleaseConfig, ReleaseContext } from '../pipeline/release';
+import { ReleaseConfig, ReleaseContext } from '../pipeline/release';
 import { SmokeTest } from '../pipeline/smoke-test';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
@@ -61,6 +62,23 @@ export interface Ec2BlueGreenReleaseProps {
 }
 
 /**
+ * What `Ec2BlueGreenRelease.bind()` created.
+ * @internal
+ */
+export interface Ec2BlueGreenReleaseConfig extends ReleaseConfig {
+  /** The release workflow the pipeline starts. */
+  readonly stateMachine: sfn.StateMachine;
+  /** Where the build uploads the release bundles (`releases/<id>/bundle.tgz`), which the instances install. */
+  readonly bundleBucket: s3.IBucket;
+  /** Lets the build upload release bundles (`releases/*` of the bundle bucket, encrypted with the pipeline's key). */
+  grantUpload(grantee: iam.IRole): void;
+  /** Alarms that watch one color (its target group): they roll back a release onto that color. */
+  watchColor(color: Color, alarms: cloudwatch.IAlarm[]): void;
+  /** Alarms that roll back any release while it shifts and bakes. */
+  addDeploymentAlarms(alarms: cloudwatch.IAlarm[]): void;
+}
+
+/**
  * Releases a `BlueGreenEc2Fleet` blue/green with a Step Functions workflow (ADR 0008). The Release stage starts the
  * workflow (and, with `Approval.beforeProductionTraffic()`, a manual approval alongside); the workflow calls one
  * decision function in a loop:
@@ -77,24 +95,10 @@ export interface Ec2BlueGreenReleaseProps {
  * A custom resource in the fleet's stack refuses a `cdk deploy` while a release runs.
  * @internal
  */
-export class Ec2BlueGreenRelease extends Release {
+export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfig> {
   public readonly description = 'an EC2 blue/green release of the built bundle';
   public readonly bakeTime: Duration;
   public readonly trafficShift: TrafficShift;
-  /** Set once bound. */
-  public stateMachine?: sfn.StateMachine;
-  /** Set once bound. */
-  public releaseFunction?: lambda.Function;
-  /** Set once bound. */
-  public guardFunction?: lambda.Function;
-  /** Set once bound. */
-  public smokeTest?: SmokeTest;
-  /** Set once bound: where the build uploads the release bundles (`releases/<id>/bundle.tgz`). */
-  public bundleBucket?: s3.IBucket;
-  private readonly watched: Record<Color, cloudwatch.IAlarm[]> = { blue: [], green: [] };
-  private readonly deploymentAlarms: cloudwatch.IAlarm[] = [];
-  private readonly readable = new Set<cloudwatch.IAlarm>();
-  private stateMachineName?: string;
 
   constructor(private readonly props: Ec2BlueGreenReleaseProps) {
     super();
@@ -128,31 +132,7 @@ export class Ec2BlueGreenRelease extends Release {
     return Duration.minutes(this.releaseMinutes() - this.busyMinutes());
   }
 
-  /** Lets the build upload release bundles (`releases/*` of the bundle bucket, encrypted with the pipeline's key). */
-  public grantUpload(grantee: iam.IRole): void {
-    const bucket = this.bundleBucket;
-    if (!bucket) throw new Error('Ec2BlueGreenRelease: grantUpload before the release is bound');
-    grantee.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [bucket.arnForObjects(`${RELEASES_PREFIX}*`)] }));
-    const ref = nagRef(bucket, 'Arn');
-    if (ref) {
-      acknowledge(grantee, [`AwsSolutions-IAM5[Resource::${ref}/${RELEASES_PREFIX}*]`],
-        'The build uploads one bundle per release under releases/<commit>-<build>/ of the release\'s own bundle bucket.');
-    }
-  }
-
-  /** Alarms that watch one color (its target group): they roll back a release onto that color. */
-  public watchColor(color: Color, alarms: cloudwatch.IAlarm[]): void {
-    this.watched[color].push(...alarms);
-    this.applyAlarms();
-  }
-
-  /** Alarms that roll back any release while it shifts and bakes. */
-  public addDeploymentAlarms(alarms: cloudwatch.IAlarm[]): void {
-    this.deploymentAlarms.push(...alarms);
-    this.applyAlarms();
-  }
-
-  public bind(scope: Construct, context: ReleaseContext): ReleaseConfig {
+  protected create(scope: Construct, context: ReleaseContext): Ec2BlueGreenReleaseConfig {
     const fleet = this.props.fleet;
     const owner = fleet.node.scope ?? fleet;
     const stack = Stack.of(fleet);
@@ -198,12 +178,10 @@ export class Ec2BlueGreenRelease extends Release {
       reason: 'Release bundles, written only by this pipeline\'s build and read only by this fleet\'s instances; an ' +
         'access-log bucket would outlive cdk destroy.',
     });
-    this.bundleBucket = bundles;
     fleet.bindReleaseStore(bundles, context.artifactKey);
 
     const stackName = stack.stackName;
     const stateMachineName = uniquePhysicalName(resources, 19);
-    this.stateMachineName = stateMachineName;
     const stateMachineArn = stack.formatArn({
       service: 'states', resource: 'stateMachine', resourceName: stateMachineName, arnFormat: ArnFormat.COLON_RESOURCE_NAME,
     });
@@ -302,10 +280,9 @@ export class Ec2BlueGreenRelease extends Release {
       reason: 'Step Functions invokes the function synchronously and reads its answer (retrying throttling and service ' +
         'errors); a failure becomes a rollback in the workflow, so there is no asynchronous event to keep.',
     });
-    this.releaseFunction = releaseFunction;
 
     // The smoke test through the test listener, invoked by the workflow.
-    this.smokeTest = new SmokeTest(resources, 'SmokeTest', {
+    const smokeTest = new SmokeTest(resources, 'SmokeTest', {
       baseUrl: fleet.testUrl,
       healthPath: fleet.healthCheckPath,
       expectedPhrase: this.props.expectedPhrase,
@@ -314,11 +291,11 @@ export class Ec2BlueGreenRelease extends Release {
 
     // The workflow: a loop around the decision function (every wait is a Wait state, bounded by the function's clock).
     const machineLogs = new logs.LogGroup(resources, 'StateMachineLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
-    this.stateMachine = new sfn.StateMachine(resources, 'StateMachine', {
+    const stateMachine = new sfn.StateMachine(resources, 'StateMachine', {
       stateMachineName,
       stateMachineType: sfn.StateMachineType.STANDARD,
       comment: `Blue/green releases of ${fleet.node.path} (ADR 0008)`,
-      definitionBody: sfn.DefinitionBody.fromChainable(workflow(new Construct(resources, 'Workflow'), releaseFunction, this.smokeTest.function)),
+      definitionBody: sfn.DefinitionBody.fromChainable(workflow(new Construct(resources, 'Workflow'), releaseFunction, smokeTest.function)),
       // A last resort behind the function's own deadline, which rolls back first.
       timeout: EC2_RELEASE_ACTION_LIMIT,
       tracingEnabled: true,
@@ -351,7 +328,6 @@ export class Ec2BlueGreenRelease extends Release {
         reason: 'The guard makes one Step Functions call and one HTTPS request per stack update; 128 MB is enough.',
       },
     );
-    this.guardFunction = guardFunction;
     const guard = new CustomResource(fleet, 'ReleaseGuard', {
       serviceToken: guardFunction.functionArn,
       resourceType: 'Custom::ReleaseGuard',
@@ -363,12 +339,13 @@ export class Ec2BlueGreenRelease extends Release {
     // Everything a running release uses waits for the guard: a refused update changes none of it.
     for (const target of [
       fleet.productionListener, fleet.testListener, fleet.blueGroup, fleet.greenGroup, fleet.blueTargetGroup, fleet.greenTargetGroup,
-      ...fleet.launchTemplates, releaseFunction, releaseRole, this.stateMachine,
+      ...fleet.launchTemplates, releaseFunction, releaseRole, stateMachine,
     ]) {
       target.node.addDependency(guard);
     }
 
-    this.applyAlarms();
+    const alarms = new WatchedAlarms(releaseFunction);
+    alarms.apply();
 
     // A workflow that ends without its own rollback (stopped, timed out, or its rollback failed) still rolls back:
     // the function undoes what the execution holding the lock changed, and nothing when it holds none.
@@ -392,10 +369,10 @@ export class Ec2BlueGreenRelease extends Release {
     });
 
     const releaseActions: codepipeline.IAction[] = [
-      new actions.StepFunctionInvokeAction({
+      new ReleaseWorkflowAction({
         actionName: 'Deploy',
         runOrder: 1,
-        stateMachine: this.stateMachine,
+        stateMachine,
         stateMachineInput: actions.StateMachineInput.literal({
           release: `#{${DeliveryPipeline.BUILD_VARIABLES_NAMESPACE}.RELEASE_ID}`,
           pipelineExecutionId: '#{codepipeline.PipelineExecutionId}',
@@ -415,78 +392,123 @@ export class Ec2BlueGreenRelease extends Release {
       releaseActions.push(approve!);
       context.notifications.notifyOnApprovalNeeded(EC2_RELEASE_STAGE_NAME, EC2_APPROVAL_ACTION_NAME, fleet.testUrl);
     }
+    acknowledgeFindings(fleet, { releaseRole, guardRole, stateMachine, stateMachineName, invoked: [releaseFunction, smokeTest.function] });
     // The workflow already returns production to the previous color when a release fails.
-    return { actions: releaseActions, gatesProductionTraffic: true, rollbackOnFailure: false };
+    return {
+      actions: releaseActions,
+      gatesProductionTraffic: true,
+      rollbackOnFailure: false,
+      stateMachine,
+      bundleBucket: bundles,
+      grantUpload: (grantee) => grantUpload(bundles, grantee),
+      watchColor: (color, watched) => alarms.watchColor(color, watched),
+      addDeploymentAlarms: (deployment) => alarms.addDeploymentAlarms(deployment),
+    };
+  }
+}
+
+/** Lets the build upload release bundles into the bucket, and acknowledges the prefix wildcard of that grant. */
+function grantUpload(bucket: s3.IBucket, grantee: iam.IRole): void {
+  grantee.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [bucket.arnForObjects(`${RELEASES_PREFIX}*`)] }));
+  const ref = nagRef(bucket, 'Arn');
+  if (ref) {
+    acknowledge(grantee, [`AwsSolutions-IAM5[Resource::${ref}/${RELEASES_PREFIX}*]`],
+      'The build uploads one bundle per release under releases/<commit>-<build>/ of the release\'s own bundle bucket.');
+  }
+}
+
+/** The alarms the decision function watches: per color, and for every release. */
+class WatchedAlarms {
+  private readonly watched: Record<Color, cloudwatch.IAlarm[]> = { blue: [], green: [] };
+  private readonly deploymentAlarms: cloudwatch.IAlarm[] = [];
+  private readonly readable = new Set<cloudwatch.IAlarm>();
+
+  constructor(private readonly fn: lambda.Function) {}
+
+  public watchColor(color: Color, alarms: cloudwatch.IAlarm[]): void {
+    this.watched[color].push(...alarms);
+    this.apply();
   }
 
-  /**
-   * Acknowledges, once the pipeline exists, the wildcards of the release's roles, each narrowed to what it names.
-   */
-  public acknowledgeFindings(pipeline: DeliveryPipeline): void {
-    const fleet = this.props.fleet;
-    const stack = Stack.of(fleet);
-    const region = nagPseudo(stack.region, 'Region');
-    const account = nagPseudo(stack.account, 'AccountId');
-    const releaseRole = this.releaseFunction?.role;
-    if (releaseRole) {
-      const groupFindings = [fleet.blueGroup, fleet.greenGroup].map((group) => nagRef(group))
-        .filter((ref): ref is string => ref !== undefined)
-        .map((ref) => `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:${region}:${account}:autoScalingGroup:*:autoScalingGroupName/${ref}]`);
-      acknowledge(releaseRole, groupFindings,
-        'autoscaling:UpdateAutoScalingGroup on the two groups of this fleet only (Auto Scaling puts a generated id in a group\'s ARN).');
-      if (!Token.isUnresolved(stack.stackName)) {
-        acknowledge(releaseRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudformation:${region}:${account}:stack/${stack.stackName}/*]`],
-          'cloudformation:DescribeStacks (read only) on this fleet\'s own stack, whose ARN ends in a generated id.');
-      } else {
-        acknowledge(releaseRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudformation:${region}:${account}:stack/<AWS::StackName>/*]`],
-          'cloudformation:DescribeStacks (read only) on this fleet\'s own stack, whose ARN ends in a generated id.');
-      }
-    }
-    const guardRole = this.guardFunction?.role;
-    if (guardRole && this.stateMachine) {
-      const name = this.stateMachineName;
-      if (name !== undefined && !Token.isUnresolved(name)) {
-        acknowledge(guardRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:${region}:${account}:execution:${name}:*]`],
-          'states:DescribeExecution (read only) on the executions of this fleet\'s release workflow, whose names CodePipeline creates.');
-      }
-    }
-    const machineRole = this.stateMachine?.role;
-    if (machineRole) {
-      const refs = [this.releaseFunction, this.smokeTest?.function].map((fn) => (fn ? nagRef(fn, 'Arn') : undefined))
-        .filter((ref): ref is string => ref !== undefined);
-      acknowledge(machineRole, refs.map((ref) => `AwsSolutions-IAM5[Resource::${ref}:*]`),
-        'The workflow may invoke its decision function and the smoke test, and their versions (aws-cdk-lib\'s LambdaInvoke grant).');
-      acknowledgeStarResourceOnlyFor(machineRole, ['xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'xray:GetSamplingRules',
-        'xray:GetSamplingTargets', 'logs:CreateLogDelivery', 'logs:GetLogDelivery', 'logs:UpdateLogDelivery', 'logs:DeleteLogDelivery',
-        'logs:ListLogDeliveries', 'logs:PutResourcePolicy', 'logs:DescribeResourcePolicies', 'logs:DescribeLogGroups'],
-      'Tracing and execution logging of the workflow (aws-cdk-lib\'s grants for Step Functions logs and X-Ray); these ' +
-        'actions have no resource-level permissions.');
-    }
-    const deployRole = pipeline.pipeline.node.tryFindChild(EC2_RELEASE_STAGE_NAME)?.node.tryFindChild('Deploy')
-      ?.node.tryFindChild('CodePipelineActionRole');
-    const machineRef = this.stateMachine ? nagRef(this.stateMachine) : undefined;
-    if (deployRole && machineRef) {
-      const part = (i: number) => `{"Fn::Select":[${i},{"Fn::Split":[":",{"Ref":"${machineRef.slice(1, -1)}"}]}]}`;
-      acknowledge(deployRole, [`AwsSolutions-IAM5[Resource::arn:${part(1)}:states:${part(3)}:${part(4)}:execution:${part(6)}:*]`],
-        'CodePipeline\'s Step Functions action may describe the executions of the one release workflow it starts ' +
-        '(aws-cdk-lib\'s grant; execution names are created per pipeline execution).');
-    }
+  public addDeploymentAlarms(alarms: cloudwatch.IAlarm[]): void {
+    this.deploymentAlarms.push(...alarms);
+    this.apply();
   }
 
-  /** Tells the decision function which alarms to watch, and lets it read them (once bound; again on each change). */
-  private applyAlarms(): void {
-    const fn = this.releaseFunction;
-    if (!fn) return;
+  /** Tells the decision function which alarms to watch, and lets it read them (again on each change). */
+  public apply(): void {
     const names = (alarms: cloudwatch.IAlarm[]) => alarms.map((alarm) => alarm.alarmName).join(',');
-    fn.addEnvironment('ALARMS_BLUE', names(this.watched.blue));
-    fn.addEnvironment('ALARMS_GREEN', names(this.watched.green));
-    fn.addEnvironment('DEPLOYMENT_ALARMS', names(this.deploymentAlarms));
+    this.fn.addEnvironment('ALARMS_BLUE', names(this.watched.blue));
+    this.fn.addEnvironment('ALARMS_GREEN', names(this.watched.green));
+    this.fn.addEnvironment('DEPLOYMENT_ALARMS', names(this.deploymentAlarms));
     const all = [...this.watched.blue, ...this.watched.green, ...this.deploymentAlarms];
     const fresh = all.filter((alarm) => !this.readable.has(alarm));
     if (fresh.length > 0) {
-      fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['cloudwatch:DescribeAlarms'], resources: fresh.map((alarm) => alarm.alarmArn) }));
+      this.fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['cloudwatch:DescribeAlarms'], resources: fresh.map((alarm) => alarm.alarmArn) }));
       fresh.forEach((alarm) => this.readable.add(alarm));
     }
+  }
+}
+
+/** What the release created whose findings it acknowledges. */
+interface Ec2ReleaseResources {
+  readonly releaseRole: iam.Role;
+  readonly guardRole: iam.Role;
+  readonly stateMachine: sfn.StateMachine;
+  readonly stateMachineName: string;
+  /** The functions the workflow invokes. */
+  readonly invoked: lambda.IFunction[];
+}
+
+/** The wildcards of the release's roles, each narrowed to what it names. */
+function acknowledgeFindings(fleet: BlueGreenEc2Fleet, created: Ec2ReleaseResources): void {
+  const stack = Stack.of(fleet);
+  const region = nagPseudo(stack.region, 'Region');
+  const account = nagPseudo(stack.account, 'AccountId');
+  const { releaseRole, guardRole } = created;
+  const groupFindings = [fleet.blueGroup, fleet.greenGroup].map((group) => nagRef(group))
+    .filter((ref): ref is string => ref !== undefined)
+    .map((ref) => `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:${region}:${account}:autoScalingGroup:*:autoScalingGroupName/${ref}]`);
+  acknowledge(releaseRole, groupFindings,
+    'autoscaling:UpdateAutoScalingGroup on the two groups of this fleet only (Auto Scaling puts a generated id in a group\'s ARN).');
+  const stackName = Token.isUnresolved(stack.stackName) ? '<AWS::StackName>' : stack.stackName;
+  acknowledge(releaseRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudformation:${region}:${account}:stack/${stackName}/*]`],
+    'cloudformation:DescribeStacks (read only) on this fleet\'s own stack, whose ARN ends in a generated id.');
+  const name = created.stateMachineName;
+  if (!Token.isUnresolved(name)) {
+    acknowledge(guardRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:${region}:${account}:execution:${name}:*]`],
+      'states:DescribeExecution (read only) on the executions of this fleet\'s release workflow, whose names CodePipeline creates.');
+  }
+  const machineRole = created.stateMachine.role;
+  const refs = created.invoked.map((fn) => nagRef(fn, 'Arn')).filter((ref): ref is string => ref !== undefined);
+  acknowledge(machineRole, refs.map((ref) => `AwsSolutions-IAM5[Resource::${ref}:*]`),
+    'The workflow may invoke its decision function and the smoke test, and their versions (aws-cdk-lib\'s LambdaInvoke grant).');
+  acknowledgeStarResourceOnlyFor(machineRole, ['xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'xray:GetSamplingRules',
+    'xray:GetSamplingTargets', 'logs:CreateLogDelivery', 'logs:GetLogDelivery', 'logs:UpdateLogDelivery', 'logs:DeleteLogDelivery',
+    'logs:ListLogDeliveries', 'logs:PutResourcePolicy', 'logs:DescribeResourcePolicies', 'logs:DescribeLogGroups'],
+  'Tracing and execution logging of the workflow (aws-cdk-lib\'s grants for Step Functions logs and X-Ray); these ' +
+    'actions have no resource-level permissions.');
+}
+
+/**
+ * CodePipeline's Step Functions action that starts the release workflow; it acknowledges, on the action role aws-cdk-lib
+ * creates for it, that role's grant on the workflow's executions.
+ */
+class ReleaseWorkflowAction extends actions.StepFunctionInvokeAction {
+  constructor(private readonly workflowProps: actions.StepFunctionsInvokeActionProps) {
+    super(workflowProps);
+  }
+
+  protected bound(scope: Construct, stage: codepipeline.IStage, options: codepipeline.ActionBindOptions): codepipeline.ActionConfig {
+    const config = super.bound(scope, stage, options);
+    const machineRef = nagRef(this.workflowProps.stateMachine);
+    if (machineRef) {
+      const part = (i: number) => `{"Fn::Select":[${i},{"Fn::Split":[":",{"Ref":"${machineRef.slice(1, -1)}"}]}]}`;
+      acknowledge(options.role, [`AwsSolutions-IAM5[Resource::arn:${part(1)}:states:${part(3)}:${part(4)}:execution:${part(6)}:*]`],
+        'CodePipeline\'s Step Functions action may describe the executions of the one release workflow it starts ' +
+        '(aws-cdk-lib\'s grant; execution names are created per pipeline execution).');
+    }
+    return config;
   }
 }
 

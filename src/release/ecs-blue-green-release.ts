@@ -1,19 +1,23 @@
 import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { PatternRelease } from './pattern-release';
 import { EcsReleaseHookFunction } from '../handlers/ecs-release-hook-function';
 import { RecordReleaseFunction } from '../handlers/record-release-function';
 import { ApprovalPlacement } from '../pipeline/approval';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
-import { Release, ReleaseConfig, ReleaseContext } from '../pipeline/release';
+import { ReleaseConfig, ReleaseContext } from '../pipeline/release';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
+import { ReleaseInvokeAction } from '../private/invoke-action';
 import { checkDuration, invalidInput } from '../private/validate';
 import { BlueGreenFargateService } from '../runtime/fargate-service';
 
@@ -67,6 +71,17 @@ export interface EcsBlueGreenReleaseProps {
 }
 
 /**
+ * What `EcsBlueGreenRelease.bind()` created.
+ * @internal
+ */
+export interface EcsBlueGreenReleaseConfig extends ReleaseConfig {
+  /** The lifecycle hook: smoke test and approval gate (ECS invokes it). */
+  readonly hookFunction: lambda.Function;
+  /** The recorder of the image in production (CodePipeline invokes it). */
+  readonly recordFunction: lambda.Function;
+}
+
+/**
  * Releases a `BlueGreenFargateService` with Amazon ECS native blue/green deployments (ADR 0006):
  *
  * - Release stage, run order 1: CodePipeline's ECS deploy action registers a task definition revision with the
@@ -79,16 +94,8 @@ export interface EcsBlueGreenReleaseProps {
  *   SSM parameter from which CloudFormation takes the image, so a later `cdk deploy` keeps it.
  * @internal
  */
-export class EcsBlueGreenRelease extends Release {
+export class EcsBlueGreenRelease extends PatternRelease<EcsBlueGreenReleaseConfig> {
   public readonly description: string;
-  /** Set once bound. */
-  public hookFunction?: lambda.IFunction;
-  /** Set once bound. */
-  public recordFunction?: lambda.IFunction;
-  /** Set once bound. */
-  public hookInvokeRole?: iam.IRole;
-  /** Set once bound. */
-  public deployRole?: iam.Role;
 
   constructor(private readonly props: EcsBlueGreenReleaseProps) {
     super();
@@ -113,7 +120,7 @@ export class EcsBlueGreenRelease extends Release {
     return Duration.minutes(ECS_DEPLOY_ACTION_LIMIT.toMinutes() - ECS_PRODUCTION_SHIFT_MARGIN.toMinutes() - bake);
   }
 
-  public bind(scope: Construct, context: ReleaseContext): ReleaseConfig {
+  protected create(scope: Construct, context: ReleaseContext): EcsBlueGreenReleaseConfig {
     const runtime = this.props.runtime;
     const resources = new Construct(scope, 'EcsRelease');
     const gate = context.approval.placement === ApprovalPlacement.BEFORE_PRODUCTION_TRAFFIC;
@@ -227,14 +234,12 @@ export class EcsBlueGreenRelease extends Release {
       description: `Lets ECS call the release hook of ${runtime.node.path}`,
     });
     hook.fn.grantInvoke(invokeRole);
-    this.hookInvokeRole = invokeRole;
     runtime.service.addLifecycleHook(new ecs.DeploymentLifecycleLambdaTarget(hook.fn, 'ReleaseHook', {
       lifecycleStages: [ecs.DeploymentLifecycleStage.POST_TEST_TRAFFIC_SHIFT],
       role: invokeRole,
     }));
     // ECS may call the hook while CloudFormation creates the service: the invoke permission must exist by then.
     runtime.service.node.addDependency(invokeRole);
-    this.hookFunction = hook.fn;
 
     // The recorder: CodePipeline invokes it after the deploy action.
     const record = handlerFunction(resources, 'Record', this.props.logRetention, (role, logGroup) => new RecordReleaseFunction(resources, 'RecordFunction', {
@@ -294,7 +299,6 @@ export class EcsBlueGreenRelease extends Release {
       reason: 'Failed asynchronous invocations go to the on-failure destination queue of the invoke configuration; a ' +
         'dead-letter queue as well would receive every failure twice.',
     });
-    this.recordFunction = record.fn;
 
     // The deploy action's own role, narrower than the one aws-cdk-lib would write (ECS actions on `*`, iam:PassRole of
     // any role to ecs-tasks): this service, this cluster's tasks, and the two roles of this task definition.
@@ -330,7 +334,6 @@ export class EcsBlueGreenRelease extends Release {
       resources: [runtime.taskDefinition.taskRole.roleArn, runtime.taskDefinition.obtainExecutionRole().roleArn],
     }));
     context.artifactBucket?.grantRead(deployRole);
-    this.deployRole = deployRole;
 
     const releaseActions: codepipeline.IAction[] = [
       new actions.EcsDeployAction({
@@ -355,7 +358,7 @@ export class EcsBlueGreenRelease extends Release {
       releaseActions.push(approve!);
       context.notifications.notifyOnApprovalNeeded(RELEASE_STAGE_NAME, PRODUCTION_APPROVAL_ACTION_NAME, runtime.testUrl);
     }
-    releaseActions.push(new actions.LambdaInvokeAction({
+    releaseActions.push(new ReleaseInvokeAction({
       actionName: 'RecordRelease',
       runOrder: 2,
       lambda: record.fn,
@@ -363,15 +366,17 @@ export class EcsBlueGreenRelease extends Release {
         imageUri: `#{${DeliveryPipeline.BUILD_VARIABLES_NAMESPACE}.IMAGE_URI}`,
         pipelineExecutionId: codepipeline.GlobalVariables.executionId,
       },
+      purpose: 'release recorder function',
     }));
+    this.acknowledgeFindings({ hook: hook.fn, hookRole: hook.role, recordRole: record.role, hookInvokeRole: invokeRole, deployRole });
     // ECS has already returned production to the previous tasks when a release fails.
-    return { actions: releaseActions, gatesProductionTraffic: true, rollbackOnFailure: false };
+    return { actions: releaseActions, gatesProductionTraffic: true, rollbackOnFailure: false, hookFunction: hook.fn, recordFunction: record.fn };
   }
 
-  /**
-   * Acknowledges, once the pipeline exists, the wildcards of the release's roles, each narrowed to what it names.
-   */
-  public acknowledgeFindings(pipeline: DeliveryPipeline): void {
+  /** The wildcards of the release's roles, each narrowed to what it names. */
+  private acknowledgeFindings(created: {
+    hook: lambda.Function; hookRole: iam.Role; recordRole: iam.Role; hookInvokeRole: iam.Role; deployRole: iam.Role;
+  }): void {
     const runtime = this.props.runtime;
     const stack = Stack.of(runtime);
     const region = nagPseudo(stack.region, 'Region');
@@ -379,55 +384,39 @@ export class EcsBlueGreenRelease extends Release {
     const cluster = nagRef(runtime.cluster);
     const service = nagRef(runtime.service, 'Name');
     const ecsArn = (resource: string, rest: string) => `arn:<AWS::Partition>:ecs:${region}:${account}:${resource}/${rest}`;
-    const hookRole = this.hookFunction?.role;
-    const recordRole = this.recordFunction?.role;
-    if (cluster && hookRole) {
-      acknowledge(hookRole, [
+    const { hookInvokeRole, deployRole } = created;
+    if (cluster) {
+      acknowledge(created.hookRole, [
         `AwsSolutions-IAM5[Resource::${ecsArn('service-revision', `${cluster}/*`)}]`,
         `AwsSolutions-IAM5[Resource::${ecsArn('service', `${cluster}/*`)}]`,
       ], 'ecs:DescribeServiceRevisions and ecs:ListServiceDeployments (read only) on the revisions and services of this ' +
         'cluster: revision ids are created per deployment, and naming the service would make the service depend on its own hook.');
     }
-    if (cluster && service && recordRole) {
-      acknowledge(recordRole, [
+    if (cluster && service) {
+      acknowledge(created.recordRole, [
         `AwsSolutions-IAM5[Resource::${ecsArn('service-revision', `${cluster}/${service}/*`)}]`,
         `AwsSolutions-IAM5[Resource::${ecsArn('service-deployment', `${cluster}/${service}/*`)}]`,
       ], 'The deployments and revisions of this one service, whose ids ECS creates per deployment: read-only calls, and ' +
         'ecs:StopServiceDeployment, with which the recorder rolls back a deployment of its release still running at its wait limit.');
     }
-    const hookInvokeRole = this.hookInvokeRole;
-    const hookRef = this.hookFunction ? nagRef(this.hookFunction, 'Arn') : undefined;
-    if (hookInvokeRole && hookRef) {
+    const hookRef = nagRef(created.hook, 'Arn');
+    if (hookRef) {
       acknowledge(hookInvokeRole, [`AwsSolutions-IAM5[Resource::${hookRef}:*]`],
         'The role ECS assumes to call the release hook may invoke that one function and its versions (aws-cdk-lib\'s ' +
         'grantInvoke); only ecs.amazonaws.com may assume it.');
     }
-    const actionRole = (action: string) => pipeline.pipeline.node.tryFindChild(RELEASE_STAGE_NAME)?.node.tryFindChild(action)
-      ?.node.tryFindChild('CodePipelineActionRole');
-    if (this.deployRole) {
-      acknowledgeStarResourceOnlyFor(this.deployRole, ['ecs:RegisterTaskDefinition', 'ecs:DescribeTaskDefinition', 'ecs:ListTasks'],
-        'ecs:RegisterTaskDefinition and DescribeTaskDefinition have no resource-level permissions; ecs:ListTasks is ' +
-        'limited to this cluster by the ecs:cluster condition. The service, its tasks and the roles it may pass are named.');
-      if (cluster) {
-        acknowledge(this.deployRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:${region}:${account}:task/${cluster}/*]`],
-          'ecs:DescribeTasks on the tasks of this cluster, whose ids ECS creates.');
-      }
-      const family = runtime.taskDefinition.family;
-      if (!Token.isUnresolved(family)) {
-        acknowledge(this.deployRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:${region}:${account}:task-definition/${family}:*]`],
-          'ecs:TagResource on the revisions of this service\'s task definition family, which the deploy action registers.');
-      }
+    acknowledgeStarResourceOnlyFor(deployRole, ['ecs:RegisterTaskDefinition', 'ecs:DescribeTaskDefinition', 'ecs:ListTasks'],
+      'ecs:RegisterTaskDefinition and DescribeTaskDefinition have no resource-level permissions; ecs:ListTasks is ' +
+      'limited to this cluster by the ecs:cluster condition. The service, its tasks and the roles it may pass are named.');
+    if (cluster) {
+      acknowledge(deployRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:${region}:${account}:task/${cluster}/*]`],
+        'ecs:DescribeTasks on the tasks of this cluster, whose ids ECS creates.');
     }
-    const recordActionRole = actionRole('RecordRelease');
-    const recordRef = this.recordFunction ? nagRef(this.recordFunction, 'Arn') : undefined;
-    if (recordActionRole && recordRef) {
-      acknowledge(recordActionRole, [`AwsSolutions-IAM5[Resource::${recordRef}:*]`],
-        'CodePipeline\'s invoke action may invoke the one release recorder function and its versions (aws-cdk-lib).');
-      acknowledgeStarResourceOnlyFor(recordActionRole, ['lambda:ListFunctions'],
-        'lambda:ListFunctions, which aws-cdk-lib grants CodePipeline\'s Lambda invoke action, has no resource-level permissions.');
+    const family = runtime.taskDefinition.family;
+    if (!Token.isUnresolved(family)) {
+      acknowledge(deployRole, [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:${region}:${account}:task-definition/${family}:*]`],
+        'ecs:TagResource on the revisions of this service\'s task definition family, which the deploy action registers.');
     }
-    acknowledgeStarResourceOnlyFor(pipeline.buildStep.role, ['ecr:GetAuthorizationToken'],
-      'ecr:GetAuthorizationToken (docker login to ECR) has no resource-level permissions; pushing is limited to the one repository.');
   }
 }
 
@@ -467,4 +456,49 @@ function handlerFunction(
 export function checkBakeTime(construct: Construct, bakeTime: Duration | undefined): void {
   const max = Duration.minutes(ECS_DEPLOY_ACTION_LIMIT.toMinutes() - ECS_RELEASE_MARGIN.toMinutes());
   checkDuration(construct, 'bakeTime', bakeTime, Duration.minutes(0), max, 'minutes');
+}
+
+/**
+ * The build of an ECS release: unit tests, then the image tagged `<commit>-<build number>`, pushed to
+ * `REPOSITORY_URI`, and `imagedefinitions.json` naming `CONTAINER_NAME`, in `DOCKER_DIRECTORY`.
+ * @internal
+ */
+export function ecsImageBuildSpec(testCommands: string[] | undefined): codebuild.BuildSpec {
+  const tests = testCommands ?? ['if [ -f package.json ]; then npm ci && npm run test --if-present; else echo "no package.json: no unit tests to run"; fi'];
+  return codebuild.BuildSpec.fromObject({
+    version: '0.2',
+    env: { 'shell': 'bash', 'exported-variables': ['IMAGE_URI', 'IMAGE_TAG'] },
+    phases: {
+      pre_build: {
+        commands: [
+          'cd "$CODEBUILD_SRC_DIR/$DOCKER_DIRECTORY"',
+          ...tests,
+        ],
+      },
+      build: {
+        commands: [
+          'cd "$CODEBUILD_SRC_DIR/$DOCKER_DIRECTORY"',
+          // Commit (or S3 object version) and build number: unique, never reused, so ECR's immutable tags accept it.
+          'REVISION=$(printf "%s" "${CODEBUILD_RESOLVED_SOURCE_VERSION:-unknown}" | tr -c "A-Za-z0-9_.-" "-" | cut -c1-40)',
+          'export IMAGE_TAG="${REVISION}-${CODEBUILD_BUILD_NUMBER}"',
+          'export IMAGE_URI="${REPOSITORY_URI}:${IMAGE_TAG}"',
+          'aws ecr get-login-password --region "$AWS_REGION" | docker login --username AWS --password-stdin "${REPOSITORY_URI%%/*}"',
+          'docker build --tag "$IMAGE_URI" .',
+          'docker push "$IMAGE_URI"',
+          'printf \'[{"name":"%s","imageUri":"%s"}]\' "$CONTAINER_NAME" "$IMAGE_URI" > "$CODEBUILD_SRC_DIR/imagedefinitions.json"',
+        ],
+      },
+    },
+    artifacts: { files: ['imagedefinitions.json'] },
+  });
+}
+
+/**
+ * Lets the build push the images the release deploys: pull and push on the one repository, and the ECR login.
+ * @internal
+ */
+export function grantImagePush(buildRole: iam.IRole, repository: ecr.IRepository): void {
+  repository.grantPullPush(buildRole);
+  acknowledgeStarResourceOnlyFor(buildRole, ['ecr:GetAuthorizationToken'],
+    'ecr:GetAuthorizationToken (docker login to ECR) has no resource-level permissions; pushing is limited to the one repository.');
 }
