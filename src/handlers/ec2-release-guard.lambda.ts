@@ -20,41 +20,24 @@
  *
  * IAM: `states:DescribeExecution` on the executions of the release state machine.
  */
-import * as http from 'http';
-import * as https from 'https';
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
-import { clip, defaultSleep, describeError, isObject, log, logError } from './shared/common';
-import { isThrottling } from './shared/retryable';
+import { propertiesOf, respond, responseTo, responseUrlOf } from './shared/cloudformation-response';
+import type { ResponseDeps } from './shared/cloudformation-response';
+import { clip, describeError, isObject, log, logError } from './shared/common';
+import { isRetryable } from './shared/retryable';
 
 /** Exported for tests. */
 export const sfn = new SFNClient({ maxAttempts: 3, requestHandler: { connectionTimeout: 3_000, requestTimeout: 5_000 } });
 
-/** Longest `Reason` sent (CloudFormation shows it in the stack events; the response must stay under 4 KB). */
-export const REASON_LIMIT = 1000;
-/** PUT attempts, and the timeout of each. */
-export const RESPONSE_ATTEMPTS = 4;
-export const RESPONSE_TIMEOUT_MS = 10_000;
-/** Pause before the n-th retry of the PUT: RETRY_DELAY_MS × n. */
-export const RETRY_DELAY_MS = 1_000;
+export { REASON_LIMIT, RESPONSE_ATTEMPTS, RESPONSE_TIMEOUT_MS, RETRY_DELAY_MS, putJson } from './shared/cloudformation-response';
+export type { CloudFormationResponse } from './shared/cloudformation-response';
+
 /** Prefix of the physical id, followed by the stack name. */
 export const PHYSICAL_ID_PREFIX = 'release-guard-';
 
-export interface CloudFormationResponse {
-  readonly Status: 'SUCCESS' | 'FAILED';
-  readonly Reason: string;
-  readonly PhysicalResourceId: string;
-  readonly StackId: string;
-  readonly RequestId: string;
-  readonly LogicalResourceId: string;
-}
-
 /** What the guard takes from outside; each defaults to the real thing. */
-export interface GuardDeps {
+export interface GuardDeps extends ResponseDeps {
   readonly sfn?: SFNClient;
-  /** PUTs `body` to `url`; resolves on a 2xx, rejects otherwise. @default node's http(s), `RESPONSE_TIMEOUT_MS` */
-  readonly put?: (url: string, body: string) => Promise<void>;
-  /** @default `setTimeout` */
-  readonly sleep?: (ms: number) => Promise<void>;
 }
 
 /** Lambda entry point. */
@@ -65,7 +48,7 @@ export async function handler(event: unknown): Promise<void> {
 /** Decides (see the file comment) and responds to CloudFormation. */
 export async function guard(event: unknown, deps: GuardDeps = {}): Promise<void> {
   const request = isObject(event) ? event : {};
-  const responseUrl = typeof request.ResponseURL === 'string' && /^https?:\/\//.test(request.ResponseURL) ? request.ResponseURL : undefined;
+  const responseUrl = responseUrlOf(request);
   const requestType = typeof request.RequestType === 'string' ? request.RequestType : undefined;
   const fields = { requestType, logicalResourceId: request.LogicalResourceId, stackId: request.StackId };
   if (responseUrl === undefined) {
@@ -84,22 +67,15 @@ export async function guard(event: unknown, deps: GuardDeps = {}): Promise<void>
       : { status: 'FAILED', reason: `release guard error: ${describeError(err)}` };
   }
 
-  const response: CloudFormationResponse = {
-    Status: verdict.status,
-    Reason: clip(verdict.reason, REASON_LIMIT),
-    PhysicalResourceId: physicalId(request),
-    StackId: String(request.StackId ?? ''),
-    RequestId: String(request.RequestId ?? ''),
-    LogicalResourceId: String(request.LogicalResourceId ?? ''),
-  };
+  const response = responseTo(request, verdict, physicalId(request));
   log(response.Status === 'SUCCESS' ? 'INFO' : 'WARN', 'release guard', { ...fields, status: response.Status, reason: response.Reason });
-  await respond(responseUrl, JSON.stringify(response), deps);
+  await respond(responseUrl, JSON.stringify(response), 'release guard', deps);
 }
 
 /** The event's own physical id (Update, Delete), else `release-guard-<StackName>`: stable, never a replacement. */
 export function physicalId(request: Record<string, unknown>): string {
   if (typeof request.PhysicalResourceId === 'string' && request.PhysicalResourceId !== '') return request.PhysicalResourceId;
-  const props = isObject(request.ResourceProperties) ? request.ResourceProperties : {};
+  const props = propertiesOf(request);
   const fromStackId = typeof request.StackId === 'string' ? request.StackId.split('/')[1] : undefined;
   const stackName = typeof props.StackName === 'string' && props.StackName !== '' ? props.StackName : fromStackId ?? 'unknown-stack';
   return clip(`${PHYSICAL_ID_PREFIX}${stackName}`, 200);
@@ -120,7 +96,7 @@ async function decide(request: Record<string, unknown>, client: SFNClient): Prom
     default:
       return failed(`unknown RequestType ${clip(JSON.stringify(request.RequestType) ?? 'missing', 60)}: expected Create, Update or Delete`);
   }
-  const props = isObject(request.ResourceProperties) ? request.ResourceProperties : {};
+  const props = propertiesOf(request);
   const lock = typeof props.Lock === 'string' ? props.Lock.trim() : undefined;
   if (lock === 'free') return success('no release is running');
   const match = lock === undefined ? null : LOCK_RUNNING.exec(lock);
@@ -135,7 +111,7 @@ async function decide(request: Record<string, unknown>, client: SFNClient): Prom
   } catch (err) {
     const name = (err as { name?: unknown } | undefined)?.name;
     if (name === 'ExecutionDoesNotExist') return success(`the release lock names ${executionArn}, which does not exist: a stale lock`);
-    const retry = isThrottling(err) ? ' (transient)' : '';
+    const retry = isRetryable(err) ? ' (transient)' : '';
     return failed(`could not check whether the release ${executionArn} is running${retry}: ${describeError(err)}; deploy again in a minute`);
   }
   if (status === 'RUNNING') {
@@ -143,50 +119,4 @@ async function decide(request: Record<string, unknown>, client: SFNClient): Prom
       + `(or stop it, which rolls it back: aws stepfunctions stop-execution --execution-arn ${executionArn})`);
   }
   return success(`the release ${executionArn} that left the lock is ${status ?? 'in an unknown state'}, not running: a stale lock`);
-}
-
-/** PUTs the response, retrying failures; throws when every attempt failed. */
-async function respond(url: string, body: string, deps: GuardDeps): Promise<void> {
-  const put = deps.put ?? ((u: string, b: string) => putJson(u, b, RESPONSE_TIMEOUT_MS));
-  const sleep = deps.sleep ?? defaultSleep;
-  let lastError: unknown;
-  for (let attempt = 1; attempt <= RESPONSE_ATTEMPTS; attempt++) {
-    try {
-      await put(url, body);
-      return;
-    } catch (err) {
-      lastError = err;
-      log('WARN', 'release guard: response PUT failed', { attempt, error: describeError(err) });
-      if (attempt < RESPONSE_ATTEMPTS) await sleep(RETRY_DELAY_MS * attempt);
-    }
-  }
-  logError('release guard: could not respond to CloudFormation', lastError, { attempts: RESPONSE_ATTEMPTS });
-  throw new Error(`could not respond to CloudFormation after ${RESPONSE_ATTEMPTS} attempts: ${describeError(lastError)}`);
-}
-
-/**
- * PUTs `body` to `url` as CloudFormation expects (no content type, explicit length); resolves on a 2xx, rejects on
- * anything else, a network error or after `timeoutMs`.
- */
-export function putJson(url: string, body: string, timeoutMs: number): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const target = new URL(url);
-    const send = target.protocol === 'http:' ? http.request : https.request;
-    const request = send(target, {
-      method: 'PUT',
-      headers: { 'content-type': '', 'content-length': Buffer.byteLength(body) },
-      timeout: timeoutMs,
-    }, (response) => {
-      response.resume(); // drain, so the socket is freed
-      response.on('end', () => {
-        const status = response.statusCode ?? 0;
-        if (status >= 200 && status < 300) resolve();
-        else reject(new Error(`HTTP ${status} ${response.statusMessage ?? ''}`.trim()));
-      });
-      response.on('error', reject);
-    });
-    request.on('timeout', () => request.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    request.on('error', reject);
-    request.end(body);
-  });
 }

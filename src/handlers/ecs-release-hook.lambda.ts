@@ -83,6 +83,10 @@ import type { ServiceDeploymentBrief } from '@aws-sdk/client-ecs';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
+import { AwsCallError, awsCall } from './shared/aws-call';
+import type { Parsed } from './shared/common';
+import { isRetryable } from './shared/retryable';
+import type { EcsLifecycleHookEvent, EcsLifecycleHookResponse, SmokeTestResult } from './shared/smoke-check';
 import {
   ECS_CALLBACK_DELAY_SECONDS,
   ECS_INVOCATIONS_KEY,
@@ -91,8 +95,8 @@ import {
   parseConfig,
   parseOverrides,
   runSmokeTest,
-} from './smoke-test.lambda';
-import type { EcsLifecycleHookEvent, EcsLifecycleHookResponse, Parsed, SmokeTestResult } from './smoke-test.lambda';
+  targetNotReady,
+} from './shared/smoke-check';
 
 // ---------------------------------------------------------------------------------------------------------------
 // AWS clients: module scope, so that warm invocations reuse connections. Few SDK attempts: a throttled call is
@@ -142,30 +146,6 @@ export const AWS_ERROR_CALLBACK_DELAY_SECONDS = 30;
 export const APPROVAL_CALLBACK_DELAY_SECONDS = 60;
 /** At most this many pages of `ListActionExecutions` are read (100 executions each). */
 const MAX_ACTION_EXECUTION_PAGES = 20;
-
-/** Error names of throttling, timeouts and server-side failures: worth another try later. */
-const RETRYABLE_ERROR_NAMES: ReadonlySet<string> = new Set([
-  'ThrottlingException',
-  'Throttling',
-  'ThrottledException',
-  'TooManyRequestsException',
-  'RequestLimitExceeded',
-  'RequestThrottled',
-  'RequestThrottledException',
-  'SlowDown',
-  'ServiceUnavailable',
-  'ServiceUnavailableException',
-  'InternalServerError',
-  'InternalServerException',
-  'InternalFailure',
-  'RequestTimeout',
-  'RequestTimeoutException',
-  'TimeoutError',
-  'AbortError',
-  'LambdaDeadlineError',
-]);
-/** Node network error codes that mean "try again later". */
-const RETRYABLE_ERROR_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND']);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Configuration
@@ -259,57 +239,12 @@ export function parseReleaseHookConfig(env: Record<string, string | undefined>):
 // AWS errors
 // ---------------------------------------------------------------------------------------------------------------
 
-/**
- * True for throttling, timeouts, network and server-side errors (worth an `IN_PROGRESS` and another try), false for
- * anything else, including values that are not errors at all.
- */
-export function isRetryableAwsError(err: unknown): boolean {
-  if (typeof err !== 'object' || err === null) return false;
-  const e = err as { name?: unknown; code?: unknown; $retryable?: unknown; $fault?: unknown; $metadata?: { httpStatusCode?: unknown } };
-  if (typeof e.name === 'string' && RETRYABLE_ERROR_NAMES.has(e.name)) return true;
-  if (typeof e.code === 'string' && RETRYABLE_ERROR_CODES.has(e.code)) return true;
-  if (e.$retryable !== undefined && e.$retryable !== null && e.$retryable !== false) return true;
-  if (e.$fault === 'server') return true;
-  const status = typeof e.$metadata === 'object' && e.$metadata !== null ? e.$metadata.httpStatusCode : undefined;
-  return typeof status === 'number' && status >= 500;
-}
-
-/** An AWS call that failed, with the API action it was. */
-class AwsCallError extends Error {
-  constructor(readonly action: string, readonly error: unknown) {
-    super(`${action} failed: ${errorMessage(error)}`);
-    this.name = 'AwsCallError';
-  }
-}
-
-/** Thrown instead of starting an AWS call too close to the Lambda deadline. */
-class LambdaDeadlineError extends Error {
-  constructor() {
-    super('no time left before the Lambda deadline');
-    this.name = 'LambdaDeadlineError';
-  }
-}
-
 /** The least time an AWS call is started with. */
 const MIN_AWS_CALL_TIME_MS = 500;
 
-/**
- * Runs one AWS call, aborted at the deadline, and wraps any failure in an `AwsCallError` naming the action.
- */
-async function awsCall<T>(action: string, deadline: number | undefined, call: (options: { abortSignal?: AbortSignal }) => Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    if (deadline === undefined) return await call({});
-    const remaining = deadline - Date.now();
-    if (remaining < MIN_AWS_CALL_TIME_MS) throw new LambdaDeadlineError();
-    const controller = new AbortController();
-    timer = setTimeout(() => controller.abort(), remaining);
-    return await call({ abortSignal: controller.signal });
-  } catch (err) {
-    throw new AwsCallError(action, err);
-  } finally {
-    clearTimeout(timer);
-  }
+/** One AWS call, aborted at the deadline; a failure is an `AwsCallError` naming the API. */
+function call<T>(api: string, deadline: number | undefined, send: (options: { abortSignal?: AbortSignal }) => Promise<T>): Promise<T> {
+  return awsCall(api, send, { deadline, minTimeMs: MIN_AWS_CALL_TIME_MS });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -368,19 +303,19 @@ function inProgress(
 /** The answer to a failed AWS call: another try later when the error is transient and the retries last, else `FAILED`. */
 function onAwsError(err: AwsCallError, state: HookState): Decision {
   const error = describeError(err.error);
-  if (!isRetryableAwsError(err.error)) {
-    return failed(`${err.action} failed with an error that retrying does not fix`, { action: err.action, error });
+  if (!isRetryable(err.error)) {
+    return failed(`${err.api} failed with an error that retrying does not fix`, { action: err.api, error });
   }
   if (state.awsErrorRetries >= AWS_ERROR_MAX_RETRIES) {
-    return failed(`${err.action} still failing after ${AWS_ERROR_MAX_RETRIES} retries`, { action: err.action, error, awsErrorRetries: state.awsErrorRetries });
+    return failed(`${err.api} still failing after ${AWS_ERROR_MAX_RETRIES} retries`, { action: err.api, error, awsErrorRetries: state.awsErrorRetries });
   }
   const awsErrorRetries = state.awsErrorRetries + 1;
   const hookDetails: Record<string, unknown> = { [AWS_ERROR_RETRIES_KEY]: awsErrorRetries, ...gateProgress(state) };
   if (state.smokeTestInvocations !== undefined) hookDetails[ECS_INVOCATIONS_KEY] = state.smokeTestInvocations;
   return {
     response: { hookStatus: 'IN_PROGRESS', callBackDelay: AWS_ERROR_CALLBACK_DELAY_SECONDS, hookDetails },
-    reason: `${err.action} failed with a transient error: trying again in ${AWS_ERROR_CALLBACK_DELAY_SECONDS} seconds (retry ${awsErrorRetries} of ${AWS_ERROR_MAX_RETRIES})`,
-    fields: { action: err.action, error },
+    reason: `${err.api} failed with a transient error: trying again in ${AWS_ERROR_CALLBACK_DELAY_SECONDS} seconds (retry ${awsErrorRetries} of ${AWS_ERROR_MAX_RETRIES})`,
+    fields: { action: err.api, error },
   };
 }
 
@@ -497,7 +432,7 @@ async function decide(event: EcsLifecycleHookEvent, deadline: number | undefined
 
 /** Image of `containerName` in the target service revision. */
 async function greenImage(targetArn: string, containerName: string, deadline: number | undefined): Promise<Parsed<string>> {
-  const response = await awsCall('ecs:DescribeServiceRevisions', deadline, (options) =>
+  const response = await call('ecs:DescribeServiceRevisions', deadline, (options) =>
     ecs.send(new DescribeServiceRevisionsCommand({ serviceRevisionArns: [targetArn] }), options));
   const revision = response.serviceRevisions?.find((r) => r.serviceRevisionArn === targetArn) ?? response.serviceRevisions?.[0];
   if (revision === undefined) {
@@ -540,12 +475,6 @@ async function smokeTestOnce(
   return failed(result.summary, fields);
 }
 
-/** The failing checks got no response or a 5xx: the target is probably still starting or registering. */
-function targetNotReady(result: SmokeTestResult): boolean {
-  const failing = result.checks.filter((check) => !check.passed);
-  return failing.length > 0 && failing.every((check) => check.status === undefined || check.status >= 500);
-}
-
 /** The deployment `arn` among `deployments` (oldest first): whether it is the first, and when it was created. */
 interface Position {
   /** The first deployment since the deploy action started: the release's own. */
@@ -575,7 +504,7 @@ async function releaseGuard(
   now: () => number,
 ): Promise<Decision> {
   const productionImage = await imageInProduction(release.imageParameterName, deadline);
-  const pipelineState = await awsCall('codepipeline:GetPipelineState', deadline, (options) =>
+  const pipelineState = await call('codepipeline:GetPipelineState', deadline, (options) =>
     codePipeline.send(new GetPipelineStateCommand({ name: release.pipelineName }), options));
   const stage = pipelineState.stageStates?.find((s) => s.stageName === release.stageName);
   const guardFields: Record<string, unknown> = {
@@ -697,16 +626,16 @@ async function notifyReadyForReview(
   if (topicArn === undefined || state.notified !== undefined) return undefined;
   const message = readyForReviewMessage(gate, image, smokeTest, pipelineExecutionId, state.gateOpenedAt!);
   try {
-    const response = await awsCall('sns:Publish', deadline, (options) =>
+    const response = await call('sns:Publish', deadline, (options) =>
       sns.send(new PublishCommand({ TopicArn: topicArn, Subject: message.subject, Message: message.body }), options));
     state.notified = true;
     return { published: true, topicArn, messageId: response.MessageId };
   } catch (err) {
     if (!(err instanceof AwsCallError)) throw err;
     // The approval still works without the message; a transient error is tried again at the next invocation.
-    const retry = isRetryableAwsError(err.error);
+    const retry = isRetryable(err.error);
     if (!retry) state.notified = false;
-    return { published: false, topicArn, action: err.action, error: describeError(err.error), retry };
+    return { published: false, topicArn, action: err.api, error: describeError(err.error), retry };
   }
 }
 
@@ -736,7 +665,7 @@ export function readyForReviewMessage(
 /** The image URI in the SSM parameter, or undefined when the parameter does not exist yet (no release so far). */
 async function imageInProduction(name: string, deadline: number | undefined): Promise<string | undefined> {
   try {
-    const response = await awsCall('ssm:GetParameter', deadline, (options) => ssm.send(new GetParameterCommand({ Name: name }), options));
+    const response = await call('ssm:GetParameter', deadline, (options) => ssm.send(new GetParameterCommand({ Name: name }), options));
     return response.Parameter?.Value;
   } catch (err) {
     if (err instanceof AwsCallError && (err.error as { name?: unknown } | undefined)?.name === 'ParameterNotFound') return undefined;
@@ -753,7 +682,7 @@ async function stageActionRuns(
   const runs: ActionExecutionDetail[] = [];
   let nextToken: string | undefined;
   for (let page = 0; page < MAX_ACTION_EXECUTION_PAGES; page++) {
-    const response = await awsCall('codepipeline:ListActionExecutions', deadline, (options) =>
+    const response = await call('codepipeline:ListActionExecutions', deadline, (options) =>
       codePipeline.send(new ListActionExecutionsCommand({
         pipelineName: release.pipelineName,
         filter: { pipelineExecutionId },
@@ -785,7 +714,7 @@ async function deploymentsSince(serviceArn: string | undefined, since: number, d
   const all: ServiceDeploymentBrief[] = [];
   let nextToken: string | undefined;
   for (let page = 0; page < MAX_ACTION_EXECUTION_PAGES; page++) {
-    const response = await awsCall('ecs:ListServiceDeployments', deadline, (options) =>
+    const response = await call('ecs:ListServiceDeployments', deadline, (options) =>
       ecs.send(new ListServiceDeploymentsCommand({
         cluster,
         service: serviceArn,

@@ -38,7 +38,10 @@ import type { LifecycleEventStatus } from '@aws-sdk/client-codedeploy';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import type { InvokeCommandOutput } from '@aws-sdk/client-lambda';
 import type { Context } from 'aws-lambda';
+import { withDeadline } from './shared/aws-call';
 import { clip, defaultSleep, describeError, describeJson, errorMessage, isObject, log, logError } from './shared/common';
+import type { Parsed } from './shared/common';
+import { isThrottling } from './shared/retryable';
 
 // ---------------------------------------------------------------------------------------------------------------
 // AWS clients: module scope, so that warm invocations reuse connections. CodeDeploy calls keep the SDK's standard
@@ -76,7 +79,7 @@ const KNOWN_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT'
 // Inputs
 // ---------------------------------------------------------------------------------------------------------------
 
-export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
+export type { Parsed } from './shared/common';
 
 /** What the release controller writes into the description of the CodeDeploy deployment. */
 export interface DeploymentDescription {
@@ -396,56 +399,9 @@ export function evaluate(result: InvokeResult, expectedPhrase?: string): Evaluat
 // AWS calls: deadline, throttling
 // ---------------------------------------------------------------------------------------------------------------
 
-const THROTTLING_ERROR_NAMES: ReadonlySet<string> = new Set([
-  'TooManyRequestsException', // Lambda: concurrency or request rate limit
-  'EC2ThrottledException', // Lambda: EC2 throttled the network setup of a VPC function
-  'ThrottlingException',
-  'Throttling',
-  'ThrottledException',
-  'RequestLimitExceeded',
-  'RequestThrottled',
-  'RequestThrottledException',
-  'SlowDown',
-]);
-
-/** True for a throttling error (by name, the SDK's `$retryable.throttling`, or HTTP 429). Duck-typed. */
-export function isThrottling(err: unknown): boolean {
-  if (typeof err !== 'object' || err === null) return false;
-  const e = err as { name?: unknown; code?: unknown; $retryable?: { throttling?: unknown }; $metadata?: { httpStatusCode?: unknown } };
-  if ([e.name, e.code].some((name) => typeof name === 'string' && THROTTLING_ERROR_NAMES.has(name))) return true;
-  if (e.$retryable?.throttling === true) return true;
-  return e.$metadata?.httpStatusCode === 429;
-}
-
-/** An AWS call that did not answer before the deadline, or could not start for lack of time. */
-class DeadlineError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DeadlineError';
-  }
-}
-
-/**
- * Runs `send` with an abort signal that fires at the deadline. The timer also settles the race on its own, so a
- * call that ignores the signal cannot hold the hook past the deadline.
- */
-async function withDeadline<T>(send: (signal: AbortSignal) => Promise<T>, now: () => number, deadline: number | undefined): Promise<T> {
-  if (deadline === undefined) return send(new AbortController().signal);
-  const remaining = deadline - now();
-  if (remaining < MIN_CALL_TIME_MS) throw new DeadlineError('not started: no time left before the Lambda deadline');
-  const controller = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      reject(new DeadlineError(`timed out: no answer after ${remaining} ms, aborted to leave time to report before the Lambda deadline`));
-      controller.abort();
-    }, remaining);
-  });
-  try {
-    return await Promise.race([send(controller.signal), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+/** `withDeadline` with this hook's least call time. */
+function callWithin<T>(send: (signal: AbortSignal) => Promise<T>, now: () => number, deadline: number | undefined): Promise<T> {
+  return withDeadline(send, now, deadline, MIN_CALL_TIME_MS);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -521,7 +477,7 @@ async function check(deploymentId: string, deps: PreTrafficDeps, fields: Record<
   let description: unknown;
   try {
     const command = new GetDeploymentCommand({ deploymentId });
-    const response = await withDeadline((abortSignal) => codeDeploy.send(command, { abortSignal }), now, deps.deadline);
+    const response = await callWithin((abortSignal) => codeDeploy.send(command, { abortSignal }), now, deps.deadline);
     description = response.deploymentInfo?.description;
   } catch (err) {
     return failed(`codedeploy:GetDeployment ${deploymentId} failed: ${describeError(err)}`);
@@ -578,7 +534,7 @@ async function invoke(
   const payload = new TextEncoder().encode(JSON.stringify(proxyEvent));
   for (let attempt = 1; ; attempt++) {
     try {
-      return await withDeadline((abortSignal) => lambdaClient.send(new InvokeCommand({
+      return await callWithin((abortSignal) => lambdaClient.send(new InvokeCommand({
         FunctionName: functionName,
         Qualifier: version,
         InvocationType: 'RequestResponse',

@@ -94,9 +94,11 @@ import {
 import type { ServiceDeploymentBrief } from '@aws-sdk/client-ecs';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
-import { isCodePipelineEvent, JobDeps } from './shared/codepipeline-job';
+import { AwsCallError, awsCall, isAccessDenied } from './shared/aws-call';
+import { isCodePipelineEvent, JobDeps, sendJobResult } from './shared/codepipeline-job';
 import { clip, defaultSleep, describeError, describeJson, errorMessage, isObject, log, logError } from './shared/common';
-import { isThrottling } from './shared/retryable';
+import type { Parsed } from './shared/common';
+import { isRetryable } from './shared/retryable';
 
 // ---------------------------------------------------------------------------------------------------------------
 // AWS clients: module scope, so that warm invocations reuse connections. ECS and SSM get few attempts: a throttled
@@ -183,7 +185,7 @@ const ABANDONED_STATUSES: Readonly<Record<string, string>> = {
 // Inputs
 // ---------------------------------------------------------------------------------------------------------------
 
-export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
+export type { Parsed } from './shared/common';
 
 /** Where the release is and where it is recorded, from the environment. */
 export interface RecordReleaseConfig {
@@ -342,27 +344,9 @@ export function continuationToken(state: PollState): string {
 // AWS errors
 // ---------------------------------------------------------------------------------------------------------------
 
-export { isThrottling } from './shared/retryable';
-
-/** An AWS call that failed, with the API it was. */
-class AwsCallError extends Error {
-  constructor(readonly api: string, readonly error: unknown) {
-    super(`${api} failed: ${describeError(error)}`);
-    this.name = 'AwsCallError';
-  }
-}
-
-async function call<T>(api: string, send: () => Promise<T>): Promise<T> {
-  try {
-    return await send();
-  } catch (err) {
-    throw new AwsCallError(api, err);
-  }
-}
-
-function isAccessDenied(err: unknown): boolean {
-  const name = (err as { name?: unknown } | undefined)?.name;
-  return typeof name === 'string' && /AccessDenied|UnauthorizedOperation|NotAuthorized/i.test(name);
+/** `awsCall` naming the API only. */
+function call<T>(api: string, send: () => Promise<T>): Promise<T> {
+  return awsCall(api, send);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -549,7 +533,7 @@ type NotRecorded = Exclude<Verdict, { readonly kind: 'record' }>;
 function fromAwsError(err: unknown, where: { serviceDeploymentArn?: string; status?: string }, unchanged: string): NotRecorded {
   const api = err instanceof AwsCallError ? err.api : 'the check (unexpected error)';
   const cause = err instanceof AwsCallError ? err.error : err;
-  if (isThrottling(cause)) return { kind: 'wait', ...where, reason: `${api} failed with a transient error: ${describeError(cause)}` };
+  if (isRetryable(cause)) return { kind: 'wait', ...where, reason: `${api} failed with a transient error: ${describeError(cause)}` };
   return {
     kind: 'fail',
     type: isAccessDenied(cause) ? 'PermissionError' : 'JobFailed',
@@ -736,27 +720,9 @@ async function fail(jobId: string, type: FailureType, message: string, fields: R
   return { result: 'failed', message };
 }
 
-/**
- * Sends the job's result. `InvalidJobStateException` means the job already has a result (a duplicate invocation of
- * the same job, whose twin reported first): logged, not rethrown. Any other error is logged and rethrown.
- */
-async function report(
-  jobId: string,
-  command: PutJobSuccessResultCommand | PutJobFailureResultCommand,
-  fields: Record<string, unknown>,
-): Promise<void> {
-  try {
-    // Two overloads of `send`; the union of commands needs one branch each.
-    if (command instanceof PutJobSuccessResultCommand) await codePipeline.send(command);
-    else await codePipeline.send(command);
-  } catch (err) {
-    if ((err as { name?: unknown } | undefined)?.name === 'InvalidJobStateException') {
-      log('WARN', 'the job already has a result (duplicate invocation): nothing more to report', { ...fields, jobId, error: describeError(err) });
-      return;
-    }
-    logError('could not report the job result to CodePipeline', err, { ...fields, jobId });
-    throw err;
-  }
+/** Sends the job's result; a duplicate invocation whose twin reported first is done, not an error. */
+function report(jobId: string, command: PutJobSuccessResultCommand | PutJobFailureResultCommand, fields: Record<string, unknown>): Promise<void> {
+  return sendJobResult(codePipeline, jobId, command, fields, { duplicateIsDone: true });
 }
 
 /** Lambda entry point: `recordRelease` with the Lambda deadline. */

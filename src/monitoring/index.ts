@@ -1,1 +1,2 @@
 export * from './service-monitoring';
+export * from './delivery-metrics';

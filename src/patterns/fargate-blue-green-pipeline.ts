@@ -432,6 +432,9 @@ export class FargateBlueGreenPipeline extends Construct {
       }),
     );
 
+    // Delivery (DORA) rows and release markers on the service's graphs, on the pattern's own dashboard.
+    this.pipeline.deliveryMetrics?.addToMonitoring(this.monitoring);
+
     this.rollbackCommand = 'aws codepipeline rollback-stage --pipeline-name ' + this.pipeline.pipeline.pipelineName +
       ` --stage-name ${RELEASE_STAGE_NAME} --target-pipeline-execution-id <id of an earlier successful execution>`;
     new CfnOutput(this, 'ProductionUrl', { value: this.productionUrl, description: 'The service in production' });

@@ -236,6 +236,9 @@ export class ServerlessApiPipeline extends Construct {
     release.created.notifyAlarmsTo(this.alarmTopic);
     this.addAlarms(service, props);
 
+    // Delivery (DORA) rows and release markers on the service's graphs, on the pattern's own dashboard.
+    this.pipeline.deliveryMetrics?.addToMonitoring(this.monitoring);
+
     const pipelineName = this.pipeline.pipeline.pipelineName;
     this.rollbackCommand = `aws codepipeline rollback-stage --pipeline-name ${pipelineName} --stage-name Release ` +
       '--target-pipeline-execution-id <id of an earlier successful execution>';

@@ -70,6 +70,14 @@ export interface PipelineNotificationsProps extends PipelineNotificationsOptions
    * @default RemovalPolicy.DESTROY - deleted after the minimum 7-day waiting period
    */
   readonly removalPolicy?: RemovalPolicy;
+
+  /**
+   * Whether the topic gets a short message when an execution fails or succeeds. `DeliveryPipeline` turns this off
+   * when its `DeliveryMetrics` sends the readable release notifications instead (one message per event, no duplicates).
+   *
+   * @default true
+   */
+  readonly executionMessages?: boolean;
 }
 
 /**
@@ -113,21 +121,23 @@ export class PipelineNotifications extends Construct {
     this.encryptionKey = key;
     this.deadLetterQueue = deadLetterQueue;
 
-    const pipelineName = events.EventField.fromPath('$.detail.pipeline');
-    const executionId = events.EventField.fromPath('$.detail.execution-id');
-    const executionUrl = consoleUrl(`codesuite/codepipeline/pipelines/${pipelineName}/executions/${executionId}/timeline`);
-    this.notifyOnEvent('Failed', {
-      source: ['aws.codepipeline'],
-      detailType: ['CodePipeline Pipeline Execution State Change'],
-      detail: { state: ['FAILED'] },
-    }, events.RuleTargetInput.fromText(
-      `FAILED: pipeline ${pipelineName} failed in execution ${executionId}. Nothing after the failed action ran. Details: ${executionUrl}`));
-    this.notifyOnEvent('Succeeded', {
-      source: ['aws.codepipeline'],
-      detailType: ['CodePipeline Pipeline Execution State Change'],
-      detail: { state: ['SUCCEEDED'] },
-    }, events.RuleTargetInput.fromText(
-      `SUCCEEDED: pipeline ${pipelineName} released execution ${executionId}. Details: ${executionUrl}`));
+    if (props.executionMessages !== false) {
+      const pipelineName = events.EventField.fromPath('$.detail.pipeline');
+      const executionId = events.EventField.fromPath('$.detail.execution-id');
+      const executionUrl = consoleUrl(`codesuite/codepipeline/pipelines/${pipelineName}/executions/${executionId}/timeline`);
+      this.notifyOnEvent('Failed', {
+        source: ['aws.codepipeline'],
+        detailType: ['CodePipeline Pipeline Execution State Change'],
+        detail: { state: ['FAILED'] },
+      }, events.RuleTargetInput.fromText(
+        `FAILED: pipeline ${pipelineName} failed in execution ${executionId}. Nothing after the failed action ran. Details: ${executionUrl}`));
+      this.notifyOnEvent('Succeeded', {
+        source: ['aws.codepipeline'],
+        detailType: ['CodePipeline Pipeline Execution State Change'],
+        detail: { state: ['SUCCEEDED'] },
+      }, events.RuleTargetInput.fromText(
+        `SUCCEEDED: pipeline ${pipelineName} released execution ${executionId}. Details: ${executionUrl}`));
+    }
 
     if (props.slackChannel) {
       this.slackChannel = props.slackChannel;

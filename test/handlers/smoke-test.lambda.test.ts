@@ -4,6 +4,7 @@ import { CodeDeployClient, PutLifecycleEventHookExecutionStatusCommand } from '@
 import { CodePipelineClient, PutJobFailureResultCommand, PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import { expectFacts } from './shared/facts';
 import type {
   EcsLifecycleHookEvent,
   EcsLifecycleHookResponse,
@@ -123,7 +124,7 @@ describe('runSmokeTest', () => {
     const { fetch, calls } = fakeFetch({ '/healthcheck': [reply(200, '{"status":"ok"}')] });
     const result = await runSmokeTest(config({ expectedPhrase: undefined }), { fetch, ...fakeClock() });
     expect(result.passed).toBe(true);
-    expect(result.summary).toBe('smoke test passed: GET /healthcheck 200 (no version reported)');
+    expectFacts(result.summary, ['passed', 'GET', '/healthcheck', '200']);
     expect(calls).toEqual([`${BASE}/healthcheck`]);
   });
 
@@ -155,7 +156,7 @@ describe('runSmokeTest', () => {
   test('fails on a redirect instead of following it, and says where it pointed', async () => {
     const { fetch } = fakeFetch({ '/healthcheck': [reply(301, '', { location: 'https://elsewhere.example/healthcheck' })] });
     const result = await runSmokeTest(config(), { fetch, ...fakeClock() });
-    expect(result.summary).toBe('smoke test failed: GET /healthcheck returned 301 (redirect to https://elsewhere.example/healthcheck)');
+    expectFacts(result.summary, ['failed', 'GET', '/healthcheck', '301', 'redirect', '//elsewhere.example/healthcheck']);
   });
 
   test.each([
@@ -175,7 +176,7 @@ describe('runSmokeTest', () => {
     const { fetch } = fakeFetch({ '/healthcheck': [error] });
     const result = await runSmokeTest(config(), { fetch, ...fakeClock() });
     expect(result.checks[0].status).toBeUndefined();
-    expect(result.summary).toBe('smoke test failed: GET /healthcheck failed: fetch failed (connect ECONNREFUSED 10.0.0.1:8080)');
+    expectFacts(result.summary, ['failed', 'GET', '/healthcheck', 'failed', 'failed', 'ECONNREFUSED', '10.0.0.1:8080']);
   });
 
   test('times out a request that hangs, aborting it through its AbortController', async () => {
@@ -209,7 +210,7 @@ describe('runSmokeTest', () => {
     const result = await runSmokeTest(config({ attempts: 3 }), { fetch, now: clock.now, sleep: clock.sleep });
     expect(fetch).toHaveBeenCalledTimes(3);
     expect(clock.clock.sleeps).toEqual([2_000, 2_000]);
-    expect(result.summary).toBe('smoke test failed: GET /healthcheck returned 503 (after 3 attempts)');
+    expectFacts(result.summary, ['failed', 'GET', '/healthcheck', '503', '3']);
   });
 
   test('stops retrying when the next attempt would not fit before the Lambda deadline', async () => {
@@ -224,7 +225,7 @@ describe('runSmokeTest', () => {
     // Attempts at t=0, 2000 and 4000; a 4th would start at 6000, after the deadline.
     expect(fetch).toHaveBeenCalledTimes(3);
     expect(result.passed).toBe(false);
-    expect(result.summary).toBe('smoke test failed: GET /healthcheck returned 503 (stopped after 3 of 5 attempts: Lambda deadline)');
+    expectFacts(result.summary, ['failed', 'GET', '/healthcheck', '503', '3', '5', 'deadline']);
   });
 
   test('shortens the request timeout to what is left before the Lambda deadline', async () => {
@@ -483,7 +484,7 @@ describe('handler: direct invoke', () => {
   test('returns the passing result from a real server', async () => {
     const result = (await handler({}, context)) as SmokeTestResult;
     expect(result.passed).toBe(true);
-    expect(result.summary).toBe('smoke test passed: GET /healthcheck 200 (version 2.0.0); GET / contains "Welcome"');
+    expectFacts(result.summary, ['passed', 'GET', '/healthcheck', '200', '2.0.0', 'GET', '"Welcome"']);
     expect(requests).toEqual(['/healthcheck', '/']);
   });
 
@@ -491,7 +492,7 @@ describe('handler: direct invoke', () => {
     routes['/'] = html(200, '<h1>Hello</h1>');
     const result = (await handler({}, context)) as SmokeTestResult;
     expect(result.passed).toBe(false);
-    expect(result.summary).toBe('smoke test failed: GET / did not contain "Welcome" (200) (after 2 attempts)');
+    expectFacts(result.summary, ['failed', 'GET', '"Welcome"', '200', '2']);
     expect(requests).toEqual(['/healthcheck', '/', '/healthcheck', '/']);
     expect(cpMock).not.toHaveReceivedAnyCommand();
     expect(cdMock).not.toHaveReceivedAnyCommand();
@@ -503,7 +504,7 @@ describe('handler: direct invoke', () => {
     const started = Date.now();
     const result = (await handler({}, context)) as SmokeTestResult;
     expect(Date.now() - started).toBeLessThan(3_000);
-    expect(result.summary).toBe('smoke test failed: GET /healthcheck timed out after 150 ms (after 2 attempts)');
+    expectFacts(result.summary, ['failed', 'GET', '/healthcheck', 'timed out', '150', '2']);
   });
 
   test('reports a refused connection with its cause', async () => {
@@ -572,7 +573,7 @@ describe('handler: CodePipeline Lambda invoke action', () => {
     await handler(pipelineEvent(userParameters), context);
     expect(requests).toEqual(['/internal/health', '/']);
     expect(cpMock).toHaveReceivedCommandWith(PutJobSuccessResultCommand, { jobId: JOB_ID });
-    expect(loggedResults()[0].result.summary).toBe('smoke test passed: GET /internal/health 200 (version 3.1.4); GET / contains "Bonjour"');
+    expectFacts(loggedResults()[0].result.summary, ['passed', 'GET', '/internal/health', '200', '3.1.4', 'GET', '"Bonjour"']);
   });
 
   test('reports an invalid base URL from the environment as a failure', async () => {
@@ -659,7 +660,7 @@ describe('handler: CodeDeploy lifecycle hook', () => {
     process.env.SMOKE_TEST_HEALTH_PATH = 'healthcheck';
     await handler(codeDeployEvent, context);
     expect(cdMock).toHaveReceivedCommandWith(PutLifecycleEventHookExecutionStatusCommand, { status: 'Failed' });
-    expect(loggedResults()[0].result.summary).toBe('smoke test failed: invalid configuration: SMOKE_TEST_HEALTH_PATH must start with "/", got "healthcheck"');
+    expectFacts(loggedResults()[0].result.summary, ['failed', 'invalid configuration', 'SMOKE_TEST_HEALTH_PATH', '"/"', '"healthcheck"']);
     expect(requests).toEqual([]);
   });
 

@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { App, CfnElement, Duration, Stack, Token } from 'aws-cdk-lib';
+import { App, Duration, Stack, Token } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -9,95 +9,27 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { IConstruct } from 'constructs';
 import {
-  Approval, BuildSecret, Ec2BlueGreenPipeline, Ec2BlueGreenPipelineProps, InstanceSecret, PipelineSource, TrafficShift,
+  Approval, BuildSecret, Ec2BlueGreenPipeline, Ec2BlueGreenPipelineProps, InstanceSecret, TrafficShift,
 } from '../../src';
 import { SESSION_MANAGER_ACTIONS } from '../../src/runtime/ec2-fleet';
 import { checkApp, describeFailures, StackReport } from '../compliance/harness';
-import { CONNECTION_ARN, flatten } from '../util/fixtures';
+import { flatten } from '../util/fixtures';
+import { actionOf, actionsOf, buildSpecOf, ENV, grantsOf, idOf, onlyResource, parameterArn, pipelineOf, resourceOf, resourcesOf, source, stageOf, statementsOfRole } from '../util/template';
 
-const ENV = { account: '123456789012', region: 'us-east-1' };
 const CERTIFICATE_ARN = 'arn:aws:acm:us-east-1:123456789012:certificate/abc';
 /** Synthesis, cdk-nag and the validator over a whole app take a while on a 2-core machine. */
 const COMPLIANCE_TIMEOUT = 300_000;
-
-function source(): PipelineSource {
-  return PipelineSource.connection('owner/repo', 'main', { connectionArn: CONNECTION_ARN });
-}
-
-/** The logical id of a construct's CloudFormation resource. */
-function idOf(construct: IConstruct): string {
-  const stack = Stack.of(construct);
-  return stack.resolve(stack.getLogicalId((construct.node.defaultChild ?? construct) as CfnElement));
-}
-
-function resourceOf(template: Template, logicalId: string): any {
-  const resource = template.toJSON().Resources[logicalId];
-  expect(resource).toBeDefined();
-  return resource;
-}
-
-function onlyResource(template: Template, type: string): any {
-  const found = Object.values(template.findResources(type));
-  expect(found).toHaveLength(1);
-  return found[0];
-}
 
 /** The other stacks of the app that a pattern stack depends on: the pattern's State stacks. */
 function stateStacksOf(app: App, owner: Stack): Stack[] {
   return app.node.children.filter((c): c is Stack => Stack.isStack(c) && owner.dependencies.includes(c));
 }
 
-/** Every IAM statement attached to a role through an AWS::IAM::Policy. */
-function statementsOfRole(template: Template, roleLogicalId: string): any[] {
-  return Object.values(template.findResources('AWS::IAM::Policy'))
-    .filter((policy: any) => (policy.Properties.Roles as any[]).some((role) => role.Ref === roleLogicalId))
-    .flatMap((policy: any) => policy.Properties.PolicyDocument.Statement);
-}
-
-function actionsOf(statement: any): string[] {
-  return ([] as string[]).concat(statement.Action ?? []);
-}
-
-function resourcesOf(statement: any): any[] {
-  return ([] as any[]).concat(statement.Resource ?? []);
-}
-
-function grantsOf(statements: any[], action: string): any[] {
-  return statements.filter((s) => actionsOf(s).includes(action));
-}
-
 /** Whether an IAM action pattern (with * wildcards) covers an action. */
 function covers(pattern: string, action: string): boolean {
   const regex = new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.?+^$()[\]{}|\\]/g, '\\$&')).join('.*')}$`, 'i');
   return regex.test(action);
-}
-
-function parameterArn(name: string) {
-  return { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:ssm:us-east-1:123456789012:parameter${name}`]] };
-}
-
-function pipelineOf(template: Template, pattern: Ec2BlueGreenPipeline): any {
-  return resourceOf(template, idOf(pattern.pipeline.pipeline)).Properties;
-}
-
-function stageOf(template: Template, pattern: Ec2BlueGreenPipeline, name: string): any {
-  const stage = (pipelineOf(template, pattern).Stages as any[]).find((s) => s.Name === name);
-  expect(stage).toBeDefined();
-  return stage;
-}
-
-function actionOf(template: Template, pattern: Ec2BlueGreenPipeline, stageName: string, actionName: string): any {
-  const action = (stageOf(template, pattern, stageName).Actions as any[]).find((a) => a.Name === actionName);
-  expect(action).toBeDefined();
-  return action;
-}
-
-/** The buildspec of the pattern's CodeBuild project, parsed (tokens flattened to `${Id.Attr}` text). */
-function buildSpecOf(stack: Stack, template: Template): any {
-  const project = onlyResource(template, 'AWS::CodeBuild::Project');
-  return JSON.parse(flatten(stack, project.Properties.Source.BuildSpec));
 }
 
 function buildEnvOf(template: Template): Record<string, any> {
@@ -1015,7 +947,7 @@ describe('Ec2BlueGreenPipeline overrides: approval before production traffic', (
 
   test('the release function knows where the approval is and may list that pipeline\'s action executions', () => {
     expect(overEnv).toMatchObject({ APPROVAL_STAGE_NAME: 'Release', APPROVAL_ACTION_NAME: 'ApproveProductionTraffic' });
-    expect(overEnv.APPROVAL_PIPELINE_NAME).toBeDefined();
+    expect(overEnv.APPROVAL_PIPELINE_NAME).toBe(pipelineOf(overTemplate, custom).Name);
     const list = grantsOf(releaseStatementsOf(overTemplate, custom), 'codepipeline:ListActionExecutions');
     expect(list).toHaveLength(1);
   });

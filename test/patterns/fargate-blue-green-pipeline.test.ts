@@ -1,4 +1,4 @@
-import { App, CfnElement, Duration, Stack, Token } from 'aws-cdk-lib';
+import { App, Duration, Stack, Token } from 'aws-cdk-lib';
 import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -6,85 +6,16 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { IConstruct } from 'constructs';
-import { Approval, BuildSecret, FargateBlueGreenPipeline, FargateBlueGreenPipelineProps, PipelineSource } from '../../src';
+import { Approval, BuildSecret, FargateBlueGreenPipeline, FargateBlueGreenPipelineProps } from '../../src';
 import { checkApp, describeFailures } from '../compliance/harness';
-import { CONNECTION_ARN, flatten } from '../util/fixtures';
+import { flatten } from '../util/fixtures';
+import { actionOf, actionsOf, buildEnvOf, buildSpecOf, ENV, grantsOf, idOf, onlyResource, parameterArn, pipelineOf, resourceOf, source, stageOf, statementsOfRole } from '../util/template';
 
-const ENV = { account: '123456789012', region: 'us-east-1' };
 const PLACEHOLDER = 'docker.io/traefik/whoami:v1.10.1';
-
-function source(): PipelineSource {
-  return PipelineSource.connection('owner/repo', 'main', { connectionArn: CONNECTION_ARN });
-}
-
-/** The logical id of a construct's CloudFormation resource. */
-function idOf(construct: IConstruct): string {
-  const stack = Stack.of(construct);
-  return stack.resolve(stack.getLogicalId((construct.node.defaultChild ?? construct) as CfnElement));
-}
 
 /** The other stacks of the app: the image parameter stacks the patterns created. */
 function imageStacksOf(app: App, owner: Stack): Stack[] {
   return app.node.children.filter((c): c is Stack => Stack.isStack(c) && c !== owner);
-}
-
-function resourceOf(template: Template, logicalId: string): any {
-  const resource = template.toJSON().Resources[logicalId];
-  expect(resource).toBeDefined();
-  return resource;
-}
-
-/** The only resource of a type. */
-function onlyResource(template: Template, type: string): any {
-  const found = Object.values(template.findResources(type));
-  expect(found).toHaveLength(1);
-  return found[0];
-}
-
-/** Every IAM statement attached to a role through an AWS::IAM::Policy. */
-function statementsOfRole(template: Template, roleLogicalId: string): any[] {
-  return Object.values(template.findResources('AWS::IAM::Policy'))
-    .filter((policy: any) => (policy.Properties.Roles as any[]).some((role) => role.Ref === roleLogicalId))
-    .flatMap((policy: any) => policy.Properties.PolicyDocument.Statement);
-}
-
-function actionsOf(statement: any): string[] {
-  return ([] as string[]).concat(statement.Action);
-}
-
-/** The statements granting an action. */
-function grantsOf(statements: any[], action: string): any[] {
-  return statements.filter((s) => actionsOf(s).includes(action));
-}
-
-/** The pipeline resource of a pattern. */
-function pipelineOf(template: Template, pattern: FargateBlueGreenPipeline): any {
-  return resourceOf(template, idOf(pattern.pipeline.pipeline)).Properties;
-}
-
-function stageOf(template: Template, pattern: FargateBlueGreenPipeline, name: string): any {
-  const stage = (pipelineOf(template, pattern).Stages as any[]).find((s) => s.Name === name);
-  expect(stage).toBeDefined();
-  return stage;
-}
-
-function actionOf(template: Template, pattern: FargateBlueGreenPipeline, stageName: string, actionName: string): any {
-  const action = (stageOf(template, pattern, stageName).Actions as any[]).find((a) => a.Name === actionName);
-  expect(action).toBeDefined();
-  return action;
-}
-
-/** The buildspec of the only CodeBuild project, parsed (tokens flattened to `${Id.Attr}` text). */
-function buildSpecOf(stack: Stack, template: Template): any {
-  const project = onlyResource(template, 'AWS::CodeBuild::Project');
-  return JSON.parse(flatten(stack, project.Properties.Source.BuildSpec));
-}
-
-/** The environment variables of the CodeBuild project, by name. */
-function buildEnvOf(template: Template): Record<string, unknown> {
-  const project = onlyResource(template, 'AWS::CodeBuild::Project');
-  return Object.fromEntries((project.Properties.Environment.EnvironmentVariables as any[]).map((v) => [v.Name, v.Value]));
 }
 
 /** The only container definition. */
@@ -102,10 +33,6 @@ function containerEnvOf(template: Template): Record<string, string> {
 function recordFunctionOf(template: Template, pattern: FargateBlueGreenPipeline): any {
   const action = actionOf(template, pattern, 'Release', 'RecordRelease');
   return resourceOf(template, action.Configuration.FunctionName.Ref);
-}
-
-function parameterArn(name: string) {
-  return { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:ssm:us-east-1:123456789012:parameter${name}`]] };
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -623,9 +550,13 @@ describe('FargateBlueGreenPipeline defaults: monitoring and outputs', () => {
     });
   });
 
-  test('a dashboard', () => {
+  test('a dashboard with the release graphs: requests and healthy targets by target group, CPU and memory', () => {
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
-    expect(resourceOf(template, idOf(web.dashboard))).toBeDefined();
+    const body = flatten(stack, resourceOf(template, idOf(web.dashboard)).Properties.DashboardBody);
+    for (const title of ['Requests by target group (a release moves them from one to the other)', 'Healthy targets by target group',
+      'CPU and memory of the service (%)']) {
+      expect(body).toContain(`"title":"${title}"`);
+    }
   });
 
   test('outputs the production URL, the test URL and the rollback command of the Release stage', () => {

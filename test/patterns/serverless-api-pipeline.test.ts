@@ -1,56 +1,16 @@
-import { App, CfnElement, CfnOutput, Duration, Stack } from 'aws-cdk-lib';
+import { App, CfnOutput, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { IConstruct } from 'constructs';
 import { Approval, PipelineSource, ServerlessApiPipeline, ServerlessApiPipelineProps } from '../../src';
 import { checkApp, describeFailures } from '../compliance/harness';
 import { CONNECTION_ARN, flatten } from '../util/fixtures';
+import { actionsOf, buildEnvOf, buildSpecOf, ENV, grantsOf, idOf, pipelineOf, resourceOf, source, stageOf, statementsOfRole } from '../util/template';
 
-const ENV = { account: '123456789012', region: 'us-east-1' };
 const ROOT = 'GET /';
 const SLEEP = 'GET /sleep/{secs}';
-
-function source(): PipelineSource {
-  return PipelineSource.connection('owner/repo', 'main', { connectionArn: CONNECTION_ARN });
-}
-
-/** The logical id of a construct's CloudFormation resource. */
-function idOf(construct: IConstruct): string {
-  const stack = Stack.of(construct);
-  return stack.resolve(stack.getLogicalId((construct.node.defaultChild ?? construct) as CfnElement));
-}
-
-function resourceOf(template: Template, logicalId: string): any {
-  const resource = template.toJSON().Resources[logicalId];
-  expect(resource).toBeDefined();
-  return resource;
-}
-
-/** The only resource of a type. */
-function onlyResource(template: Template, type: string): any {
-  const found = Object.values(template.findResources(type));
-  expect(found).toHaveLength(1);
-  return found[0];
-}
-
-/** Every IAM statement attached to a role through an AWS::IAM::Policy. */
-function statementsOfRole(template: Template, roleLogicalId: string): any[] {
-  return Object.values(template.findResources('AWS::IAM::Policy'))
-    .filter((policy: any) => (policy.Properties.Roles as any[]).some((role) => role.Ref === roleLogicalId))
-    .flatMap((policy: any) => policy.Properties.PolicyDocument.Statement);
-}
-
-function actionsOf(statement: any): string[] {
-  return ([] as string[]).concat(statement.Action);
-}
-
-/** The statements granting an action. */
-function grantsOf(statements: any[], action: string): any[] {
-  return statements.filter((s) => actionsOf(s).includes(action));
-}
 
 /** Every resource an action is granted on, flattened to text and sorted (robust to statement merging). */
 function resourcesGranted(stack: Stack, statements: any[], action: string): string[] {
@@ -65,28 +25,6 @@ function alarmOf(template: Template, pattern: ServerlessApiPipeline, id: string)
   const alarm = pattern.monitoring.alarms.find((a) => a.node.id === id);
   expect(alarm).toBeDefined();
   return resourceOf(template, idOf(alarm!)).Properties;
-}
-
-function pipelineOf(template: Template, pattern: ServerlessApiPipeline): any {
-  return resourceOf(template, idOf(pattern.pipeline.pipeline)).Properties;
-}
-
-function stageOf(template: Template, pattern: ServerlessApiPipeline, name: string): any {
-  const stage = (pipelineOf(template, pattern).Stages as any[]).find((s) => s.Name === name);
-  expect(stage).toBeDefined();
-  return stage;
-}
-
-/** The buildspec of the only CodeBuild project, parsed (tokens flattened to `${Id.Attr}` text). */
-function buildSpecOf(stack: Stack, template: Template): any {
-  const project = onlyResource(template, 'AWS::CodeBuild::Project');
-  return JSON.parse(flatten(stack, project.Properties.Source.BuildSpec));
-}
-
-/** The environment variables of the CodeBuild project, by name. */
-function buildEnvOf(template: Template): Record<string, unknown> {
-  const project = onlyResource(template, 'AWS::CodeBuild::Project');
-  return Object.fromEntries((project.Properties.Environment.EnvironmentVariables as any[]).map((v) => [v.Name, v.Value]));
 }
 
 /** The function resource of a route. */
@@ -205,8 +143,8 @@ describe('ServerlessApiPipeline defaults: API', () => {
 });
 
 describe('ServerlessApiPipeline defaults: functions', () => {
-  test('one function per route (plus only the controller, the pre-traffic hook and the bucket auto-delete handler)', () => {
-    template.resourceCountIs('AWS::Lambda::Function', 2 + 3);
+  test('one function per route (plus only the controller, the pre-traffic hook, the delivery metrics handler and the bucket auto-delete handler)', () => {
+    template.resourceCountIs('AWS::Lambda::Function', 2 + 4);
     expect(Object.keys(api.functions).sort()).toEqual([ROOT, SLEEP].sort());
   });
 
@@ -478,8 +416,11 @@ describe('ServerlessApiPipeline defaults: release controller', () => {
   });
 
   test('asynchronous invocations are never retried (a retry would start a second release) and failures go to a queue', () => {
-    const config = onlyResource(template, 'AWS::Lambda::EventInvokeConfig').Properties;
-    expect(config.FunctionName).toEqual({ Ref: idOf(api.releaseController) });
+    const configs = Object.values(template.findResources('AWS::Lambda::EventInvokeConfig', {
+      Properties: { FunctionName: { Ref: idOf(api.releaseController) } },
+    })) as any[];
+    expect(configs).toHaveLength(1);
+    const config = configs[0].Properties;
     expect(config.MaximumRetryAttempts).toBe(0);
     const queueId = config.DestinationConfig.OnFailure.Destination['Fn::GetAtt'][0];
     expect(resourceOf(template, queueId).Type).toBe('AWS::SQS::Queue');
@@ -568,9 +509,11 @@ describe('ServerlessApiPipeline defaults: monitoring and outputs', () => {
       .toEqual(stack.resolve(api.pipeline.artifactKey.keyArn));
   });
 
-  test('a dashboard', () => {
+  test('a dashboard with requests and errors, and invocations by function', () => {
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
-    expect(resourceOf(template, idOf(api.dashboard)).Type).toBe('AWS::CloudWatch::Dashboard');
+    const body = flatten(stack, resourceOf(template, idOf(api.dashboard)).Properties.DashboardBody);
+    expect(body).toContain('"title":"Requests and errors"');
+    expect(body).toContain('"title":"Invocations by function (a release shows in the aliases\' versions)"');
   });
 
   test('outputs ApiUrl (the stage URL) and RollbackCommand', () => {

@@ -1,20 +1,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { App, CfnElement, Duration, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { IConstruct } from 'constructs';
 import { Ec2BlueGreenPipeline, PipelineSource, TrafficShift } from '../../src';
 import { CONNECTION_ARN } from '../util/fixtures';
+import { ENV, idOf } from '../util/template';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const aslValidator: (definition: object) => { isValid: boolean; errorsText: (separator?: string) => string } = require('asl-validator');
 
-const ENV = { account: '123456789012', region: 'us-east-1' };
-
-function idOf(construct: IConstruct): string {
-  const stack = Stack.of(construct);
-  return stack.resolve(stack.getLogicalId((construct.node.defaultChild ?? construct) as CfnElement));
-}
 
 /** A placeholder ARN for a resource of the template, by its type. */
 function placeholderArn(resources: Record<string, any>, logicalId: string): string {

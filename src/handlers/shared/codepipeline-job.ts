@@ -1,5 +1,7 @@
 /** The CodePipeline job event of the "Lambda invoke" action, and what the job handlers take from outside. */
-import { isObject } from './common';
+import { PutJobFailureResultCommand, PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
+import type { CodePipelineClient } from '@aws-sdk/client-codepipeline';
+import { describeError, isObject, log, logError } from './common';
 
 /** The part of CodePipeline's job event the handlers read. */
 export interface CodePipelineJobEvent {
@@ -27,4 +29,29 @@ export interface JobDeps {
   readonly deadline?: number;
   /** @default `process.env` */
   readonly env?: Record<string, string | undefined>;
+}
+
+/**
+ * Sends a job's result to CodePipeline. Any error is logged and rethrown, except, with `duplicateIsDone`,
+ * `InvalidJobStateException`: the job already has a result (a duplicate invocation whose twin reported first).
+ */
+export async function sendJobResult(
+  client: CodePipelineClient,
+  jobId: string,
+  command: PutJobSuccessResultCommand | PutJobFailureResultCommand,
+  fields: Record<string, unknown>,
+  options: { readonly duplicateIsDone?: boolean } = {},
+): Promise<void> {
+  try {
+    // Two overloads of `send`; the union of commands needs one branch each.
+    if (command instanceof PutJobSuccessResultCommand) await client.send(command);
+    else await client.send(command);
+  } catch (err) {
+    if (options.duplicateIsDone === true && (err as { name?: unknown } | undefined)?.name === 'InvalidJobStateException') {
+      log('WARN', 'the job already has a result (duplicate invocation): nothing more to report', { ...fields, jobId, error: describeError(err) });
+      return;
+    }
+    logError('could not report the job result to CodePipeline', err, { ...fields, jobId });
+    throw err;
+  }
 }

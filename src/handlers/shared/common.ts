@@ -3,6 +3,9 @@
  * clients, so importing them adds nothing else to a handler's bundle.
  */
 
+/** A parse result: the value, or why the input is refused. */
+export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
+
 export function defaultSleep(ms: number): Promise<void> {
   return new Promise<void>((resolve) => setTimeout(resolve, ms));
 }
@@ -14,6 +17,12 @@ export function log(level: 'INFO' | 'WARN', message: string, fields: Record<stri
 export function logError(message: string, err: unknown, fields: Record<string, unknown>): void {
   const error = err === undefined ? undefined : { name: (err as { name?: unknown } | undefined)?.name, message: errorMessage(err) };
   console.error(JSON.stringify({ level: 'ERROR', message, error, ...fields }));
+}
+
+/** The error's `name`, or `''`. */
+export function errorName(err: unknown): string {
+  const name = (err as { name?: unknown } | undefined)?.name;
+  return typeof name === 'string' ? name : '';
 }
 
 export function isObject(value: unknown): value is Record<string, unknown> {

@@ -1,0 +1,131 @@
+import { CodePipelineClient, InvalidJobStateException, PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
+import { LambdaServiceException, TooManyRequestsException } from '@aws-sdk/client-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { AwsCallError, LambdaDeadlineError, awsCall, awsErrorOf, isAccessDenied, withDeadline } from '../../../src/handlers/shared/aws-call';
+import { sendJobResult } from '../../../src/handlers/shared/codepipeline-job';
+import { isRetryable, isThrottling, RETRYABLE_ERROR_NAMES } from '../../../src/handlers/shared/retryable';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
+describe('isRetryable: the SDK decides first', () => {
+  test.each([
+    ['an SDK throttling exception', new TooManyRequestsException({ message: 'rate', $metadata: {} })],
+    ['an SDK throttling code the list does not name', { name: 'PriorRequestNotComplete' }],
+    ['a throttling name in an XML Code', { Code: 'Throttling' }],
+    ['HTTP 429', { name: 'Whatever', $metadata: { httpStatusCode: 429 } }],
+    ['the $retryable trait', { name: 'Whatever', $retryable: {} }],
+    ['an SDK transient code', { name: 'RequestTimeout' }],
+    ['a Node timeout code', { code: 'ETIMEDOUT' }],
+    ['HTTP 504', { $metadata: { httpStatusCode: 504 } }],
+  ])('%s is retryable', (_label, err) => {
+    expect(isRetryable(err)).toBe(true);
+  });
+});
+
+describe('isRetryable: what the library adds to the SDK, and where it decides otherwise', () => {
+  test.each([...RETRYABLE_ERROR_NAMES])('the name %s is retryable', (name) => {
+    expect(isRetryable({ name })).toBe(true);
+  });
+
+  test.each([
+    ['a server fault', { name: 'X', $fault: 'server' }, true],
+    ['HTTP 599, beyond the SDK statuses', { $metadata: { httpStatusCode: 599 } }, true],
+    ['a prefixed ServiceUnavailable name', { name: 'ServiceUnavailableError' }, true],
+    ['a quota (LimitExceededException), which the SDK calls throttling', { name: 'LimitExceededException' }, false],
+    ['TransactionInProgressException', { name: 'TransactionInProgressException' }, false],
+    ['$retryable null', { name: 'X', $retryable: null }, false],
+    ['$retryable false', { name: 'X', $retryable: false }, false],
+    ['$metadata not an object', { $metadata: 503 }, false],
+    ['a client fault', new LambdaServiceException({ name: 'ResourceConflictException', $fault: 'client', message: 'busy', $metadata: { httpStatusCode: 409 } }), false],
+    ['access denied', { name: 'AccessDeniedException' }, false],
+    ['HTTP 499', { $metadata: { httpStatusCode: 499 } }, false],
+    ['a string', 'ThrottlingException', false],
+    ['null', null, false],
+  ])('%s: %s', (_label, err, expected) => {
+    expect(isRetryable(err)).toBe(expected);
+  });
+});
+
+describe('isThrottling: throttling only', () => {
+  test.each([
+    [{ name: 'TooManyRequestsException' }, true],
+    [{ name: 'EC2ThrottledException' }, true],
+    [{ name: 'X', $retryable: { throttling: true } }, true],
+    [{ name: 'X', $retryable: null }, false],
+    [{ name: 'LimitExceededException' }, false],
+    [{ name: 'ServiceException', $fault: 'server', $metadata: { httpStatusCode: 500 } }, false],
+    [{ name: 'RequestTimeout' }, false],
+    [undefined, false],
+  ])('%j: %s', (err, expected) => {
+    expect(isThrottling(err)).toBe(expected);
+  });
+});
+
+describe('awsCall', () => {
+  test('returns the answer', async () => {
+    await expect(awsCall('s3:GetObject', async () => 42)).resolves.toBe(42);
+  });
+
+  test('wraps a failure, naming the API and the subject, keeping the AWS error', async () => {
+    const denied = Object.assign(new Error('not authorized'), { name: 'AccessDeniedException' });
+    const err = await awsCall('lambda:GetAlias', async () => { throw denied; }, { subject: 'function a' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AwsCallError);
+    expect(err).toMatchObject({ api: 'lambda:GetAlias', subject: 'function a', error: denied });
+    expect((err as Error).message).toBe('lambda:GetAlias failed for function a: AccessDeniedException: not authorized');
+    expect(awsErrorOf(err)).toBe(denied);
+    expect(isAccessDenied(awsErrorOf(err))).toBe(true);
+  });
+
+  test('without a subject the message names the API only', async () => {
+    const err = await awsCall('ssm:PutParameter', async () => { throw new Error('boom'); }).catch((e: unknown) => e);
+    expect((err as Error).message).toBe('ssm:PutParameter failed: boom');
+  });
+
+  test('too little time before the deadline: not started, a retryable LambdaDeadlineError', async () => {
+    const send = jest.fn(async () => 1);
+    const err = await awsCall('x:Y', send, { deadline: 1_000, now: () => 700, minTimeMs: 500 }).catch((e: unknown) => e);
+    expect(send).not.toHaveBeenCalled();
+    expect(awsErrorOf(err)).toBeInstanceOf(LambdaDeadlineError);
+    expect(isRetryable(awsErrorOf(err))).toBe(true);
+  });
+
+  test('a call that outlives the deadline is aborted and settled by the timer', async () => {
+    let aborted = false;
+    const never = (signal: AbortSignal) => new Promise<never>(() => { signal.addEventListener('abort', () => { aborted = true; }); });
+    const err = await withDeadline(never, Date.now, Date.now() + 20, 0).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LambdaDeadlineError);
+    expect(aborted).toBe(true);
+  });
+
+  test('non-authorization errors are not access denied', () => {
+    expect(isAccessDenied({ name: 'ThrottlingException' })).toBe(false);
+    expect(isAccessDenied({ name: 'UnauthorizedOperation' })).toBe(true);
+    expect(isAccessDenied(undefined)).toBe(false);
+  });
+});
+
+describe('sendJobResult', () => {
+  const client = new CodePipelineClient({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+  const mock = mockClient(client);
+  const late = new InvalidJobStateException({ message: 'job is not in progress', $metadata: {} });
+  let errorSpy: jest.SpyInstance;
+  let logSpy: jest.SpyInstance;
+  beforeEach(() => {
+    mock.reset();
+    errorSpy = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    logSpy = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  });
+  afterEach(() => jest.restoreAllMocks());
+
+  test('a duplicate whose twin reported first is done when the caller says so', async () => {
+    mock.on(PutJobSuccessResultCommand).rejects(late);
+    await expect(sendJobResult(client, 'j', new PutJobSuccessResultCommand({ jobId: 'j' }), {}, { duplicateIsDone: true })).resolves.toBeUndefined();
+    expect(JSON.parse(String(logSpy.mock.calls[0][0]))).toMatchObject({ level: 'WARN', jobId: 'j' });
+  });
+
+  test('otherwise the error is logged and rethrown', async () => {
+    mock.on(PutJobSuccessResultCommand).rejects(late);
+    await expect(sendJobResult(client, 'j', new PutJobSuccessResultCommand({ jobId: 'j' }), { decision: 'succeeded' })).rejects.toBe(late);
+    expect(JSON.parse(String(errorSpy.mock.calls[0][0]))).toMatchObject({ level: 'ERROR', jobId: 'j', decision: 'succeeded' });
+  });
+});
