@@ -11,6 +11,8 @@ import { awscdk, javascript } from 'projen';
 const MIN_CDK_VERSION = '2.269.0';
 /** What we develop and test against: a current release. */
 const DEV_CDK_VERSION = '2.276.0';
+/** The newest @aws-cdk/integ-tests-alpha the registry has; its peer range accepts DEV_CDK_VERSION. */
+const INTEG_TESTS_ALPHA_VERSION = '2.245.0-alpha.0';
 
 const project = new awscdk.AwsCdkConstructLibrary({
   name: 'cdk-delivery-pipelines',
@@ -21,13 +23,15 @@ const project = new awscdk.AwsCdkConstructLibrary({
   authorAddress: 'maintainers@cdk-delivery-pipelines.dev',
   repositoryUrl: 'https://github.com/cdk-delivery-pipelines/cdk-delivery-pipelines.git',
   license: 'Apache-2.0',
-  keywords: ['cdk', 'aws-cdk', 'codepipeline', 'blue-green', 'canary', 'ecs', 'fargate', 'lambda', 'ec2', 'autoscaling', 'ci-cd'],
+  keywords: ['cdk', 'aws-cdk', 'awscdk', 'codepipeline', 'blue-green', 'canary', 'ecs', 'fargate', 'lambda', 'ec2', 'autoscaling', 'ci-cd'],
   defaultReleaseBranch: 'main',
   packageManager: javascript.NodePackageManager.NPM,
   projenrcTs: true,
   jsiiVersion: '~6.0.0',
   typescriptVersion: '~6.0.0',
-  minNodeVersion: '20.0.0',
+  // Node 22 and 24, the current LTS lines (Node 20 is end of life; jsii warns about it). The workflows run 24.
+  minNodeVersion: '22.0.0',
+  workflowNodeVersion: '24',
 
   cdkVersion: MIN_CDK_VERSION,
   constructsVersion: '10.5.1',
@@ -54,9 +58,14 @@ const project = new awscdk.AwsCdkConstructLibrary({
     // The SDK's own error classification (src/handlers/shared/retryable.ts), bundled into the handlers.
     '@smithy/core',
     '@smithy/types',
+    // Only for test/docs/workshop.test.ts: the guide's `aws codestar-connections` command must be a real operation.
+    '@aws-sdk/client-codestar-connections',
     'asl-validator',
     'aws-sdk-client-mock',
     'aws-sdk-client-mock-jest',
+    // Assertions of the integration tests (test/*.integ.ts). Pinned: alpha modules break between releases; the
+    // registry has no 2.276.0-alpha.0, and 2.245.0-alpha.0 declares aws-cdk-lib ^2.245.0 as its peer.
+    `@aws-cdk/integ-tests-alpha@${INTEG_TESTS_ALPHA_VERSION}`,
   ],
 
   // Lambda handlers: src/**/*.lambda.ts, bundled by esbuild into assets/ and shipped in the npm package.
@@ -85,7 +94,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     projectService: false,
     tsconfigPath: './tsconfig.dev.json',
     dirs: ['src'],
-    devdirs: ['test', 'examples', 'scripts', 'build-tools', 'projenrc', '.projenrc.ts'],
+    devdirs: ['test', 'examples', 'scripts', 'bench', 'build-tools', 'projenrc', '.projenrc.ts'],
   },
   jestOptions: {
     updateSnapshot: javascript.UpdateSnapshot.NEVER,
@@ -96,10 +105,10 @@ const project = new awscdk.AwsCdkConstructLibrary({
       testTimeout: 120_000,
     },
   },
-  gitignore: ['cdk.out/', '*.d.ts.map', '.jsii.tabl.json', '/dist/', '.stryker-tmp*/', '/reports/'],
+  gitignore: ['/.ci/tools/', 'cdk.out/', '*.d.ts.map', '.jsii.tabl.json', '/dist/', '.stryker-tmp*/', '/reports/'],
 });
 
-for (const ignored of ['/examples/', '/scripts/', '/docs/', '/cdk.out/', '/.ci/', '/tsconfig.dev.json', '/stryker/', '/reports/']) {
+for (const ignored of ['/examples/', '/scripts/', '/bench/', '/docs/', '/cdk.out/', '/.ci/', '/tsconfig.dev.json', '/stryker/', '/reports/']) {
   project.addPackageIgnore(ignored);
 }
 
@@ -107,6 +116,14 @@ for (const ignored of ['/examples/', '/scripts/', '/docs/', '/cdk.out/', '/.ci/'
 project.addTask('examples', {
   description: 'Synthesize every example app into cdk.out/<example>/ and check it with cdk-nag and the CloudFormation validator',
   exec: 'ts-node --project tsconfig.dev.json scripts/examples.ts',
+  receiveArgs: true,
+});
+
+// `npm run bench`: synth times against hand-written aws-cdk-lib apps, scaling, sizes against CloudFormation's limits,
+// the modelled release time (bench/bench.ts). Slow and machine-dependent: never part of `npm test`.
+project.addTask('bench', {
+  description: 'Benchmark: synth times (vs hand-written aws-cdk-lib apps), scaling, template sizes, modelled release time; writes bench/results.json',
+  exec: 'ts-node --transpile-only --project tsconfig.dev.json bench/bench.ts',
   receiveArgs: true,
 });
 
@@ -139,6 +156,48 @@ project.addTask('mutation', {
 });
 // The handlers' own modules (src/handlers/shared/, the controller's folder) are bundled by esbuild like the entry files.
 project.eslint?.allowDevDeps('src/handlers/**/*.ts');
+// Integration tests: projen discovers test/*.integ.ts and adds `integ:<name>:snapshot`, `:assert` (spawned by `npm test`),
+// `:deploy`, `:destroy` and `:watch` (see docs/workshop/ and test/integ/integ-app.ts). Asset hashes, Lambda version
+// hashes and the assertions' timestamp salt are neutralized before a snapshot is written or compared
+// (test/integ/normalize-snapshot.ts explains why); the asset files are excluded and not committed.
+// `npx projen integ:snapshot-all` regenerates every snapshot.
+const normalizeSnapshot = (dir: string) => `ts-node --transpile-only --project tsconfig.dev.json test/integ/normalize-snapshot.ts ${dir}`;
+// projen's exclusions, the construct metadata (annotations with stack traces of absolute paths in node_modules) and
+// the synth timings aws-cdk-lib writes when a synth is slow.
+const INTEG_EXCLUDED = ['asset.*', 'cdk.out', 'manifest.json', 'tree.json', '*.metadata.json', 'performance-counters.json'];
+for (const integ of project.components.filter((c): c is awscdk.IntegrationTest => c instanceof awscdk.IntegrationTest)) {
+  const name = integ.snapshotTask.name.replace(/^integ:(.*):snapshot$/, '$1');
+  const snapshotDir = `test/${name}.integ.snapshot`;
+  const tmpDir = `test/.tmp/${name}.integ`;
+  // Transpile only: the integration apps are type-checked with the rest of test/ (test/docs/workshop.test.ts).
+  const app = `ts-node --transpile-only -P tsconfig.dev.json test/${name}.integ.ts`;
+  const cdkOptions = ['--app', `'${app}'`, '--no-notices', '--no-version-reporting', '--no-asset-metadata', '--no-path-metadata'].join(' ');
+  const assertDir = `${tmpDir}/assert.cdk.out`;
+  project.addGitIgnore(`${snapshotDir}/*.metadata.json`);
+  project.addGitIgnore(`${snapshotDir}/performance-counters.json`);
+  const deployDir = `${tmpDir}/deploy.cdk.out`;
+  integ.snapshotTask.reset(`rm -rf ${snapshotDir}`);
+  integ.snapshotTask.exec(`cdk synth --quiet ${cdkOptions} -o ${snapshotDir}`);
+  integ.snapshotTask.exec(normalizeSnapshot(snapshotDir));
+  // projen's first step (fail when there is no snapshot), then synth, normalize, compare.
+  const exists = integ.assertTask.steps[0];
+  integ.assertTask.reset();
+  if (exists?.execArgs) integ.assertTask.execArgs(exists.execArgs);
+  integ.assertTask.exec(`rm -rf ${assertDir}`);
+  integ.assertTask.exec(`cdk synth --quiet ${cdkOptions} -o ${assertDir}`);
+  integ.assertTask.exec(normalizeSnapshot(assertDir));
+  integ.assertTask.exec(`diff -r ${INTEG_EXCLUDED.map((x) => `-x '${x}'`).join(' ')} ${snapshotDir}/ ${assertDir}/`, {
+    name: `the synthesized ${name} must equal its committed snapshot (npx projen integ:${name}:snapshot updates it)`,
+  });
+  // Deploy into the caller's account (INTEG_DEPLOY=1, see test/integ/integ-app.ts); on success keep the assembly
+  // as the snapshot (normalized, so it compares), then destroy.
+  integ.deployTask.reset(`rm -rf ${deployDir}`);
+  integ.deployTask.exec(`INTEG_DEPLOY=1 cdk deploy ${cdkOptions} '**' --require-approval=never -o ${deployDir}`);
+  integ.deployTask.exec(`rm -rf ${snapshotDir} && mv ${deployDir} ${snapshotDir}`);
+  integ.deployTask.exec(normalizeSnapshot(snapshotDir));
+  integ.deployTask.spawn(integ.destroyTask);
+}
+
 project.testTask.prependSpawn(project.compileTask);
 project.testTask.prependSpawn(project.bundler.bundleTask);
 project.testTask.spawn(pacmakCodeOnly);

@@ -2,6 +2,8 @@
  * The Fargate example wires the sample service: its directory, its welcome phrase, an approval before production
  * traffic, and the parameter its /secret route describes.
  */
+import * as fs from 'fs';
+import * as path from 'path';
 import { Template, Match } from 'aws-cdk-lib/assertions';
 import { createApp, FargateServiceStack } from './app';
 import { DEFAULT_WELCOME_PHRASE } from '../service/src/app';
@@ -45,5 +47,20 @@ test('the container knows the parameter its /secret route describes, and may rea
   template.hasResourceProperties('AWS::IAM::Policy', {
     Roles: [{ Ref: taskRole }],
     PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['ssm:GetParameter']) })]) },
+  });
+});
+
+test('the sample service\'s image runs as a non-root user (uid 1000, which the task also sets) and declares /tmp a volume', () => {
+  const dockerfile = fs.readFileSync(path.join(__dirname, '..', 'service', 'Dockerfile'), 'utf8');
+  const stages = dockerfile.split(/^FROM /m);
+  const runtime = stages[stages.length - 1];
+  expect(runtime).toMatch(/^\$\{NODE_IMAGE\}|^node:/);
+  expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:/m);
+  const users = [...runtime.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
+  // The last USER decides; `node` is uid 1000 in the official Node.js images.
+  expect(users[users.length - 1]).toBe('node');
+  expect(runtime).toMatch(/^VOLUME \["\/tmp"\]/m);
+  template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+    ContainerDefinitions: [Match.objectLike({ User: '1000:1000', ReadonlyRootFilesystem: true })],
   });
 });

@@ -17,6 +17,7 @@ import { ServiceMonitoring } from './service-monitoring';
 import { DeliveryMetricsFunction } from '../handlers/delivery-metrics-function';
 import { acknowledgeKeyWildcardsOnlyFor, acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
+import { createLogGroup } from '../private/log-group';
 import { checkDuration, invalidInput } from '../private/validate';
 
 /** The metric names the handler publishes (kept in step with src/handlers/delivery-metrics.lambda.ts). */
@@ -178,10 +179,7 @@ export class DeliveryMetrics extends Construct {
 
     this.deadLetterQueue = props.deadLetterQueue ?? createDeadLetterQueue(this, 'delivery metrics');
 
-    const logGroup = new logs.LogGroup(this, 'HandlerLogs', {
-      retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
+    const logGroup = createLogGroup(this, 'HandlerLogs', props.logRetention ?? logs.RetentionDays.THREE_MONTHS);
     this.logGroup = logGroup;
     const role = new iam.Role(this, 'HandlerRole', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),

@@ -10,6 +10,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { ServicePipelineProps } from './service-pipeline-props';
+import { checkLatencyThreshold } from '../monitoring/alarm-thresholds';
 import { addBlueGreenFleetAlarms } from '../monitoring/fleet-alarms';
 import { ServiceMonitoring } from '../monitoring/service-monitoring';
 import { Approval } from '../pipeline/approval';
@@ -17,7 +18,7 @@ import { BuildArchitecture } from '../pipeline/build-step';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { createStateParameters } from '../private/image-parameter';
 import { uniquePhysicalName } from '../private/names';
-import { checkNotEmpty, invalidInput, normalizeRepositoryDirectory } from '../private/validate';
+import { checkNotEmpty, normalizeRepositoryDirectory } from '../private/validate';
 import { ec2BundleBuildSpec, Ec2BlueGreenRelease, EC2_RELEASE_STAGE_NAME } from '../release/ec2-blue-green-release';
 import { TrafficShift } from '../release/traffic-shift';
 import { BlueGreenEc2Fleet, COLORS } from '../runtime/ec2-fleet';
@@ -265,12 +266,8 @@ export class Ec2BlueGreenPipeline extends Construct {
     props.testCommands?.forEach((command) => checkNotEmpty(this, 'testCommands', command));
     props.buildCommands?.forEach((command) => checkNotEmpty(this, 'buildCommands', command));
     if (props.expectedPhrase !== undefined) checkNotEmpty(this, 'expectedPhrase', props.expectedPhrase);
-    for (const [name, threshold] of [['latencyThreshold', props.latencyThreshold], ['p95LatencyThreshold', props.p95LatencyThreshold]] as const) {
-      if (threshold && !threshold.isUnresolved()
-        && (threshold.toMilliseconds({ integral: false }) < 10 || threshold.toSeconds({ integral: false }) > 60)) {
-        throw invalidInput(this, name, threshold, 'must be between 10 milliseconds and 60 seconds');
-      }
-    }
+    checkLatencyThreshold(this, 'latencyThreshold', props.latencyThreshold);
+    checkLatencyThreshold(this, 'p95LatencyThreshold', props.p95LatencyThreshold);
 
     // What the release engine writes and CloudFormation reads, created before this stack (ADR 0008).
     const state = createStateParameters(this, {

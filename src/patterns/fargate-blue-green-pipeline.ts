@@ -10,14 +10,18 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { ServicePipelineProps } from './service-pipeline-props';
+import { checkLatencyThreshold } from '../monitoring/alarm-thresholds';
+import { addFargateServiceAlarms } from '../monitoring/fargate-service-alarms';
 import { ServiceMonitoring } from '../monitoring/service-monitoring';
 import { Approval } from '../pipeline/approval';
 import { BuildArchitecture } from '../pipeline/build-step';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { createImageParameter } from '../private/image-parameter';
 import { uniquePhysicalName } from '../private/names';
-import { checkNotEmpty, invalidInput, normalizeRepositoryDirectory } from '../private/validate';
-import { checkBakeTime, EcsBlueGreenRelease, ecsImageBuildSpec, grantImagePush, RELEASE_STAGE_NAME } from '../release/ecs-blue-green-release';
+import { checkNotEmpty, normalizeRepositoryDirectory } from '../private/validate';
+import {
+  checkBakeTime, checkPlaceholderEnvironment, EcsBlueGreenRelease, ecsImageBuildSpec, grantImagePush, RELEASE_STAGE_NAME,
+} from '../release/ecs-blue-green-release';
 import { BlueGreenFargateService } from '../runtime/fargate-service';
 
 /**
@@ -156,6 +160,29 @@ export interface FargateBlueGreenPipelineProps extends ServicePipelineProps {
   readonly containerHealthCheck?: ecs.HealthCheck;
 
   /**
+   * Run the container as uid:gid 1000:1000 (the `node` user of Node.js images) whatever the image's `USER`; false
+   * for an image that must run as root or as another user.
+   *
+   * @default true
+   */
+  readonly runAsNonRootUser?: boolean;
+
+  /**
+   * Make the container's root filesystem read-only, with an empty writable volume at `/tmp` (declare `VOLUME /tmp`
+   * in the image for a non-root user to write there); false for an image that writes elsewhere.
+   *
+   * @default true
+   */
+  readonly readonlyRootFilesystem?: boolean;
+
+  /**
+   * Give the container a hard memory limit, the task's memory; false to leave the limit to the task alone.
+   *
+   * @default true
+   */
+  readonly containerMemoryLimit?: boolean;
+
+  /**
    * A certificate for HTTPS: production then listens on 443, and 80 redirects to it.
    *
    * @default - production listens on HTTP 80
@@ -264,13 +291,8 @@ export class FargateBlueGreenPipeline extends Construct {
     checkNotEmpty(this, 'placeholderImage', placeholderImage);
     if (props.expectedPhrase !== undefined) checkNotEmpty(this, 'expectedPhrase', props.expectedPhrase);
     props.testCommands?.forEach((command) => checkNotEmpty(this, 'testCommands', command));
-    if (props.latencyThreshold && !props.latencyThreshold.isUnresolved()
-      && (props.latencyThreshold.toMilliseconds({ integral: false }) < 10 || props.latencyThreshold.toSeconds({ integral: false }) > 60)) {
-      throw invalidInput(this, 'latencyThreshold', props.latencyThreshold, 'must be between 10 milliseconds and 60 seconds');
-    }
-    if (props.environment && 'WHOAMI_PORT_NUMBER' in props.environment) {
-      throw invalidInput(this, 'environment', 'WHOAMI_PORT_NUMBER', 'must not set WHOAMI_PORT_NUMBER, which tells the placeholder image its port');
-    }
+    checkLatencyThreshold(this, 'latencyThreshold', props.latencyThreshold);
+    checkPlaceholderEnvironment(this, props.environment);
 
     // The image comes from an SSM parameter that the pipeline updates after each successful release (ADR 0006).
     const imageParameter = createImageParameter(this, placeholderImage);
@@ -296,6 +318,9 @@ export class FargateBlueGreenPipeline extends Construct {
       bakeTime,
       logRetention: props.logRetention,
       containerHealthCheck: props.containerHealthCheck,
+      runAsNonRootUser: props.runAsNonRootUser,
+      readonlyRootFilesystem: props.readonlyRootFilesystem,
+      containerMemoryLimit: props.containerMemoryLimit,
       environment: { ...props.environment, WHOAMI_PORT_NUMBER: String(containerPort) },
       secrets: props.secrets,
     });
@@ -366,71 +391,12 @@ export class FargateBlueGreenPipeline extends Construct {
     });
     this.alarmTopic = this.monitoring.alarmTopic;
     this.dashboard = this.monitoring.dashboard;
-    const desiredCount = props.desiredCount ?? 2;
-    const bothGroups = (metric: (group: elbv2.ApplicationTargetGroup) => cloudwatch.Metric, label: string) => new cloudwatch.MathExpression({
-      expression: 'FILL(blue, 0) + FILL(green, 0)',
-      usingMetrics: { blue: metric(this.blueTargetGroup), green: metric(this.greenTargetGroup) },
-      label,
-      period: Duration.minutes(1),
+    this.deploymentAlarms = addFargateServiceAlarms(this.monitoring, runtime, {
+      desiredCount: props.desiredCount, latencyThreshold: props.latencyThreshold,
     });
-    const http5xx = this.monitoring.addAlarm('Http5xx', {
-      metric: this.loadBalancer.metrics.httpCodeTarget(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, {
-        period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM,
-      }),
-      threshold: 5,
-      evaluationPeriods: 3,
-      datapointsToAlarm: 2,
-      description: 'The service answers 5xx (5 or more a minute, 2 minutes out of 3)',
-    });
-    const unhealthy = this.monitoring.addAlarm('UnhealthyTargets', {
-      metric: bothGroups((group) => group.metrics.unhealthyHostCount({ statistic: cloudwatch.Stats.MAXIMUM }), 'Unhealthy targets'),
-      threshold: 1,
-      evaluationPeriods: 3,
-      datapointsToAlarm: 3,
-      description: 'Targets fail the load balancer health check (3 minutes in a row)',
-    });
-    const latencyThreshold = props.latencyThreshold ?? Duration.seconds(2);
-    const latency = this.monitoring.addAlarm('LatencyP99', {
-      metric: this.loadBalancer.metrics.targetResponseTime({ period: Duration.minutes(1), statistic: cloudwatch.Stats.p(99) }),
-      threshold: latencyThreshold.toSeconds({ integral: false }),
-      evaluationPeriods: 3,
-      datapointsToAlarm: 3,
-      description: `p99 response time above ${latencyThreshold.isUnresolved() ? 'the latency threshold' : latencyThreshold.toHumanString()} (3 minutes in a row)`,
-    });
-    this.monitoring.addAlarm('RunningTasks', {
-      metric: bothGroups((group) => group.metrics.healthyHostCount({ statistic: cloudwatch.Stats.MINIMUM }), 'Healthy tasks'),
-      threshold: desiredCount,
-      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      evaluationPeriods: 5,
-      datapointsToAlarm: 5,
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-      description: `Fewer than ${desiredCount} running and healthy tasks (5 minutes in a row)`,
-    });
-    this.deploymentAlarms = [http5xx, unhealthy, latency];
     this.service.enableDeploymentAlarms(this.deploymentAlarms.map((alarm) => alarm.alarmName), {
       behavior: ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
     });
-    this.dashboard.addWidgets(
-      new cloudwatch.GraphWidget({
-        title: 'Requests by target group (a release moves them from one to the other)',
-        left: [this.blueTargetGroup, this.greenTargetGroup].map((group, i) => group.metrics.requestCount({
-          period: Duration.minutes(1), statistic: cloudwatch.Stats.SUM, label: i === 0 ? 'blue' : 'green',
-        })),
-        width: 12,
-      }),
-      new cloudwatch.GraphWidget({
-        title: 'Healthy targets by target group',
-        left: [this.blueTargetGroup, this.greenTargetGroup].map((group, i) => group.metrics.healthyHostCount({
-          period: Duration.minutes(1), statistic: cloudwatch.Stats.MINIMUM, label: i === 0 ? 'blue' : 'green',
-        })),
-        width: 12,
-      }),
-      new cloudwatch.GraphWidget({
-        title: 'CPU and memory of the service (%)',
-        left: [this.service.metricCpuUtilization(), this.service.metricMemoryUtilization()],
-        width: 12,
-      }),
-    );
 
     // Delivery (DORA) rows and release markers on the service's graphs, on the pattern's own dashboard.
     this.pipeline.deliveryMetrics?.addToMonitoring(this.monitoring);

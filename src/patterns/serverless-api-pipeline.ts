@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, Lazy, Names } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Lazy } from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
@@ -7,6 +7,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { ServicePipelineProps } from './service-pipeline-props';
+import { addServerlessApiAlarms } from '../monitoring/serverless-api-alarms';
 import { ServiceMonitoring } from '../monitoring/service-monitoring';
 import { Approval } from '../pipeline/approval';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
@@ -14,12 +15,6 @@ import { checkDuration, checkInteger, checkNotEmpty, normalizeRepositoryDirector
 import { checkBundledRuntime, checkLambdaDeploymentConfig, LambdaAliasRelease, lambdaBundleBuildSpec } from '../release/lambda-alias-release';
 import { ApiRoute } from '../runtime/api-route';
 import { checkFunctionLimits, checkStageName, parseRoutes, ServerlessApi } from '../runtime/serverless-api';
-
-/**
- * The default pattern of the unhandled-errors metric: what the Node.js runtime logs for an error a handler did not
- * catch, an unhandled promise rejection, and a timeout.
- */
-const UNHANDLED_ERRORS_PATTERN = '?"Invoke Error" ?"Runtime.UnhandledPromiseRejection" ?"Task timed out"';
 
 /**
  * Properties of `ServerlessApiPipeline`.
@@ -234,7 +229,9 @@ export class ServerlessApiPipeline extends Construct {
     this.alarmTopic = this.monitoring.alarmTopic;
     this.dashboard = this.monitoring.dashboard;
     release.created.notifyAlarmsTo(this.alarmTopic);
-    this.addAlarms(service, props);
+    addServerlessApiAlarms(this, this.monitoring, service, {
+      latencyThreshold: props.latencyThreshold, logMetricFilterPattern: props.logMetricFilterPattern,
+    });
 
     // Delivery (DORA) rows and release markers on the service's graphs, on the pattern's own dashboard.
     this.pipeline.deliveryMetrics?.addToMonitoring(this.monitoring);
@@ -245,83 +242,4 @@ export class ServerlessApiPipeline extends Construct {
     new CfnOutput(this, 'ApiUrl', { value: this.url, description: 'The API' });
     new CfnOutput(this, 'RollbackCommand', { value: this.rollbackCommand, description: 'Rolls every function back to an earlier release' });
   }
-
-  private addAlarms(service: ServerlessApi, props: ServerlessApiPipelineProps): void {
-    const period = Duration.minutes(1);
-    this.monitoring.addAlarm('Api5xx', {
-      metric: this.api.metricServerError({ period, statistic: cloudwatch.Stats.SUM }),
-      threshold: 5,
-      evaluationPeriods: 3,
-      datapointsToAlarm: 2,
-      description: 'The API answers 5xx (5 or more a minute, 2 minutes out of 3)',
-    });
-    const latency = props.latencyThreshold ?? Duration.seconds(3);
-    this.monitoring.addAlarm('LatencyP99', {
-      metric: this.api.metricLatency({ period, statistic: cloudwatch.Stats.p(99) }),
-      threshold: latency.toMilliseconds({ integral: false }),
-      evaluationPeriods: 3,
-      datapointsToAlarm: 3,
-      description: `p99 latency above ${latency.isUnresolved() ? 'the latency threshold' : latency.toHumanString()} (3 minutes in a row)`,
-    });
-    // Metric math takes at most 10 metrics: one alarm per 10 functions.
-    chunks(service.routeFunctions, 10).forEach((group, index, all) => {
-      const usingMetrics: { [id: string]: cloudwatch.IMetric } = {};
-      group.forEach((rf, i) => { usingMetrics[`t${i}`] = rf.function.metricThrottles({ period, statistic: cloudwatch.Stats.SUM }); });
-      this.monitoring.addAlarm(all.length === 1 ? 'Throttles' : `Throttles${index + 1}`, {
-        metric: new cloudwatch.MathExpression({
-          expression: Object.keys(usingMetrics).map((k) => `FILL(${k}, 0)`).join(' + '),
-          usingMetrics,
-          label: 'Throttled invocations',
-          period,
-        }),
-        threshold: 1,
-        evaluationPeriods: 3,
-        datapointsToAlarm: 2,
-        description: `Lambda throttles the functions${all.length === 1 ? '' : ` (group ${index + 1})`}`,
-      });
-    });
-    const namespace = 'DeliveryPipelines';
-    const metricName = `UnhandledErrors-${Names.uniqueResourceName(this, { maxLength: 200 })}`;
-    const pattern = props.logMetricFilterPattern ?? UNHANDLED_ERRORS_PATTERN;
-    for (const rf of service.routeFunctions) {
-      new logs.MetricFilter(rf.logGroup, 'UnhandledErrors', {
-        logGroup: rf.logGroup,
-        filterPattern: logs.FilterPattern.literal(pattern),
-        metricNamespace: namespace,
-        metricName,
-        metricValue: '1',
-        defaultValue: 0,
-      });
-    }
-    this.monitoring.addAlarm('UnhandledErrors', {
-      metric: new cloudwatch.Metric({ namespace, metricName, period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
-      threshold: 1,
-      evaluationPeriods: 1,
-      datapointsToAlarm: 1,
-      description: `Function logs match '${pattern}' (the custom metric ${metricName})`,
-    });
-    this.dashboard.addWidgets(
-      new cloudwatch.GraphWidget({
-        title: 'Requests and errors',
-        left: [
-          this.api.metricCount({ period, statistic: cloudwatch.Stats.SUM }),
-          this.api.metricClientError({ period, statistic: cloudwatch.Stats.SUM }),
-        ],
-        width: 12,
-      }),
-      new cloudwatch.GraphWidget({
-        title: 'Invocations by function (a release shows in the aliases\' versions)',
-        left: service.routeFunctions.map((rf) => rf.alias.metricInvocations({
-          period, statistic: cloudwatch.Stats.SUM, label: rf.route.route,
-        })),
-        width: 12,
-      }),
-    );
-  }
-}
-
-function chunks<T>(items: T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
 }

@@ -2,6 +2,7 @@ import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { denyGrantsExceptForAwsResources } from '../private/key';
 import { checkDuration } from '../private/validate';
 
 /**
@@ -52,6 +53,7 @@ export class ArtifactStore extends Construct {
       removalPolicy,
       pendingWindow: Duration.days(7),
     });
+    denyGrantsExceptForAwsResources(this.encryptionKey);
     this.bucket = new s3.Bucket(this, 'Bucket', {
       encryption: s3.BucketEncryption.KMS,
       encryptionKey: this.encryptionKey,

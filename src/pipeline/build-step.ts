@@ -9,6 +9,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { acknowledgeCodeBuildDefaults } from '../private/acknowledgements';
+import { createLogGroup } from '../private/log-group';
 import { checkDuration, checkNotEmpty, invalidInput, SECRET_LIKE_NAME } from '../private/validate';
 
 /**
@@ -246,10 +247,7 @@ export class BuildStep extends Construct {
     const arm = (props.architecture ?? BuildArchitecture.ARM_64) === BuildArchitecture.ARM_64;
     const privileged = props.privileged ?? false;
 
-    this.logGroup = new logs.LogGroup(this, 'Logs', {
-      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
-      removalPolicy,
-    });
+    this.logGroup = createLogGroup(this, 'Logs', props.logRetention, removalPolicy);
     this.reportGroup = new codebuild.ReportGroup(this, 'TestReports', {
       type: codebuild.ReportGroupType.TEST,
       removalPolicy,

@@ -1,4 +1,4 @@
-import { Aspects, Aws, Duration, Token } from 'aws-cdk-lib';
+import { Aspects, Aws, Duration, Stack, Token } from 'aws-cdk-lib';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -13,6 +13,7 @@ import { Release } from './release';
 import { DeliveryMetrics } from '../monitoring/delivery-metrics';
 import { PipelineGrantAcknowledger } from '../private/acknowledgements';
 import { consoleUrl } from '../private/console';
+import { encryptLogGroupsWith, logProviderFunctions } from '../private/log-group';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { checkDuration, invalidInput } from '../private/validate';
 import { PipelineSource } from '../source/pipeline-source';
@@ -202,6 +203,10 @@ export class DeliveryPipeline extends Construct {
     });
     this.artifactBucket = store.bucket;
     this.artifactKey = store.encryptionKey;
+    // The same key encrypts the library's log groups beside the pipeline and in its stack (ADR 0012).
+    encryptLogGroupsWith(scope, store.encryptionKey);
+    encryptLogGroupsWith(Stack.of(this), store.encryptionKey);
+    logProviderFunctions(this);
 
     this.sourceOutput = new codepipeline.Artifact('Source');
     this.buildOutput = new codepipeline.Artifact('Build');

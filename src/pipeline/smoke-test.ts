@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
+import { Duration, Token, Validations } from 'aws-cdk-lib';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
@@ -10,6 +10,7 @@ import { Construct } from 'constructs';
 import { SmokeTestFunction } from '../handlers/smoke-test-function';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
+import { createLogGroup } from '../private/log-group';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { checkDuration, checkInteger, invalidInput } from '../private/validate';
 
@@ -112,10 +113,7 @@ export class SmokeTest extends Construct {
     checkDuration(this, 'requestTimeout', props.requestTimeout, Duration.seconds(1), Duration.minutes(1));
     checkDuration(this, 'timeout', props.timeout, Duration.seconds(30), Duration.minutes(15));
 
-    this.logGroup = new logs.LogGroup(this, 'Logs', {
-      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
+    this.logGroup = createLogGroup(this, 'Logs', props.logRetention);
     const role = new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `Runs the smoke test ${this.node.path}`,

@@ -5,6 +5,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { denyGrantsExceptForAwsResources } from './key';
 
 /** @internal */
 export interface EncryptedTopicOptions {
@@ -33,12 +34,7 @@ export interface EncryptedTopic {
  * @internal
  */
 export function createEncryptedTopic(scope: Construct, options: EncryptedTopicOptions): EncryptedTopic {
-  const key = options.encryptionKey ?? new kms.Key(scope, 'Key', {
-    description: `Encrypts the ${options.purpose} of ${scope.node.path}`,
-    enableKeyRotation: true,
-    removalPolicy: options.removalPolicy ?? RemovalPolicy.DESTROY,
-    pendingWindow: Duration.days(7),
-  });
+  const key = options.encryptionKey ?? newKey(scope, options);
   if (!(key instanceof kms.Key)) {
     Annotations.of(scope).addWarningV2('cdk-delivery-pipelines:imported-topic-key',
       `The key of the ${options.purpose} is imported: its key policy must let ${options.publisherService}.amazonaws.com ` +
@@ -92,4 +88,15 @@ export function createDeadLetterQueue(scope: Construct, purpose: string): sqs.Qu
     { id: 'Serverless-SQSRedrivePolicy', reason },
   );
   return queue;
+}
+
+function newKey(scope: Construct, options: EncryptedTopicOptions): kms.Key {
+  const key = new kms.Key(scope, 'Key', {
+    description: `Encrypts the ${options.purpose} of ${scope.node.path}`,
+    enableKeyRotation: true,
+    removalPolicy: options.removalPolicy ?? RemovalPolicy.DESTROY,
+    pendingWindow: Duration.days(7),
+  });
+  denyGrantsExceptForAwsResources(key);
+  return key;
 }

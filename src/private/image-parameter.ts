@@ -2,6 +2,7 @@ import { Names, Stack, Stage, Token, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
+import { logProviderFunctions } from './log-group';
 import { pruneRedundantDependsOn } from './redundant-depends-on';
 
 /**
@@ -93,6 +94,8 @@ export function createStateParameters(scope: Construct, options: StateParameters
     description: options.stackDescription,
   });
   owner.addStackDependency(stack, 'the state parameters must exist before the stack reads them');
+  logProviderFunctions(stack);
+  logProviderFunctions(owner);
 
   const parameterNames: Record<string, string> = {};
   for (const spec of options.parameters) {

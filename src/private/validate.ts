@@ -93,3 +93,96 @@ export function normalizeRepositoryDirectory(construct: IConstruct, property: st
   }
   return trimmed;
 }
+
+/**
+ * Refuses plain environment variables whose names suggest a secret value (`DB_PASSWORD`, `API_KEY`), pointing to the
+ * property that carries secrets instead. Names that only locate a secret (`..._NAME`, `..._ARN`) pass.
+ * @internal
+ */
+export function checkNoSecretLikeNames(construct: IConstruct | string, property: string,
+  environment: { [name: string]: string } | undefined, secretsHint: string): void {
+  for (const name of Object.keys(environment ?? {})) {
+    if (looksLikeSecret(name)) {
+      throw invalidInput(construct, property, name, `must not carry secrets in plain text: ${secretsHint}`);
+    }
+  }
+}
+
+/** Refuses a name given both as a plain variable and as a secret. @internal */
+export function checkNoSharedNames(construct: IConstruct | string, property: string,
+  environment: { [name: string]: unknown } | undefined, secrets: { [name: string]: unknown } | undefined, environmentProperty = 'environment'): void {
+  for (const name of Object.keys(secrets ?? {})) {
+    if (environment && Object.prototype.hasOwnProperty.call(environment, name)) {
+      throw invalidInput(construct, property, name, `must not repeat a name of '${environmentProperty}' (one variable, one source)`);
+    }
+  }
+}
+
+/** What Lambda measures against its 4 KB limit: the variables as one JSON object, in bytes. @internal */
+export const LAMBDA_ENVIRONMENT_LIMIT_BYTES = 4096;
+
+// Variables Lambda sets itself and refuses in a function's configuration.
+const LAMBDA_RESERVED_NAMES = new Set(['_HANDLER', '_X_AMZN_TRACE_ID', 'AWS_DEFAULT_REGION', 'AWS_REGION', 'AWS_EXECUTION_ENV',
+  'AWS_LAMBDA_FUNCTION_NAME', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', 'AWS_LAMBDA_FUNCTION_VERSION', 'AWS_LAMBDA_INITIALIZATION_TYPE',
+  'AWS_LAMBDA_LOG_GROUP_NAME', 'AWS_LAMBDA_LOG_STREAM_NAME', 'AWS_ACCESS_KEY', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN', 'AWS_LAMBDA_RUNTIME_API', 'LAMBDA_TASK_ROOT', 'LAMBDA_RUNTIME_DIR']);
+
+/**
+ * Checks the environment of a Lambda function as Lambda will at deployment: names of a letter then letters, digits
+ * or `_`, none that Lambda reserves, nothing that looks like a secret, and at most 4 KB in all (values that are
+ * tokens count as empty, so the check never refuses what Lambda might accept). Returns the environment.
+ * @internal
+ */
+export function checkLambdaEnvironment(construct: IConstruct | string, property: string,
+  environment: { [name: string]: string }): { [name: string]: string } {
+  for (const name of Object.keys(environment)) {
+    if (!/^[A-Za-z][A-Za-z0-9_]+$/.test(name)) {
+      throw invalidInput(construct, property, name, 'must name variables with a letter followed by letters, digits or _ (two characters or more)');
+    }
+    if (LAMBDA_RESERVED_NAMES.has(name)) {
+      throw invalidInput(construct, property, name, 'must not set a variable Lambda reserves for itself (AWS_REGION, AWS_LAMBDA_*, _HANDLER, ...)');
+    }
+  }
+  checkNoSecretLikeNames(construct, property, environment,
+    'keep it in Secrets Manager or SSM Parameter Store, pass its name (e.g. DB_PASSWORD_SECRET_NAME) and read it at run time');
+  const measured = Object.fromEntries(Object.entries(environment).map(([k, v]) => [k, Token.isUnresolved(v) ? '' : v]));
+  const bytes = Buffer.byteLength(JSON.stringify(measured), 'utf8');
+  if (bytes > LAMBDA_ENVIRONMENT_LIMIT_BYTES) {
+    throw invalidInput(construct, property, `${bytes} bytes`,
+      `must stay within Lambda's ${LAMBDA_ENVIRONMENT_LIMIT_BYTES} bytes for all the variables of one function, names and values together`);
+  }
+  return environment;
+}
+
+/**
+ * Checks a branch name as `git check-ref-format --branch` would, and refuses a glob, which belongs in the trigger
+ * filter instead.
+ * @internal
+ */
+export function checkBranchName(construct: IConstruct | string, property: string, branch: string): void {
+  if (Token.isUnresolved(branch)) return;
+  checkNotEmpty(construct, property, branch);
+  if (/[*?[]/.test(branch)) {
+    throw invalidInput(construct, property, branch,
+      "must be one branch, not a glob: the source action fetches a single branch; list patterns in 'triggerBranches' to start the pipeline on pushes to several");
+  }
+  const invalid = /[\x00-\x20\x7f~^:\\]/.test(branch) || branch.includes('..') || branch.includes('@{') || branch === '@'
+    || branch.startsWith('-') || branch.startsWith('/') || branch.endsWith('/') || branch.endsWith('.') || branch.includes('//')
+    || branch.split('/').some((part) => part.startsWith('.') || part.endsWith('.lock'));
+  if (invalid) {
+    throw invalidInput(construct, property, branch,
+      "must be a branch name git accepts: no spaces or control characters, none of ~ ^ : \\ * ? [, no '..' or '@{', no part starting with '.' or ending in '.lock', not starting with '-' or ending with '/' or '.'");
+  }
+}
+
+/**
+ * Refuses an ARN (a certificate, ...) whose region is known and differs from the stack's known region.
+ * @internal
+ */
+export function checkSameRegion(construct: IConstruct, property: string, arn: string | undefined, stackRegion: string): void {
+  if (arn === undefined || Token.isUnresolved(arn) || Token.isUnresolved(stackRegion)) return;
+  const region = arn.split(':')[3];
+  if (region && region !== stackRegion) {
+    throw invalidInput(construct, property, arn, `must be in the stack's region ${stackRegion} (its region is ${region})`);
+  }
+}

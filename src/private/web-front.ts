@@ -1,27 +1,27 @@
 import { Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { createLogGroup, logProviderFunctions } from './log-group';
 import { invalidInput } from './validate';
 
 /**
  * The VPC the patterns create: two public subnets in two AZs, no NAT gateway (nothing billed by the hour), rejected
- * traffic logged for a month.
+ * traffic logged for a month, a default security group without any rule (aws-cdk-lib's provider function removes
+ * them at creation; it logs to a group of its own).
  * @internal
  */
 export function createPublicVpc(scope: Construct): ec2.Vpc {
+  logProviderFunctions(scope);
   return new ec2.Vpc(scope, 'Vpc', {
     maxAzs: 2,
     natGateways: 0,
+    restrictDefaultSecurityGroup: true,
     subnetConfiguration: [{ name: 'Public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 }],
     flowLogs: {
       Rejected: {
-        destination: ec2.FlowLogDestination.toCloudWatchLogs(new logs.LogGroup(scope, 'FlowLogs', {
-          retention: logs.RetentionDays.ONE_MONTH,
-          removalPolicy: RemovalPolicy.DESTROY,
-        })),
+        destination: ec2.FlowLogDestination.toCloudWatchLogs(createLogGroup(scope, 'FlowLogs')),
         trafficType: ec2.FlowLogTrafficType.REJECT,
       },
     },
@@ -89,6 +89,7 @@ export function createWebLoadBalancer(scope: Construct, options: WebLoadBalancer
       removalPolicy: RemovalPolicy.DESTROY,
       autoDeleteObjects: true,
     });
+    logProviderFunctions(accessLogs);
     Validations.of(accessLogs).acknowledge({
       id: 'AwsSolutions-S1',
       reason: 'This bucket receives the load balancer access logs; logging its own access would need another bucket.',

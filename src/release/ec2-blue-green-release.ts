@@ -23,6 +23,7 @@ import { ReleaseConfig, ReleaseContext } from '../pipeline/release';
 import { SmokeTest } from '../pipeline/smoke-test';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
+import { createLogGroup } from '../private/log-group';
 import { uniquePhysicalName } from '../private/names';
 import { checkDuration, invalidInput } from '../private/validate';
 import { BlueGreenEc2Fleet, COLORS, Color, NOT_RELEASED_BODY, RELEASES_PREFIX } from '../runtime/ec2-fleet';
@@ -192,7 +193,7 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
     const retention = this.props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
     // The decision function the workflow calls in a loop.
-    const releaseLogs = new logs.LogGroup(resources, 'ReleaseFunctionLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    const releaseLogs = createLogGroup(resources, 'ReleaseFunctionLogs', retention);
     const describeActions = ['autoscaling:DescribeAutoScalingGroups', 'elasticloadbalancing:DescribeTargetHealth', 'elasticloadbalancing:DescribeListeners'];
     const releaseRole = lambdaRole(resources, 'ReleaseFunctionRole', releaseLogs, describeActions,
       'The read-only Auto Scaling and ELB describe calls have none either; the calls that change anything name this ' +
@@ -290,7 +291,7 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
     });
 
     // The workflow: a loop around the decision function (every wait is a Wait state, bounded by the function's clock).
-    const machineLogs = new logs.LogGroup(resources, 'StateMachineLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    const machineLogs = createLogGroup(resources, 'StateMachineLogs', retention);
     const stateMachine = new sfn.StateMachine(resources, 'StateMachine', {
       stateMachineName,
       stateMachineType: sfn.StateMachineType.STANDARD,
@@ -304,7 +305,7 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
     });
 
     // The guard: a `cdk deploy` while a release runs fails before it touches the listeners or the groups.
-    const guardLogs = new logs.LogGroup(resources, 'GuardFunctionLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    const guardLogs = createLogGroup(resources, 'GuardFunctionLogs', retention);
     const guardRole = lambdaRole(resources, 'GuardFunctionRole', guardLogs);
     const guardFunction = new Ec2ReleaseGuardFunction(resources, 'GuardFunction', {
       role: guardRole,

@@ -1,4 +1,4 @@
-import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { ArnFormat, Duration, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
@@ -18,6 +18,7 @@ import { ReleaseConfig, ReleaseContext } from '../pipeline/release';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
 import { ReleaseInvokeAction } from '../private/invoke-action';
+import { createLogGroup } from '../private/log-group';
 import { checkDuration, invalidInput } from '../private/validate';
 import { BlueGreenFargateService } from '../runtime/fargate-service';
 
@@ -427,10 +428,7 @@ function handlerFunction(
   retention: logs.RetentionDays | undefined,
   create: (role: iam.Role, logGroup: logs.LogGroup) => lambda.Function,
 ): { fn: lambda.Function; role: iam.Role } {
-  const logGroup = new logs.LogGroup(scope, `${id}Logs`, {
-    retention: retention ?? logs.RetentionDays.ONE_MONTH,
-    removalPolicy: RemovalPolicy.DESTROY,
-  });
+  const logGroup = createLogGroup(scope, `${id}Logs`, retention);
   const role = new iam.Role(scope, `${id}Role`, {
     assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
     description: `Runs ${scope.node.path}/${id}`,
@@ -447,6 +445,17 @@ function handlerFunction(
     'for the function CodePipeline invokes, codepipeline:PutJobSuccessResult and PutJobFailureResult (granted by ' +
     'aws-cdk-lib with the invoke action; the job id is only known to the invoked function).');
   return { fn, role };
+}
+
+/**
+ * The placeholder image, the service's version before the first release, is told its port through
+ * `WHOAMI_PORT_NUMBER`: the container's environment must leave it to the release.
+ * @internal
+ */
+export function checkPlaceholderEnvironment(construct: Construct, environment: { [name: string]: string } | undefined): void {
+  if (environment && 'WHOAMI_PORT_NUMBER' in environment) {
+    throw invalidInput(construct, 'environment', 'WHOAMI_PORT_NUMBER', 'must not set WHOAMI_PORT_NUMBER, which tells the placeholder image its port');
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { ArnFormat, Duration, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { ArnFormat, Duration, Names, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -19,6 +19,7 @@ import { ReleaseConfig, ReleaseContext } from '../pipeline/release';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
 import { ReleaseInvokeAction } from '../private/invoke-action';
+import { createLogGroup } from '../private/log-group';
 import { invalidInput } from '../private/validate';
 import { ParsedRoute, ServerlessApi } from '../runtime/serverless-api';
 
@@ -106,7 +107,7 @@ export class LambdaAliasRelease extends PatternRelease<LambdaAliasReleaseConfig>
     }
 
     // The pre-traffic test: CodeDeploy invokes it before it shifts any traffic; it invokes the new version.
-    const hookLogs = new logs.LogGroup(resources, 'HookLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    const hookLogs = createLogGroup(resources, 'HookLogs', retention);
     const hookRole = new iam.Role(resources, 'HookRole', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `Tests each new version of ${service.node.path} before it gets traffic`,
@@ -152,7 +153,7 @@ export class LambdaAliasRelease extends PatternRelease<LambdaAliasReleaseConfig>
     });
 
     // The controller: CodePipeline invokes it; it polls with continuation tokens until every shift has finished.
-    const controllerLogs = new logs.LogGroup(resources, 'ControllerLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    const controllerLogs = createLogGroup(resources, 'ControllerLogs', retention);
     const controllerRole = new iam.Role(resources, 'ControllerRole', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `Ships the releases of ${service.node.path}`,

@@ -1,4 +1,4 @@
-import { ArnFormat, CfnCondition, Duration, Fn, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { ArnFormat, CfnCondition, Duration, Fn, Stack, Token } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
@@ -11,8 +11,9 @@ import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { InstanceSecret } from './instance-secret';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
+import { createLogGroup } from '../private/log-group';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
-import { checkDuration, checkInteger, checkNotEmpty, invalidInput, looksLikeSecret } from '../private/validate';
+import { checkDuration, checkInteger, checkNotEmpty, checkSameRegion, invalidInput, looksLikeSecret } from '../private/validate';
 import { createColorTargetGroups, createPublicVpc, createWebLoadBalancer } from '../private/web-front';
 
 /** The two colors of a blue/green fleet. @internal */
@@ -176,10 +177,7 @@ export class BlueGreenEc2Fleet extends Construct {
     this.instanceSecurityGroup.addIngressRule(front.securityGroup, ec2.Port.tcp(this.port), 'From the load balancer');
     front.securityGroup.addEgressRule(this.instanceSecurityGroup, ec2.Port.tcp(this.port), 'To the instances');
 
-    this.logGroup = new logs.LogGroup(this, 'Logs', {
-      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
+    this.logGroup = createLogGroup(this, 'Logs', props.logRetention);
     this.instanceRole = new iam.Role(this, 'InstanceRole', {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
       description: `Instances of ${this.node.path}: read their release and secrets, write their logs`,
@@ -385,6 +383,7 @@ export class BlueGreenEc2Fleet extends Construct {
     instanceType: ec2.InstanceType; architecture: ec2.InstanceArchitecture; productionPort: number; testPort: number; startCommand: string;
   }): void {
     checkInteger(this, 'capacity', props.capacity, 1, 20);
+    checkSameRegion(this, 'certificate', props.certificate?.certificateArn, Stack.of(this).region);
     checkInteger(this, 'port', props.port, 1, 65535);
     checkInteger(this, 'testListenerPort', props.testListenerPort, 1, 65535);
     if (v.testPort === v.productionPort || (props.certificate && v.testPort === 80)) {

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Token, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -6,8 +6,9 @@ import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
+import { createLogGroup } from '../private/log-group';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
-import { checkDuration, checkInteger, invalidInput } from '../private/validate';
+import { checkDuration, checkInteger, checkNoSecretLikeNames, checkNoSharedNames, checkSameRegion, invalidInput } from '../private/validate';
 import { createColorTargetGroups, createPublicVpc, createWebLoadBalancer } from '../private/web-front';
 
 /**
@@ -58,6 +59,23 @@ export interface BlueGreenFargateServiceProps {
    * @default - none: the target group's health check on `healthCheckPath` decides which tasks get traffic
    */
   readonly containerHealthCheck?: ecs.HealthCheck;
+  /** @default true - the container runs as uid:gid 1000:1000 (`node` in Node.js images), whatever the image's USER */
+  readonly runAsNonRootUser?: boolean;
+  /** @default true - a read-only root filesystem, with an empty writable volume at /tmp */
+  readonly readonlyRootFilesystem?: boolean;
+  /** @default true - the container's hard memory limit is the task's memory */
+  readonly containerMemoryLimit?: boolean;
+}
+
+/** The user the container runs as unless `runAsNonRootUser` is false: the `node` user of Node.js images. */
+export const NON_ROOT_CONTAINER_USER = '1000:1000';
+
+/** Whether two VPCs are one (the same object, or the same resolved id). */
+function sameVpc(scope: Construct, a: ec2.IVpc, b: ec2.IVpc | undefined): boolean {
+  if (b === undefined) return false;
+  if (a === b) return true;
+  const stack = Stack.of(scope);
+  return JSON.stringify(stack.resolve(a.vpcId)) === JSON.stringify(stack.resolve(b.vpcId));
 }
 
 /** The CPU and memory pairs Fargate offers, for the sizes a web service uses. */
@@ -151,10 +169,7 @@ export class BlueGreenFargateService extends Construct {
       emptyOnDelete: true,
     });
 
-    this.logGroup = new logs.LogGroup(this, 'Logs', {
-      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
+    this.logGroup = createLogGroup(this, 'Logs', props.logRetention);
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'TaskDefinition', {
       cpu,
       memoryLimitMiB: memory,
@@ -171,7 +186,17 @@ export class BlueGreenFargateService extends Construct {
       healthCheck: props.containerHealthCheck,
       environment: props.environment,
       secrets: props.secrets,
+      // Hardened by default (ADR 0012); each can be turned off for an image that needs it.
+      user: props.runAsNonRootUser === false ? undefined : NON_ROOT_CONTAINER_USER,
+      readonlyRootFilesystem: props.readonlyRootFilesystem !== false,
+      memoryLimitMiB: props.containerMemoryLimit === false ? undefined : memory,
     });
+    if (props.readonlyRootFilesystem !== false) {
+      // A bind mount: task storage, gone with the task. ECS copies what the image has at /tmp when the image declares
+      // `VOLUME /tmp` (with its owner and mode); otherwise the directory belongs to root (0755).
+      this.taskDefinition.addVolume({ name: 'tmp' });
+      this.container.addMountPoints({ sourceVolume: 'tmp', containerPath: '/tmp', readOnly: false });
+    }
     const executionRole = this.taskDefinition.obtainExecutionRole();
     this.repository.grantPull(executionRole);
     acknowledgeStarResourceOnlyFor(executionRole, ['ecr:GetAuthorizationToken'],
@@ -277,6 +302,15 @@ export class BlueGreenFargateService extends Construct {
     containerPort: number; cpu: number; memory: number; desiredCount: number; healthCheckPath: string; productionPort: number; testPort: number;
   }): void {
     checkInteger(this, 'desiredCount', v.desiredCount, 1, 100);
+    checkSameRegion(this, 'certificate', props.certificate?.certificateArn, Stack.of(this).region);
+    if (props.cluster && !sameVpc(this, props.cluster.vpc, props.vpc)) {
+      throw invalidInput(this, 'cluster', props.cluster.node.path,
+        props.vpc ? "must be a cluster of 'vpc': the load balancer and the tasks must share one VPC"
+          : "needs its VPC given as 'vpc' too (vpc: cluster.vpc): without it a new VPC is created, which the cluster is not in");
+    }
+    checkNoSecretLikeNames(this, 'environment', props.environment,
+      "pass it in 'secrets' with ecs.Secret.fromSsmParameter() or ecs.Secret.fromSecretsManager(), which ECS injects at start");
+    checkNoSharedNames(this, 'secrets', props.environment, props.secrets);
     checkInteger(this, 'containerPort', v.containerPort, 1, 65535);
     checkInteger(this, 'testListenerPort', v.testPort, 1, 65535);
     if (!Token.isUnresolved(v.cpu) && !Token.isUnresolved(v.memory) && !(FARGATE_MEMORY[v.cpu] ?? []).includes(v.memory)) {

@@ -1,4 +1,4 @@
-import { Duration, Names, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { Duration, Names, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -7,8 +7,9 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { ApiRoute } from './api-route';
 import { acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
+import { createLogGroup } from '../private/log-group';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
-import { checkDuration, checkInteger, checkNotEmpty, invalidInput } from '../private/validate';
+import { checkDuration, checkInteger, checkLambdaEnvironment, checkNotEmpty, invalidInput } from '../private/validate';
 
 /** The HTTP methods a route may use. @internal */
 export const ROUTE_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS', 'ANY'];
@@ -220,10 +221,7 @@ export class ServerlessApi extends Construct {
 
   constructor(scope: Construct, id: string, props: ServerlessApiProps) {
     super(scope, id);
-    this.accessLogs = new logs.LogGroup(this, 'AccessLogs', {
-      retention: props.logRetention,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
+    this.accessLogs = createLogGroup(this, 'AccessLogs', props.logRetention);
     this.api = new apigateway.RestApi(this, 'Api', {
       // The API's metrics are keyed by its name: unique per stack and construct path.
       restApiName: apiName(this),
@@ -301,10 +299,7 @@ export class ServerlessApi extends Construct {
 
   private addRoute(route: ParsedRoute, props: ServerlessApiProps, validator: apigateway.RequestValidator): RouteFunction {
     const scope = new Construct(this, route.id);
-    const logGroup = new logs.LogGroup(scope, 'Logs', {
-      retention: props.logRetention,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
+    const logGroup = createLogGroup(scope, 'Logs', props.logRetention);
     const role = new iam.Role(scope, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `Runs ${route.route} of ${this.node.path}`,
@@ -328,10 +323,7 @@ export class ServerlessApi extends Construct {
       role,
       logGroup,
       tracing: lambda.Tracing.ACTIVE,
-      environment: {
-        NODE_OPTIONS: '--enable-source-maps',
-        ...route.environment,
-      },
+      environment: checkLambdaEnvironment(this, `environment (with routes[].environment of '${route.route}')`, { NODE_OPTIONS: '--enable-source-maps', ...route.environment }),
     });
     Validations.of(fn).acknowledge({
       id: 'Serverless-LambdaDLQ',

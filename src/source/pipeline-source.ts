@@ -1,10 +1,10 @@
-import { Token } from 'aws-cdk-lib';
+import { Stack, Token } from 'aws-cdk-lib';
 import * as codecommit from 'aws-cdk-lib/aws-codecommit';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { checkNotEmpty, invalidInput } from '../private/validate';
+import { checkBranchName, checkNotEmpty, invalidInput } from '../private/validate';
 
 /**
  * Options for a source that lives in GitHub, GitLab or Bitbucket and is reached through AWS CodeConnections.
@@ -177,7 +177,7 @@ class ConnectionSource extends PipelineSource {
     if (Token.isUnresolved(repoString) || !REPO_STRING.test(repoString)) {
       throw invalidInput(where, 'repoString', repoString, "must be a literal 'owner/repo' (GitLab groups as 'group/subgroup/repo'), not a token");
     }
-    checkNotEmpty(where, 'branch', branch);
+    checkBranchName(where, 'branch', branch);
     if (!Token.isUnresolved(options.connectionArn) && !CONNECTION_ARN.test(options.connectionArn)) {
       throw invalidInput(where, 'connectionArn', options.connectionArn,
         "must be a CodeConnections connection ARN like 'arn:aws:codeconnections:us-east-1:123456789012:connection/<id>'");
@@ -248,7 +248,7 @@ class CodeCommitSource extends PipelineSource {
     private readonly branch: string,
     private readonly options: CodeCommitSourceOptions) {
     super();
-    checkNotEmpty('PipelineSource.codeCommit', 'branch', branch);
+    checkBranchName('PipelineSource.codeCommit', 'branch', branch);
     this.description = `${repository.repositoryName}@${branch}`;
   }
 
@@ -279,6 +279,12 @@ class S3Source extends PipelineSource {
   }
 
   public bind(_scope: Construct, options: SourceBindOptions): SourceConfig {
+    // A bucket of this app can be checked: CodePipeline's S3 source reads object versions, and fails at the first run
+    // on a bucket without versioning.
+    const bucket = this.bucket.node.defaultChild;
+    if (bucket instanceof s3.CfnBucket && (Stack.of(bucket).resolve(bucket.versioningConfiguration) as { status?: string } | undefined)?.status !== 'Enabled') {
+      throw invalidInput('PipelineSource.s3', 'bucket', this.bucket.node.path, "must be versioned (versioned: true): CodePipeline's S3 source reads object versions");
+    }
     return {
       action: new actions.S3SourceAction({
         actionName: 'Source',

@@ -56,6 +56,18 @@ describe('BlueGreenFargateService defaults', () => {
     template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
   });
 
+  test('the container runs as a non-root user, on a read-only root filesystem with a writable /tmp, within the task\'s memory', () => {
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      Volumes: [{ Name: 'tmp' }],
+      ContainerDefinitions: [Match.objectLike({
+        User: '1000:1000',
+        ReadonlyRootFilesystem: true,
+        Memory: 512,
+        MountPoints: [{ SourceVolume: 'tmp', ContainerPath: '/tmp', ReadOnly: false }],
+      })],
+    });
+  });
+
   test('two tasks spread by ECS, released blue/green with a 5 minute bake and the circuit breaker rolling back', () => {
     template.hasResourceProperties('AWS::ECS::Service', {
       DesiredCount: 2,
@@ -164,8 +176,23 @@ describe('BlueGreenFargateService overrides', () => {
     healthCheckPath: '/health',
     bakeTime: Duration.minutes(15),
     containerHealthCheck: { command: ['CMD-SHELL', 'wget -q -O- http://127.0.0.1:8080/health || exit 1'], interval: Duration.seconds(15) },
+    runAsNonRootUser: false,
+    readonlyRootFilesystem: false,
+    containerMemoryLimit: false,
   });
   const template = Template.fromStack(stack);
+
+  test('each container hardening can be turned off: the image\'s user, a writable root filesystem, no container memory limit', () => {
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      Volumes: Match.absent(),
+      ContainerDefinitions: [Match.objectLike({
+        User: Match.absent(),
+        ReadonlyRootFilesystem: false,
+        Memory: Match.absent(),
+        MountPoints: Match.absent(),
+      })],
+    });
+  });
 
   test('HTTPS on 443 with the certificate, and 80 redirects to it', () => {
     template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {

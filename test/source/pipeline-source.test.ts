@@ -413,4 +413,18 @@ describe('PipelineSource bad input', () => {
   test.each(['', ' '])('s3() rejects the empty key %p', (key) => {
     expect(() => PipelineSource.s3(bucket, key)).toThrow(/'key' must not be empty/);
   });
+
+  test('s3() refuses, when bound, a bucket of the app without versioning (CodePipeline would fail at the first run)', () => {
+    const own = new Stack(new App(), 'Unversioned');
+    const plain = new s3.Bucket(own, 'Plain');
+    expect(() => PipelineSource.s3(plain, 'app.zip').bind(own, { output: new codepipeline.Artifact('Source') }))
+      .toThrow(/PipelineSource\.s3: 'bucket' must be versioned \(versioned: true\).*got 'Unversioned\/Plain'/);
+    const versioned = new s3.Bucket(own, 'Versioned', { versioned: true });
+    expect(() => PipelineSource.s3(versioned, 'app.zip').bind(own, { output: new codepipeline.Artifact('Source') })).not.toThrow();
+  });
+
+  test('connection() refuses a branch git refuses and a glob, pointing to triggerBranches', () => {
+    expect(() => connection('owner/repo', 'my branch')).toThrow(/'branch' must be a branch name git accepts.*got 'my branch'/);
+    expect(() => connection('owner/repo', 'feature/*')).toThrow(/'branch' must be one branch, not a glob.*'triggerBranches'/);
+  });
 });

@@ -1,0 +1,93 @@
+/**
+ * The secure defaults of ADR 0012, checked on every example app (the quick starts): each synthesized once.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { App } from 'aws-cdk-lib';
+
+const examplesDir = path.join(__dirname, '..', '..', 'examples');
+const apps = fs.readdirSync(examplesDir).filter((name) => fs.existsSync(path.join(examplesDir, name, 'app.ts'))).sort();
+
+interface Template { readonly Resources: Record<string, any> }
+
+const ofType = (t: Template, type: string) => Object.entries(t.Resources).filter(([, r]) => r.Type === type);
+
+describe.each(apps)('example %s', (name) => {
+  let templates: Array<{ stack: string; template: Template }>;
+  beforeAll(() => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { createApp } = require(path.join(examplesDir, name, 'app.ts')) as { createApp: () => App };
+    templates = createApp().synth().stacks.map((s) => ({ stack: s.stackName, template: s.template }));
+  });
+
+  test('every Lambda function logs to a log group of the stack with a retention that the stack deletes', () => {
+    const problems: string[] = [];
+    let functions = 0;
+    for (const { stack, template } of templates) {
+      for (const [id, fn] of ofType(template, 'AWS::Lambda::Function')) {
+        functions++;
+        const ref = fn.Properties?.LoggingConfig?.LogGroup?.Ref;
+        const group = ref && template.Resources[ref];
+        if (!group || group.Type !== 'AWS::Logs::LogGroup') problems.push(`${stack}/${id}: no log group of the stack`);
+        else if (!group.Properties?.RetentionInDays || group.DeletionPolicy !== 'Delete') problems.push(`${stack}/${id}: ${ref} kept or never expires`);
+      }
+    }
+    expect(functions).toBeGreaterThan(0);
+    expect(problems).toEqual([]);
+  });
+
+  test('every log group has a retention and is deleted with the stack; in a stack with a key, encrypted with it', () => {
+    const problems: string[] = [];
+    for (const { stack, template } of templates) {
+      const keys = ofType(template, 'AWS::KMS::Key').map(([id]) => id);
+      for (const [id, group] of ofType(template, 'AWS::Logs::LogGroup')) {
+        if (!group.Properties?.RetentionInDays) problems.push(`${stack}/${id}: no retention`);
+        if (group.DeletionPolicy !== 'Delete') problems.push(`${stack}/${id}: ${group.DeletionPolicy}`);
+        const keyId = group.Properties?.KmsKeyId?.['Fn::GetAtt']?.[0];
+        if (keys.length > 0 && !keys.includes(keyId)) problems.push(`${stack}/${id}: not encrypted with a key of the stack`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  test('every key lets CloudWatch Logs use it only for this account\'s log groups, when a log group uses it', () => {
+    for (const { template } of templates) {
+      const used = new Set(ofType(template, 'AWS::Logs::LogGroup').map(([, g]) => g.Properties?.KmsKeyId?.['Fn::GetAtt']?.[0]));
+      for (const [id, key] of ofType(template, 'AWS::KMS::Key').filter(([keyId]) => used.has(keyId))) {
+        const statement = key.Properties.KeyPolicy.Statement.find((s: any) => s.Sid === 'AllowCloudWatchLogsForThisAccountsLogGroups');
+        expect({ id, principal: JSON.stringify(statement?.Principal), condition: JSON.stringify(statement?.Condition) }).toEqual({
+          id,
+          principal: expect.stringMatching(/"logs\.",\{"Ref":"AWS::Region"\}|logs\.[a-z0-9-]+\.amazonaws\.com/),
+          condition: expect.stringMatching(/"ArnLike":\{"kms:EncryptionContext:aws:logs:arn":.*:log-group:\*/),
+        });
+      }
+    }
+  });
+
+  test('every key denies grants that are neither for an AWS resource nor made by an AWS service', () => {
+    let keys = 0;
+    for (const { template } of templates) {
+      for (const [, key] of ofType(template, 'AWS::KMS::Key')) {
+        keys++;
+        expect(key.Properties.KeyPolicy.Statement).toContainEqual({
+          Sid: 'DenyGrantsExceptForAwsResources',
+          Effect: 'Deny',
+          Principal: { AWS: '*' },
+          Action: 'kms:CreateGrant',
+          Resource: '*',
+          Condition: { BoolIfExists: { 'kms:GrantIsForAWSResource': 'false' }, Bool: { 'aws:PrincipalIsAWSService': 'false' } },
+        });
+      }
+    }
+    expect(keys).toBeGreaterThan(0);
+  });
+
+  test('every VPC created has its default security group emptied', () => {
+    for (const { template } of templates) {
+      for (const [id] of ofType(template, 'AWS::EC2::VPC')) {
+        expect(ofType(template, 'Custom::VpcRestrictDefaultSG').map(([, r]) => r.Properties.DefaultSecurityGroupId))
+          .toContainEqual({ 'Fn::GetAtt': [id, 'DefaultSecurityGroup'] });
+      }
+    }
+  });
+});
