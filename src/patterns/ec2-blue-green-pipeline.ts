@@ -337,6 +337,7 @@ export class Ec2BlueGreenPipeline extends Construct {
       pipelineName,
       approval: props.approval,
       notifications: props.notifications,
+      infrastructure: props.infrastructure,
       retainArtifacts: props.retainArtifacts,
       buildStep: {
         architecture: props.architecture === ec2.InstanceArchitecture.X86_64 ? BuildArchitecture.X86_64 : BuildArchitecture.ARM_64,

@@ -362,6 +362,7 @@ export class FargateBlueGreenPipeline extends Construct {
       pipelineName,
       approval: props.approval,
       notifications: props.notifications,
+      infrastructure: props.infrastructure,
       retainArtifacts: props.retainArtifacts,
       buildStep: {
         architecture,

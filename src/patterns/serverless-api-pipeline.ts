@@ -203,6 +203,7 @@ export class ServerlessApiPipeline extends Construct {
       source: props.source,
       approval: props.approval,
       notifications: props.notifications,
+      infrastructure: props.infrastructure,
       retainArtifacts: props.retainArtifacts,
       buildStep: {
         buildSpec: lambdaBundleBuildSpec(routes, runtime, props.testCommands),

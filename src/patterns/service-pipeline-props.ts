@@ -1,5 +1,6 @@
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { BuildSecret } from '../pipeline/build-step';
+import { InfrastructureUpdate } from '../pipeline/infrastructure-update';
 import { PipelineNotificationsOptions } from '../pipeline/notifications';
 import { PipelineSource } from '../source/pipeline-source';
 
@@ -49,6 +50,15 @@ export interface ServicePipelineProps {
    * @default - a new encrypted topic without subscriptions
    */
   readonly notifications?: PipelineNotificationsOptions;
+
+  /**
+   * Deploy the CDK app of the repository from the same push, before the release (`InfrastructureUpdate.cdkApp()`):
+   * synthesized without deploy permissions, checked for permission broadening, deployed through the account's
+   * bootstrap roles. Needs the stack's account and region.
+   *
+   * @default - none: infrastructure changes are deployed with `cdk deploy`
+   */
+  readonly infrastructure?: InfrastructureUpdate;
 
   /**
    * Email addresses subscribed to the alarm topic.

@@ -193,6 +193,13 @@ export interface BuildStepActionOptions {
    * @default - the build's variables are not available to other actions
    */
   readonly variablesNamespace?: string;
+
+  /**
+   * The run order of the action in its stage.
+   *
+   * @default 1
+   */
+  readonly runOrder?: number;
 }
 
 /**
@@ -305,6 +312,7 @@ export class BuildStep extends Construct {
       extraInputs: options.extraInputs,
       outputs: options.outputs,
       variablesNamespace: options.variablesNamespace,
+      runOrder: options.runOrder,
       environmentVariables: {
         PIPELINE_EXECUTION_ID: { value: '#{codepipeline.PipelineExecutionId}' },
       },

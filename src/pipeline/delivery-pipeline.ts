@@ -7,6 +7,7 @@ import { Construct } from 'constructs';
 import { Approval, ApprovalPlacement } from './approval';
 import { ArtifactStore } from './artifact-store';
 import { BuildStep, BuildStepOptions } from './build-step';
+import { InfrastructureUpdate, InfrastructureUpdateStages } from './infrastructure-update';
 import { PipelineNotifications, PipelineNotificationsOptions } from './notifications';
 import { Release } from './release';
 import { DeliveryMetrics } from '../monitoring/delivery-metrics';
@@ -37,6 +38,15 @@ export interface DeliveryPipelineProps {
    * @default - ARM build on Amazon Linux 2023 with the `buildspec.yml` of the source revision
    */
   readonly buildStep?: BuildStepOptions;
+
+  /**
+   * Deploy the CDK app of the repository from the same push, in stages between Build and Verify: synthesized without
+   * deploy permissions, checked for permission broadening, deployed through the account's bootstrap roles. The
+   * pipeline then restarts itself when the deployment changed it.
+   *
+   * @default - none: infrastructure changes are deployed with `cdk deploy`
+   */
+  readonly infrastructure?: InfrastructureUpdate;
 
   /**
    * A second CodeBuild step in the Verify stage (integration tests, scans, ...). Its primary input is the source
@@ -154,6 +164,9 @@ export class DeliveryPipeline extends Construct {
   /** The Build stage. */
   public readonly buildStage: codepipeline.IStage;
 
+  /** The stages and build steps of the infrastructure update, when `infrastructure` was given. */
+  public readonly infrastructureUpdate?: InfrastructureUpdateStages;
+
   /** The Verify stage, when `verifyStep` or `verifyActions` were given. */
   public readonly verifyStage?: codepipeline.IStage;
 
@@ -203,7 +216,8 @@ export class DeliveryPipeline extends Construct {
       pipelineName: props.pipelineName,
       pipelineType: codepipeline.PipelineType.V2,
       artifactBucket: store.bucket,
-      restartExecutionOnUpdate: false,
+      // A pipeline that deploys itself restarts on its new definition (the running execution is cancelled).
+      restartExecutionOnUpdate: props.infrastructure !== undefined,
       executionMode: props.executionMode,
       triggers: source.trigger ? [source.trigger] : undefined,
     });
@@ -236,6 +250,16 @@ export class DeliveryPipeline extends Construct {
         variablesNamespace: DeliveryPipeline.BUILD_VARIABLES_NAMESPACE,
       })],
     });
+
+    if (props.infrastructure) {
+      this.infrastructureUpdate = props.infrastructure._bind(this, {
+        pipeline: this.pipeline,
+        sourceOutput: this.sourceOutput,
+        notifications: this.notifications,
+        artifactKey: store.encryptionKey,
+        removalPolicy: store.removalPolicy,
+      });
+    }
 
     const verifyActions = [...props.verifyActions ?? []];
     if (props.verifyStep) {
