@@ -1,9 +1,9 @@
-import { ArnFormat, CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { ArnFormat, CustomResource, Duration, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { createLogGroup } from './log-group';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo } from './acknowledgements';
 import { pruneRedundantDependsOn } from './redundant-depends-on';
 import { ReleaseCleanupFunction } from '../handlers/release-cleanup-function';
@@ -14,8 +14,6 @@ export interface ReleaseAlarmCleanupProps {
   readonly alarmPrefix: string;
   /** @default logs.RetentionDays.ONE_MONTH */
   readonly logRetention?: logs.RetentionDays;
-  /** Key of the function's log group. @default - CloudWatch Logs' own encryption */
-  readonly encryptionKey?: kms.IKey;
 }
 
 /**
@@ -40,11 +38,7 @@ export class ReleaseAlarmCleanup extends Construct {
       throw new Error(`${this.node.path}: alarmPrefix must be 1 to 200 characters, not starting with a space, without * or ?; got ${JSON.stringify(prefix)}`);
     }
     const stack = Stack.of(this);
-    const logGroup = new logs.LogGroup(this, 'Logs', {
-      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
-      encryptionKey: props.encryptionKey,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
+    const logGroup = createLogGroup(this, 'Logs', props.logRetention);
     const role = new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `Deletes the release alarms ${prefix}-* when ${stack.stackName} is deleted`,

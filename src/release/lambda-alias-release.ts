@@ -20,6 +20,7 @@ import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '
 import { createDeadLetterQueue } from '../private/encrypted-topic';
 import { ReleaseInvokeAction } from '../private/invoke-action';
 import { createLogGroup } from '../private/log-group';
+import { ReleaseAlarmCleanup } from '../private/release-cleanup';
 import { invalidInput } from '../private/validate';
 import { ParsedRoute, ServerlessApi } from '../runtime/serverless-api';
 
@@ -188,6 +189,10 @@ export class LambdaAliasRelease extends PatternRelease<LambdaAliasReleaseConfig>
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
       },
     });
+    // The per-release alarms the controller creates outside CloudFormation are deleted with the stack: CloudFormation
+    // deletes the controller first, then the cleanup runs (ADR 0007, "Consequences").
+    const cleanup = new ReleaseAlarmCleanup(resources, 'AlarmCleanup', { alarmPrefix, logRetention: retention });
+    controller.node.addDependency(cleanup.resource);
     for (const rf of routeFunctions) {
       controllerRole.addToPolicy(new iam.PolicyStatement({
         actions: ['lambda:GetAlias', 'lambda:UpdateFunctionCode', 'lambda:GetFunctionConfiguration', 'lambda:PublishVersion', 'lambda:UpdateAlias'],

@@ -2,6 +2,7 @@ import { App, CfnResource, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import { encryptLogGroupsWith } from '../../src/private/log-group';
 import { ReleaseAlarmCleanup } from '../../src/private/release-cleanup';
 import { checkApp, describeFailures } from '../compliance/harness';
 
@@ -12,7 +13,8 @@ const stack = new Stack(app, 'Cleanup', { env: { account: '111111111111', region
 const cleanup = new ReleaseAlarmCleanup(stack, 'AlarmCleanup', { alarmPrefix: PREFIX });
 const keyed = new Stack(app, 'Keyed', { env: { account: '111111111111', region: 'eu-west-1' } });
 const key = new kms.Key(keyed, 'Key', { enableKeyRotation: true });
-new ReleaseAlarmCleanup(keyed, 'AlarmCleanup', { alarmPrefix: PREFIX, logRetention: logs.RetentionDays.ONE_WEEK, encryptionKey: key });
+encryptLogGroupsWith(keyed, key);
+new ReleaseAlarmCleanup(keyed, 'AlarmCleanup', { alarmPrefix: PREFIX, logRetention: logs.RetentionDays.ONE_WEEK });
 const reports = checkApp(app);
 const template = Template.fromStack(stack);
 const keyedTemplate = Template.fromStack(keyed);
