@@ -130,7 +130,10 @@ function servedBy(actions: any[]): string {
 
 /** The environment variable names the decision function reads, taken from its source. */
 function handlerEnvironmentNames(): { all: string[]; approval: string[] } {
-  const text = fs.readFileSync(path.join(__dirname, '../../src/handlers/ec2-release.lambda.ts'), 'utf-8');
+  // The entry file and its modules (src/handlers/ec2-release/), where the configuration is read.
+  const dir = path.join(__dirname, '../../src/handlers/ec2-release');
+  const text = [path.join(dir, '../ec2-release.lambda.ts'), ...fs.readdirSync(dir).filter((f) => f.endsWith('.ts')).map((f) => path.join(dir, f))]
+    .map((file) => fs.readFileSync(file, 'utf-8')).join('\n');
   const names = new Set<string>();
   const add = (name: string) => {
     if (name.includes('${prefix}')) ['BLUE', 'GREEN'].forEach((prefix) => names.add(name.replace('${prefix}', prefix)));

@@ -143,8 +143,9 @@ describe('ServerlessApiPipeline defaults: API', () => {
 });
 
 describe('ServerlessApiPipeline defaults: functions', () => {
-  test('one function per route (plus only the controller, the pre-traffic hook, the delivery metrics handler and the bucket auto-delete handler)', () => {
-    template.resourceCountIs('AWS::Lambda::Function', 2 + 4);
+  test('one function per route (plus only the controller, the pre-traffic hook, the release alarm cleanup, the delivery metrics handler and the bucket auto-delete handler)', () => {
+    template.resourceCountIs('AWS::Lambda::Function', 2 + 5);
+    template.resourceCountIs('Custom::ReleaseAlarmCleanup', 1);
     expect(Object.keys(api.functions).sort()).toEqual([ROOT, SLEEP].sort());
   });
 
@@ -402,6 +403,14 @@ describe('ServerlessApiPipeline defaults: release controller', () => {
     const cloudWatchStatements = statements.filter((s) => actionsOf(s).some((a) => a.startsWith('cloudwatch:')));
     expect(cloudWatchStatements).toHaveLength(1);
     expect(actionsOf(cloudWatchStatements[0]).sort()).toEqual(['cloudwatch:DeleteAlarms', 'cloudwatch:DescribeAlarms', 'cloudwatch:PutMetricAlarm']);
+  });
+
+  test('cdk destroy deletes its alarms: a cleanup custom resource for the same prefix, deleted after the controller', () => {
+    const prefix = controllerEnvOf(template, api).ALARM_PREFIX;
+    const cleanups = template.findResources('Custom::ReleaseAlarmCleanup');
+    expect(Object.values(cleanups).map((r: any) => r.Properties.AlarmNamePrefix)).toEqual([prefix]);
+    // The controller depends on the cleanup, so CloudFormation deletes the controller first: no alarm after the cleanup.
+    expect(resourceOf(template, idOf(api.releaseController)).DependsOn).toEqual(expect.arrayContaining(Object.keys(cleanups)));
   });
 
   test('it may create deployments only in this pattern\'s deployment groups', () => {
