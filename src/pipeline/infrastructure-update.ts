@@ -4,6 +4,7 @@ import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct, IConstruct } from 'constructs';
 import { BuildStep, BuildStepOptions } from './build-step';
 import { PipelineNotifications } from './notifications';
@@ -250,12 +251,21 @@ class CdkAppInfrastructure extends InfrastructureUpdate {
         consoleUrl(`codesuite/codebuild/${stack.account}/projects/${securityCheckStep!.project.projectName}/history`));
     }
 
+    // Failed deployments of one assembly, counted so that a deployment that fails while changing the pipeline (each
+    // update and its rollback restart the pipeline on the same commit) stops after two attempts instead of looping.
+    const attempts = new ssm.StringParameter(scope, 'InfrastructureAttempts', {
+      stringValue: 'none',
+      description: `Failed infrastructure deployments of ${context.pipeline.node.path}: <assembly sha256>:<count>`,
+    });
     const deployStep = buildStep('InfrastructureDeploy', {
-      buildSpec: deployBuildSpec(cli, stacks, checked),
+      buildSpec: deployBuildSpec(cli, stacks, checked, attempts.parameterName),
       timeout: this.options.timeout ?? Duration.hours(1),
     });
     deployStep.role.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['sts:AssumeRole'], resources: [roles.deploy, roles.filePublishing, roles.imagePublishing],
+    }));
+    deployStep.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['ssm:GetParameter', 'ssm:PutParameter'], resources: [attempts.parameterArn],
     }));
     stages.push(context.pipeline.addStage({
       stageName: INFRASTRUCTURE_DEPLOY_STAGE,
@@ -456,6 +466,16 @@ const GUARD_ASSEMBLY = [
   'cd "$(mktemp -d)"',
 ];
 
+/**
+ * The second failed deployment of one assembly is the last: a third attempt (a restart on the same commit, after a
+ * deployment that changed the pipeline rolled back) fails before deploying, so the execution fails and notifies.
+ */
+const FAILED_ATTEMPTS_CHECK = [
+  'PREVIOUS="$(aws ssm get-parameter --name "$ATTEMPTS_PARAMETER" --query Parameter.Value --output text)"',
+  'if [ "$PREVIOUS" = "$ASSEMBLY_SHA256:2" ]; then echo "This cloud assembly failed to deploy twice (CloudFormation rolled ' +
+    'the stacks back); push a fix, or set parameter $ATTEMPTS_PARAMETER to none to try it again" >&2; exit 1; fi',
+];
+
 function cliInstall(cli: string): string {
   // From an empty directory: no .npmrc of the assembly's is read.
   return `cd "$(mktemp -d)" && npm install --global --ignore-scripts --no-audit --no-fund "aws-cdk@${cli}"`;
@@ -494,10 +514,10 @@ function securityCheckBuildSpec(cli: string, stacks: StackSelection): codebuild.
  * The deployment: the library's CLI against the synthesized assembly, through the bootstrap roles only. After a
  * security check, only the very assembly it diffed (`CHECKED_ASSEMBLY_SHA256`, from the check's variables) deploys.
  */
-function deployBuildSpec(cli: string, stacks: StackSelection, checked: boolean): codebuild.BuildSpec {
+function deployBuildSpec(cli: string, stacks: StackSelection, checked: boolean, attemptsParameter: string): codebuild.BuildSpec {
   return codebuild.BuildSpec.fromObject({
     version: '0.2',
-    env: { variables: { EXPECTED_STACKS: stacks.expected() } },
+    env: { variables: { EXPECTED_STACKS: stacks.expected(), ATTEMPTS_PARAMETER: attemptsParameter } },
     phases: {
       install: { commands: [cliInstall(cli)] },
       build: {
@@ -505,8 +525,11 @@ function deployBuildSpec(cli: string, stacks: StackSelection, checked: boolean):
           ...GUARD_ASSEMBLY,
           ...(checked ? ['if [ "$ASSEMBLY_SHA256" != "$CHECKED_ASSEMBLY_SHA256" ]; then echo "The cloud assembly is not the one the security ' +
             'check diffed ($CHECKED_ASSEMBLY_SHA256); refusing to deploy it" >&2; exit 1; fi'] : []),
+          ...FAILED_ATTEMPTS_CHECK,
           Lazy.string({
-            produce: () => `cdk deploy --app "$CODEBUILD_SRC_DIR" ${stacks.shellWords()} --require-approval never --ci --progress events`,
+            produce: () => `cdk deploy --app "$CODEBUILD_SRC_DIR" ${stacks.shellWords()} --require-approval never --ci --progress events` +
+              ' || { if [ "$PREVIOUS" = "$ASSEMBLY_SHA256:1" ]; then N=2; else N=1; fi; ' +
+              'aws ssm put-parameter --name "$ATTEMPTS_PARAMETER" --value "$ASSEMBLY_SHA256:$N" --overwrite > /dev/null; exit 1; }',
           }),
         ],
       },

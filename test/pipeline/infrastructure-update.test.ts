@@ -149,8 +149,8 @@ describe('DeliveryPipeline with infrastructure: InfrastructureUpdate.cdkApp()', 
     // Deployed from an empty directory (no cdk.json the repository's code could have written), after the guard.
     expect(commands.slice(3, 4)).toEqual(['cd "$(mktemp -d)"']);
     expect(commands[4]).toContain('CHECKED_ASSEMBLY_SHA256');
-    expect(commands.slice(5)).toEqual([
-      'cdk deploy --app "$CODEBUILD_SRC_DIR" \'Site\' \'State\' --require-approval never --ci --progress events']);
+    expect(commands[7]).toMatch(/^cdk deploy --app "\$CODEBUILD_SRC_DIR" 'Site' 'State' --require-approval never --ci --progress events \|\| /);
+    expect(commands).toHaveLength(8);
     expect(commands[0]).toMatch(/^ASSEMBLY_SHA256="\$\(node -e /);
     expect(JSON.parse(spec.env.variables.EXPECTED_STACKS)).toEqual([
       { path: 'Site', stackName: 'Site', environment: 'aws://123456789012/eu-west-1' },
@@ -221,6 +221,60 @@ describe('DeliveryPipeline with infrastructure: InfrastructureUpdate.cdkApp()', 
       .toMatch(/stack Site is SomeoneElses in aws:\/\/123456789012\/eu-west-1, not Site/);
     expect(run({ ...plain, 'manifest.json': { artifacts: { Site: stackArtifact('Site') } } })).toMatch(/no stack State/);
     expect(run({ 'Site.template.json': {} })).toMatch(/no manifest.json/);
+  });
+
+  test('a deployment that keeps failing on one assembly (a pipeline change rolled back restarts the pipeline on the same commit) stops after two attempts', () => {
+    const spec = buildSpecOf(template, update.deployStep);
+    const commands = (spec.phases.build.commands as string[]).slice(5);
+    expect(spec.env.variables.ATTEMPTS_PARAMETER).toMatch(/^\$\{[A-Za-z0-9]*InfrastructureAttempts[A-Za-z0-9]+\}$/);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'attempts-'));
+    try {
+      // Stand-ins: `aws ssm` keeps the parameter in a file; `cdk` fails or succeeds as told and logs that it ran.
+      fs.writeFileSync(path.join(dir, 'aws'), `#!/bin/bash
+if [ "$2" = get-parameter ]; then cat "${dir}/param"; else echo -n "$6" > "${dir}/param"; fi
+`, { mode: 0o755 });
+      fs.writeFileSync(path.join(dir, 'cdk'), `#!/bin/bash
+echo ran >> "${dir}/ran"
+exit $CDK_EXIT
+`, { mode: 0o755 });
+      fs.writeFileSync(path.join(dir, 'param'), 'none');
+      const deploy = (cdkExit: number, digest = 'a'.repeat(64)) => {
+        try {
+          execFileSync('bash', ['-c', `set -e\n${commands.join('\n')}`], {
+            env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, CDK_EXIT: String(cdkExit), ASSEMBLY_SHA256: digest, ATTEMPTS_PARAMETER: 'p' },
+            stdio: 'pipe',
+          });
+          return 'deployed';
+        } catch (e: any) {
+          return `failed ${String(e.stderr).trim()}`.trim();
+        }
+      };
+      const param = () => fs.readFileSync(path.join(dir, 'param'), 'utf-8');
+      const runs = () => fs.existsSync(path.join(dir, 'ran')) ? fs.readFileSync(path.join(dir, 'ran'), 'utf-8').split('\n').filter(Boolean).length : 0;
+      expect(deploy(1)).toBe('failed');
+      expect(param()).toBe(`${'a'.repeat(64)}:1`);
+      expect(deploy(1)).toBe('failed');
+      expect(param()).toBe(`${'a'.repeat(64)}:2`);
+      expect(runs()).toBe(2);
+      // The third attempt fails without deploying, saying why.
+      expect(deploy(0)).toMatch(/^failed This cloud assembly failed to deploy twice .*set parameter p to none/);
+      expect(runs()).toBe(2);
+      // Another assembly (a fix pushed) deploys, and a retry after one failure may still succeed.
+      expect(deploy(0, 'b'.repeat(64))).toBe('deployed');
+      fs.writeFileSync(path.join(dir, 'param'), `${'c'.repeat(64)}:1`);
+      expect(deploy(0, 'c'.repeat(64))).toBe('deployed');
+      expect(runs()).toBe(4);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the deploy may read and write only its attempts parameter in SSM', () => {
+    const statements = statementsOfRole(template, idOf(update.deployStep.role));
+    const ssmStatements = statements.filter((st: any) => actionsOf(st).some((a: string) => a.startsWith('ssm:')));
+    expect(ssmStatements).toHaveLength(1);
+    expect(actionsOf(ssmStatements[0]).sort()).toEqual(['ssm:GetParameter', 'ssm:PutParameter']);
+    expect(flatten(stack, ssmStatements[0].Resource)).toMatch(/^arn:\$\{AWS::Partition\}:ssm:eu-west-1:123456789012:parameter\/\$\{[A-Za-z0-9]*InfrastructureAttempts[A-Za-z0-9]+\}$/);
   });
 
   test('the deploy refuses an assembly other than the one the security check diffed', () => {
