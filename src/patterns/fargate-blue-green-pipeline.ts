@@ -161,9 +161,9 @@ export interface FargateBlueGreenPipelineProps extends ServicePipelineProps {
 
   /**
    * Run the container as uid:gid 1000:1000 (the `node` user of Node.js images) whatever the image's `USER`; false
-   * for an image that must run as root or as another user.
+   * for an image that must run as root or as another user. A non-root container may listen only on ports 1024 and up.
    *
-   * @default true
+   * @default true - the container runs as 1000:1000
    */
   readonly runAsNonRootUser?: boolean;
 
@@ -171,14 +171,14 @@ export interface FargateBlueGreenPipelineProps extends ServicePipelineProps {
    * Make the container's root filesystem read-only, with an empty writable volume at `/tmp` (declare `VOLUME /tmp`
    * in the image for a non-root user to write there); false for an image that writes elsewhere.
    *
-   * @default true
+   * @default true - read-only root filesystem, writable /tmp volume
    */
   readonly readonlyRootFilesystem?: boolean;
 
   /**
    * Give the container a hard memory limit, the task's memory; false to leave the limit to the task alone.
    *
-   * @default true
+   * @default true - the container's hard limit is the task's memory
    */
   readonly containerMemoryLimit?: boolean;
 

@@ -59,11 +59,24 @@ export interface BlueGreenFargateServiceProps {
    * @default - none: the target group's health check on `healthCheckPath` decides which tasks get traffic
    */
   readonly containerHealthCheck?: ecs.HealthCheck;
-  /** @default true - the container runs as uid:gid 1000:1000 (`node` in Node.js images), whatever the image's USER */
+  /**
+   * Run the container as uid:gid 1000:1000, whatever the image's USER; it may then listen only on ports 1024 and up.
+   * @default true - the container runs as 1000:1000 (`node` in Node.js images)
+   */
   readonly runAsNonRootUser?: boolean;
-  /** @default true - a read-only root filesystem, with an empty writable volume at /tmp */
+  /**
+   * Make the container's root filesystem read-only, with a task volume at /tmp. ECS copies the image's /tmp (and its
+   * mode) into the volume only when the image declares `VOLUME /tmp`; otherwise the volume is owned by root (0755),
+   * and a non-root process cannot write there: declare `VOLUME ["/tmp"]` in the Dockerfile (as the sample service
+   * does), or set this to false.
+   * @default true - a read-only root filesystem, with a volume at /tmp
+   */
   readonly readonlyRootFilesystem?: boolean;
-  /** @default true - the container's hard memory limit is the task's memory */
+  /**
+   * Give the container a hard memory limit equal to the task's memory, so that it is stopped rather than the task
+   * starved.
+   * @default true - the container's hard memory limit is the task's memory
+   */
   readonly containerMemoryLimit?: boolean;
 }
 
@@ -312,6 +325,11 @@ export class BlueGreenFargateService extends Construct {
       "pass it in 'secrets' with ecs.Secret.fromSsmParameter() or ecs.Secret.fromSecretsManager(), which ECS injects at start");
     checkNoSharedNames(this, 'secrets', props.environment, props.secrets);
     checkInteger(this, 'containerPort', v.containerPort, 1, 65535);
+    if (props.runAsNonRootUser !== false && !Token.isUnresolved(v.containerPort) && v.containerPort < 1024) {
+      throw invalidInput(this, 'containerPort', v.containerPort,
+        'must be 1024 or more while the container runs as a non-root user (only root may listen below 1024): ' +
+        'move the application to a port such as 8080, or set runAsNonRootUser: false');
+    }
     checkInteger(this, 'testListenerPort', v.testPort, 1, 65535);
     if (!Token.isUnresolved(v.cpu) && !Token.isUnresolved(v.memory) && !(FARGATE_MEMORY[v.cpu] ?? []).includes(v.memory)) {
       const allowed = FARGATE_MEMORY[v.cpu];

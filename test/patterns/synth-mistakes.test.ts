@@ -171,3 +171,15 @@ describe('Lambda environments', () => {
     }
   });
 });
+
+describe('a container port below 1024 while the container runs as non-root (it could not listen there)', () => {
+  test('is refused, pointing to a higher port or runAsNonRootUser: false', () => {
+    expect(() => new FargateBlueGreenPipeline(newStack(), 'Web', { source: source(), containerPort: 80 }))
+      .toThrow(/Web.*'containerPort' must be 1024 or more while the container runs as a non-root user.*runAsNonRootUser: false.*got 80/);
+  });
+
+  test('passes as root, and port 1024 passes as non-root', () => {
+    expect(() => new FargateBlueGreenPipeline(newStack(), 'Web', { source: source(), containerPort: 80, runAsNonRootUser: false })).not.toThrow();
+    expect(() => new FargateBlueGreenPipeline(newStack(), 'Web', { source: source(), containerPort: 1024 })).not.toThrow();
+  });
+});
