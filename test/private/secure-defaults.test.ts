@@ -51,9 +51,11 @@ describe.each(apps)('example %s', (name) => {
   });
 
   test('every key lets CloudWatch Logs use it only for this account\'s log groups, when a log group uses it', () => {
+    let checked = 0;
     for (const { template } of templates) {
       const used = new Set(ofType(template, 'AWS::Logs::LogGroup').map(([, g]) => g.Properties?.KmsKeyId?.['Fn::GetAtt']?.[0]));
       for (const [id, key] of ofType(template, 'AWS::KMS::Key').filter(([keyId]) => used.has(keyId))) {
+        checked++;
         const statement = key.Properties.KeyPolicy.Statement.find((s: any) => s.Sid === 'AllowCloudWatchLogsForThisAccountsLogGroups');
         expect({ id, principal: JSON.stringify(statement?.Principal), condition: JSON.stringify(statement?.Condition) }).toEqual({
           id,
@@ -62,6 +64,8 @@ describe.each(apps)('example %s', (name) => {
         });
       }
     }
+    // Each example has a pipeline, whose key its log groups use.
+    expect(checked).toBeGreaterThanOrEqual(1);
   });
 
   test('every key denies grants that are neither for an AWS resource nor made by an AWS service', () => {
