@@ -62,7 +62,7 @@ import {
   ListPipelineExecutionsCommand,
 } from '@aws-sdk/client-codepipeline';
 import type { ActionExecutionDetail, PipelineExecution, PipelineExecutionSummary } from '@aws-sdk/client-codepipeline';
-import { DeleteItemCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DynamoDBClient, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import {
   ChangeFacts,
@@ -326,8 +326,17 @@ function isConditionalCheckFailed(err: unknown): boolean {
 }
 
 /**
- * Runs `work` unless the fact `key` was claimed before: the claim is a conditional `PutItem`; when `work` fails, the
- * claim is withdrawn (best effort) and the error rethrown, so that a retry does the work.
+ * How long a claim in progress holds: longer than the function's timeout (1 minute, monitoring/delivery-metrics.ts),
+ * shorter than Lambda's first retry of a failed invocation (about a minute after it failed), so a retry of an
+ * invocation that crashed or timed out takes the fact over instead of finding it claimed forever.
+ */
+export const CLAIM_LEASE_MS = 90_000;
+
+/**
+ * Runs `work` unless the fact `key` was published, or is being published, by another delivery: the claim is a
+ * conditional `PutItem` of a `pending` item, which a later delivery may take over once its lease ran out (the
+ * invocation that claimed it crashed or timed out); when `work` succeeds the claim becomes `done` for good; when it
+ * fails the claim is withdrawn (best effort) and the error rethrown, so that a retry does the work.
  */
 export async function once(config: Config, outcome: Outcome, key: string, now: number, work: () => Promise<void>): Promise<boolean> {
   try {
@@ -335,10 +344,13 @@ export async function once(config: Config, outcome: Outcome, key: string, now: n
       TableName: config.tableName,
       Item: {
         id: { S: key },
+        state: { S: 'pending' },
         claimedAt: { N: String(now) },
         expiresAt: { N: String(Math.floor(now / 1000) + config.factTtlDays * 86_400) },
       },
-      ConditionExpression: 'attribute_not_exists(id)',
+      ConditionExpression: 'attribute_not_exists(id) OR (#state = :pending AND claimedAt < :expired)',
+      ExpressionAttributeNames: { '#state': 'state' },
+      ExpressionAttributeValues: { ':pending': { S: 'pending' }, ':expired': { N: String(now - CLAIM_LEASE_MS) } },
     }));
   } catch (err) {
     if (isConditionalCheckFailed(err)) {
@@ -354,9 +366,21 @@ export async function once(config: Config, outcome: Outcome, key: string, now: n
     try {
       await dynamoDb.send(new DeleteItemCommand({ TableName: config.tableName, Key: { id: { S: key } } }));
     } catch (deleteErr) {
-      logError('could not withdraw the claim: this fact will not be published again', deleteErr, { fact: key });
+      logError('could not withdraw the claim: a retry takes it over once its lease ran out', deleteErr, { fact: key });
     }
     throw err;
+  }
+  try {
+    await dynamoDb.send(new UpdateItemCommand({
+      TableName: config.tableName,
+      Key: { id: { S: key } },
+      UpdateExpression: 'SET #state = :done',
+      ExpressionAttributeNames: { '#state': 'state' },
+      ExpressionAttributeValues: { ':done': { S: 'done' } },
+    }));
+  } catch (err) {
+    // Published already; a delivery after the lease could publish it once more (counted twice), never lose it.
+    logError('could not mark the claim done', err, { fact: key });
   }
   outcome.published.push(key);
   return true;

@@ -199,7 +199,7 @@ export class DeliveryMetrics extends Construct {
       conditions: { StringEquals: { 'cloudwatch:namespace': this.metricNamespace } },
     }));
     role.addToPolicy(new iam.PolicyStatement({
-      actions: ['dynamodb:PutItem', 'dynamodb:DeleteItem'],
+      actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
       resources: [table.tableArn],
     }));
     if (props.notificationTopic) {

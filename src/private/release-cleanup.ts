@@ -3,8 +3,8 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { createLogGroup } from './log-group';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo } from './acknowledgements';
+import { createLogGroup } from './log-group';
 import { pruneRedundantDependsOn } from './redundant-depends-on';
 import { ReleaseCleanupFunction } from '../handlers/release-cleanup-function';
 

@@ -14,6 +14,7 @@ import {
   DynamoDBClient,
   ProvisionedThroughputExceededException,
   PutItemCommand,
+  UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -22,7 +23,7 @@ import type { Config } from '../../src/handlers/delivery-metrics.lambda';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const {
-  handleEvent, handler, readConfig, isPipelineEvent, summaryMessage, executionUrl, METRICS, INCIDENT_SCAN_LIMIT,
+  handleEvent, handler, readConfig, isPipelineEvent, summaryMessage, executionUrl, METRICS, INCIDENT_SCAN_LIMIT, CLAIM_LEASE_MS,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
 }: typeof import('../../src/handlers/delivery-metrics.lambda') = require('../../src/handlers/delivery-metrics.lambda');
 
@@ -561,9 +562,32 @@ describe('claims and configuration', () => {
     await handleEvent(stageEvent('Release', 'STARTED'), config, NOW);
     expect(ddb).toHaveReceivedCommandWith(PutItemCommand, {
       TableName: 'facts',
-      Item: { id: { S: `${EXEC}#release-started` }, claimedAt: { N: String(NOW) }, expiresAt: { N: String(NOW / 1000 + 90 * 86_400) } },
-      ConditionExpression: 'attribute_not_exists(id)',
+      Item: { id: { S: `${EXEC}#release-started` }, state: { S: 'pending' }, claimedAt: { N: String(NOW) }, expiresAt: { N: String(NOW / 1000 + 90 * 86_400) } },
+      ConditionExpression: 'attribute_not_exists(id) OR (#state = :pending AND claimedAt < :expired)',
     });
+  });
+
+  test('a claim is pending until the work is done, then done; a pending claim whose lease ran out may be taken over', async () => {
+    await handleEvent(stageEvent('Release', 'STARTED'), config, NOW);
+    expect(ddb).toHaveReceivedCommandWith(PutItemCommand, {
+      Item: expect.objectContaining({ id: { S: `${EXEC}#release-started` } }),
+      ExpressionAttributeValues: { ':pending': { S: 'pending' }, ':expired': { N: String(NOW - CLAIM_LEASE_MS) } },
+    });
+    expect(ddb).toHaveReceivedCommandWith(UpdateItemCommand, {
+      Key: { id: { S: `${EXEC}#release-started` } },
+      UpdateExpression: 'SET #state = :done',
+      ExpressionAttributeValues: { ':done': { S: 'done' } },
+    });
+    // Longer than the function's one-minute timeout, shorter than Lambda's retry schedule of about a minute later.
+    expect(CLAIM_LEASE_MS).toBeGreaterThan(60_000);
+    expect(CLAIM_LEASE_MS).toBeLessThan(120_000);
+  });
+
+  test('a claim that cannot be marked done still counts as published (never lost)', async () => {
+    ddb.on(UpdateItemCommand).rejects(Object.assign(new Error('throttled'), { name: 'ThrottlingException' }));
+    const outcome = await handleEvent(stageEvent('Release', 'STARTED'), config, NOW);
+    expect(outcome.published).toContain(`${EXEC}#release-started`);
+    expect(cw).toHaveReceivedCommand(PutMetricDataCommand);
   });
 
   test('readConfig reads the environment and refuses what is missing or wrong', () => {

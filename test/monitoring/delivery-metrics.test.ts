@@ -137,7 +137,7 @@ describe('DeliveryMetrics in a DeliveryPipeline (on by default)', () => {
       Resource: '*', Condition: { StringEquals: { 'cloudwatch:namespace': 'DeliveryPipelines' } },
     })]);
     expect(byAction('dynamodb:PutItem')).toEqual([expect.objectContaining({
-      Action: ['dynamodb:PutItem', 'dynamodb:DeleteItem'],
+      Action: ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
       Resource: { 'Fn::GetAtt': [stack.getLogicalId(metrics.table.node.defaultChild as any), 'Arn'] },
     })]);
     expect(byAction('sns:Publish')).toEqual([expect.objectContaining({

@@ -186,7 +186,9 @@ describe('DeliveryPipeline with infrastructure: InfrastructureUpdate.cdkApp()', 
       }
     };
     const stackArtifact = (name: string, stackName = name) => ({
-      type: 'aws:cloudformation:stack', environment: 'aws://123456789012/eu-west-1', displayName: name,
+      type: 'aws:cloudformation:stack',
+      environment: 'aws://123456789012/eu-west-1',
+      displayName: name,
       properties: { templateFile: `${name}.template.json`, stackName },
     });
     const assetManifest = (file: string) => ({ type: 'cdk:asset-manifest', properties: { file } });
