@@ -48,6 +48,22 @@ export interface Notification {
   readonly message: string;
 }
 
+/**
+ * The SNS message of a notification, one per protocol (`MessageStructure: 'json'`): the readable text for email and
+ * every other subscriber, and for HTTPS subscribers, which is how AWS Chatbot (Amazon Q Developer in chat
+ * applications) subscribes a Slack or Teams channel, its custom notification format (version 1.0, source custom),
+ * which Chatbot renders instead of ignoring a plain-text message.
+ */
+export function snsMessage(notification: Notification, id: string): string {
+  const chat = {
+    version: '1.0',
+    source: 'custom',
+    id,
+    content: { textType: 'client-markdown', title: notification.subject, description: notification.message },
+  };
+  return JSON.stringify({ default: notification.message, email: notification.message, https: JSON.stringify(chat) });
+}
+
 /** The longest commit message line and failure reason quoted, in characters. */
 export const QUOTE_LIMIT = 300;
 

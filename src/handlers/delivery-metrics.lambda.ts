@@ -73,6 +73,7 @@ import {
   releasingMessage,
   rollbackDoneMessage,
   rolledBackMessage,
+  snsMessage,
   startedMessage,
 } from './delivery-metrics-messages';
 import { errorMessage, isObject, log, logError } from './shared/common';
@@ -401,9 +402,14 @@ async function putMetric(config: Config, name: string, value: number, unit: Stan
   log('INFO', 'metric', { metric: name, value, unit, at: new Date(at).toISOString(), pipeline: config.pipelineName });
 }
 
-async function notify(config: Config, notification: Notification): Promise<void> {
+async function notify(config: Config, notification: Notification, id: string): Promise<void> {
   if (!config.topicArn) return;
-  await sns.send(new PublishCommand({ TopicArn: config.topicArn, Subject: notification.subject, Message: notification.message }));
+  await sns.send(new PublishCommand({
+    TopicArn: config.topicArn,
+    Subject: notification.subject,
+    MessageStructure: 'json',
+    Message: snsMessage(notification, id),
+  }));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -416,7 +422,7 @@ async function onSourceSucceeded(config: Config, event: PipelineEvent, outcome: 
   if (execution.executionType === 'ROLLBACK') return;
   const actions = await listActions(config, id);
   const change = changeFacts(config, event, execution, actions);
-  await once(config, outcome, `${id}#notify-started`, now, () => notify(config, startedMessage(change)));
+  await once(config, outcome, `${id}#notify-started`, now, () => notify(config, startedMessage(change), `${id}#notify-started`));
 }
 
 async function onReleaseStarted(config: Config, event: PipelineEvent, outcome: Outcome, now: number): Promise<void> {
@@ -426,7 +432,7 @@ async function onReleaseStarted(config: Config, event: PipelineEvent, outcome: O
   const at = Date.parse(event.time);
   await once(config, outcome, `${id}#release-started`, now, () => putMetric(config, METRICS.releasesStarted, 1, 'Count', at));
   const actions = await listActions(config, id);
-  await once(config, outcome, `${id}#notify-releasing`, now, () => notify(config, releasingMessage(changeFacts(config, event, execution, actions))));
+  await once(config, outcome, `${id}#notify-releasing`, now, () => notify(config, releasingMessage(changeFacts(config, event, execution, actions)), `${id}#notify-releasing`));
 }
 
 async function onFailed(config: Config, event: PipelineEvent, outcome: Outcome, now: number): Promise<void> {
@@ -438,7 +444,7 @@ async function onFailed(config: Config, event: PipelineEvent, outcome: Outcome, 
   const failed = failedAction(actions);
   if (execution.executionType === 'ROLLBACK' || failed?.stage !== config.releaseStage) {
     // A failed rollback leaves the incident open: the next success ends it.
-    await once(config, outcome, `${id}#notify-failed`, now, () => notify(config, failedMessage(change, failed)));
+    await once(config, outcome, `${id}#notify-failed`, now, () => notify(config, failedMessage(change, failed), `${id}#notify-failed`));
     return;
   }
   await once(config, outcome, `${id}#failed`, now, () => putMetric(config, METRICS.releasesFailed, 1, 'Count', at));
@@ -451,7 +457,7 @@ async function onFailed(config: Config, event: PipelineEvent, outcome: Outcome, 
       await once(config, outcome, `${id}#restored`, now, () => putMetric(config, METRICS.timeToRestore, seconds, 'Seconds', at));
     }
   }
-  await once(config, outcome, `${id}#notify-rolled-back`, now, () => notify(config, rolledBackMessage(change, failed, config.engineRollsBack)));
+  await once(config, outcome, `${id}#notify-rolled-back`, now, () => notify(config, rolledBackMessage(change, failed, config.engineRollsBack), `${id}#notify-rolled-back`));
   releaseLog('rolled back', change, { reason: failed?.reason?.slice(0, 120) });
 }
 
@@ -479,7 +485,7 @@ async function onSucceeded(config: Config, event: PipelineEvent, outcome: Outcom
       await once(config, outcome, `${id}#restored`, now, () => putMetric(config, METRICS.timeToRestore, Math.max(0, at - started) / 1000, 'Seconds', at));
     }
   }
-  await once(config, outcome, `${id}#notify-released`, now, () => notify(config, releasedMessage(change, leadTimeMs, changed?.from)));
+  await once(config, outcome, `${id}#notify-released`, now, () => notify(config, releasedMessage(change, leadTimeMs, changed?.from), `${id}#notify-released`));
   releaseLog('released', change, { leadTimeMinutes: leadTimeMs === undefined ? undefined : Math.round(leadTimeMs / 60_000) });
 }
 
@@ -517,7 +523,7 @@ async function onRollbackSucceeded(config: Config, event: PipelineEvent, executi
     await once(config, outcome, `${id}#restored`, now, () => putMetric(config, METRICS.timeToRestore, timeToRestoreMs / 1000, 'Seconds', at));
   }
   const change = changeFacts(config, event, execution, []);
-  await once(config, outcome, `${id}#notify-rolled-back`, now, () => notify(config, rollbackDoneMessage(change, target, timeToRestoreMs)));
+  await once(config, outcome, `${id}#notify-rolled-back`, now, () => notify(config, rollbackDoneMessage(change, target, timeToRestoreMs), `${id}#notify-rolled-back`));
   releaseLog('rollback done', change, { target, timeToRestoreMinutes: timeToRestoreMs === undefined ? undefined : Math.round(timeToRestoreMs / 60_000) });
 }
 

@@ -157,7 +157,7 @@ function metric(name: string): MetricDatum[] {
   return metrics().filter((m) => m.MetricName === name);
 }
 function messages(): string[] {
-  return topic.commandCalls(PublishCommand).map((c) => c.args[0].input.Message ?? '');
+  return topic.commandCalls(PublishCommand).map((c) => JSON.parse(c.args[0].input.Message ?? '{}').default ?? '');
 }
 
 beforeEach(() => {
@@ -211,7 +211,17 @@ describe('a release that reaches production', () => {
     const publish = topic.commandCalls(PublishCommand)[0].args[0].input;
     expect(publish.TopicArn).toBe(TOPIC);
     expect(publish.Subject).toBe('STARTED: myPipeline builds commit 1a2b3c4');
-    expect(publish.Message).toBe([
+    expect(publish.MessageStructure).toBe('json');
+    const perProtocol = JSON.parse(publish.Message!);
+    // Email gets the text; HTTPS subscribers (AWS Chatbot's Slack/Teams channels) its custom notification format.
+    expect(perProtocol.email).toBe(perProtocol.default);
+    expect(JSON.parse(perProtocol.https)).toEqual({
+      version: '1.0',
+      source: 'custom',
+      id: `${EXEC}#notify-started`,
+      content: { textType: 'client-markdown', title: publish.Subject, description: perProtocol.default },
+    });
+    expect(perProtocol.default).toBe([
       'STARTED: pipeline myPipeline builds commit 1a2b3c4 "Fix the login page" (octo/app main), after a change in the source.',
       `Change: https://github.com/octo/app/commit/${COMMIT}`,
       `Follow the release: ${executionUrl(config, EXEC)}`,
