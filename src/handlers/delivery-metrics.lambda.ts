@@ -540,11 +540,51 @@ export function classify(config: Config, event: PipelineEvent): string | undefin
   return undefined;
 }
 
+/** A CloudWatch alarm state change (EventBridge `aws.cloudwatch`), as the rule on the production alarms sends it. */
+export interface AlarmEvent {
+  readonly 'id': string;
+  readonly 'source': 'aws.cloudwatch';
+  readonly 'detail-type': 'CloudWatch Alarm State Change';
+  readonly 'detail': {
+    readonly alarmName: string;
+    readonly state: { readonly value: string; readonly timestamp: string };
+    readonly previousState: { readonly value: string; readonly timestamp: string };
+  };
+}
+
+export function isAlarmEvent(event: unknown): event is AlarmEvent {
+  if (!isObject(event) || event.source !== 'aws.cloudwatch' || event['detail-type'] !== 'CloudWatch Alarm State Change') return false;
+  const detail = event.detail;
+  const state = (s: unknown) => isObject(s) && typeof s.value === 'string' && typeof s.timestamp === 'string' && !Number.isNaN(Date.parse(s.timestamp));
+  return isObject(detail) && typeof detail.alarmName === 'string' && state(detail.state) && state(detail.previousState);
+}
+
+/**
+ * A production alarm back to OK restores service: time to restore is the time it spent in ALARM, both ends carried
+ * by the OK event itself (`previousState.timestamp` to `state.timestamp`), so arrival order does not matter; counted
+ * once per alarm and OK time.
+ */
+async function onAlarmEvent(config: Config, event: AlarmEvent, now: number): Promise<Outcome> {
+  const outcome: Outcome = { kind: 'alarm-restored', published: [], duplicates: [] };
+  const { alarmName, state, previousState } = event.detail;
+  const restoredAt = Date.parse(state.timestamp);
+  const seconds = Math.round((restoredAt - Date.parse(previousState.timestamp)) / 1000);
+  if (state.value !== 'OK' || previousState.value !== 'ALARM' || seconds < 0) {
+    log('INFO', 'alarm change not used', { alarmName, state: state.value, previousState: previousState.value });
+    return { kind: 'ignored', published: [], duplicates: [] };
+  }
+  await once(config, outcome, `alarm#${alarmName}#${state.timestamp}#restored`, now,
+    () => putMetric(config, METRICS.timeToRestore, seconds, 'Seconds', restoredAt));
+  log('INFO', 'alarm restored', { alarmName, seconds, published: outcome.published, duplicates: outcome.duplicates });
+  return outcome;
+}
+
 /**
  * Publishes the metrics and the notification of one event. Rethrows AWS errors (after withdrawing the claim), so that
  * Lambda retries the asynchronous invocation; ignores, with a log line, events it does not use.
  */
 export async function handleEvent(event: unknown, config: Config, now: number = Date.now()): Promise<Outcome> {
+  if (isAlarmEvent(event)) return onAlarmEvent(config, event, now);
   if (!isPipelineEvent(event)) {
     log('WARN', 'not a CodePipeline event with a pipeline, an execution id and a state: ignored', {});
     return { kind: 'ignored', published: [], duplicates: [] };

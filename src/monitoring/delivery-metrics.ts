@@ -146,6 +146,8 @@ export class DeliveryMetrics extends Construct {
   public readonly metricNamespace: string;
 
   private readonly pipelineName: string;
+  private readonly target: () => events.IRuleTarget;
+  private alarmRules = 0;
 
   constructor(scope: Construct, id: string, props: DeliveryMetricsProps) {
     super(scope, id);
@@ -242,7 +244,7 @@ export class DeliveryMetrics extends Construct {
     });
     this.handler = fn;
 
-    const target = () => new targets.LambdaFunction(fn, {
+    const target = this.target = () => new targets.LambdaFunction(fn, {
       deadLetterQueue: this.deadLetterQueue,
       retryAttempts: 8,
       maxEventAge: Duration.hours(12),
@@ -439,6 +441,20 @@ export class DeliveryMetrics extends Construct {
    * @param monitoring the service's monitoring
    */
   public addToMonitoring(monitoring: ServiceMonitoring): void {
+    // Time to restore from production alarms too: each alarm's return from ALARM to OK.
+    const alarmArns = monitoring.alarms.map((alarm) => alarm.alarmArn);
+    if (alarmArns.length > 0) {
+      new events.Rule(this, `AlarmRule${this.alarmRules++}`, {
+        description: `Delivery metrics of ${this.node.path}: production alarms of ${monitoring.node.path} back to OK (time to restore)`,
+        eventPattern: {
+          source: ['aws.cloudwatch'],
+          detailType: ['CloudWatch Alarm State Change'],
+          resources: alarmArns,
+          detail: { state: { value: ['OK'] }, previousState: { value: ['ALARM'] } },
+        },
+        targets: [this.target()],
+      });
+    }
     const metrics = monitoring.alarms
       .filter((alarm): alarm is cloudwatch.Alarm => alarm instanceof cloudwatch.Alarm)
       .map((alarm) => alarm.metric)

@@ -638,3 +638,55 @@ describe('claims and configuration', () => {
     expect(summaryMessage(undefined)).toBeUndefined();
   });
 });
+
+describe('production alarms back to OK (time to restore)', () => {
+  // The documented shape of a CloudWatch alarm state change event (EventBridge, source aws.cloudwatch).
+  const alarmEvent = (value: string, previous: string, at = '2020-01-24T22:45:00.000+0000', since = '2020-01-24T22:30:00.000+0000') => ({
+    'version': '0',
+    'id': 'c4c1c1c9-6542-e61b-6ef0-8c4d36933a92',
+    'detail-type': 'CloudWatch Alarm State Change',
+    'source': 'aws.cloudwatch',
+    'account': '123456789012',
+    'time': at,
+    'region': 'eu-west-1',
+    'resources': ['arn:aws:cloudwatch:eu-west-1:123456789012:alarm:Web-Http5xx'],
+    'detail': {
+      alarmName: 'Web-Http5xx',
+      state: { value, reason: 'Threshold Crossed', timestamp: at },
+      previousState: { value: previous, reason: 'Threshold Crossed', timestamp: since },
+      configuration: { metrics: [] },
+    },
+  });
+
+  test('an alarm back from ALARM to OK publishes the time it spent in ALARM, at the OK time', async () => {
+    const outcome = await handleEvent(alarmEvent('OK', 'ALARM'), config, NOW);
+    expect(outcome.kind).toBe('alarm-restored');
+    expect(metric(METRICS.timeToRestore)).toEqual([expect.objectContaining({
+      Value: 15 * 60,
+      Unit: 'Seconds',
+      Timestamp: new Date(Date.parse('2020-01-24T22:45:00Z')),
+      Dimensions: [{ Name: 'Pipeline', Value: config.pipelineName }],
+    })]);
+  });
+
+  test('the same OK delivered twice counts once', async () => {
+    ddb.on(PutItemCommand).resolvesOnce({}).rejects(new ConditionalCheckFailedException({ message: 'exists', $metadata: {} }));
+    await handleEvent(alarmEvent('OK', 'ALARM'), config, NOW);
+    const second = await handleEvent(alarmEvent('OK', 'ALARM'), config, NOW);
+    expect(second.duplicates).toEqual(['alarm#Web-Http5xx#2020-01-24T22:45:00.000+0000#restored']);
+    expect(metric(METRICS.timeToRestore)).toHaveLength(1);
+  });
+
+  test('other transitions (into ALARM, from INSUFFICIENT_DATA) publish nothing', async () => {
+    for (const [value, previous] of [['ALARM', 'OK'], ['OK', 'INSUFFICIENT_DATA']]) {
+      expect((await handleEvent(alarmEvent(value, previous), config, NOW)).kind).toBe('ignored');
+    }
+    expect(metrics()).toEqual([]);
+  });
+
+  test('a publish that fails is rethrown for Lambda to retry, the claim withdrawn', async () => {
+    cw.on(PutMetricDataCommand).rejects(Object.assign(new Error('slow down'), { name: 'ThrottlingException' }));
+    await expect(handleEvent(alarmEvent('OK', 'ALARM'), config, NOW)).rejects.toThrow(/slow down/);
+    expect(ddb).toHaveReceivedCommand(DeleteItemCommand);
+  });
+});

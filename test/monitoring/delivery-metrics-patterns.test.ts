@@ -45,6 +45,21 @@ function check(name: keyof typeof patterns, pipeline: DeliveryPipeline, dashboar
   template.hasResourceProperties('AWS::Lambda::Function', {
     Environment: { Variables: Match.objectLike({ ENGINE_ROLLS_BACK: 'true', PIPELINE_NAME: { Ref: idOf(pipeline.pipeline) } }) },
   });
+  // Time to restore from the production alarms: one rule on every alarm of the pattern's monitoring, back to OK.
+  const alarmRules = Object.values(template.findResources('AWS::Events::Rule'))
+    .filter((r: any) => r.Properties.EventPattern.source?.[0] === 'aws.cloudwatch');
+  expect(alarmRules).toHaveLength(1);
+  const alarmRule: any = alarmRules[0];
+  expect(alarmRule.Properties.EventPattern).toEqual({
+    'source': ['aws.cloudwatch'],
+    'detail-type': ['CloudWatch Alarm State Change'],
+    'resources': expect.any(Array),
+    'detail': { state: { value: ['OK'] }, previousState: { value: ['ALARM'] } },
+  });
+  const alarmIds = Object.keys(template.findResources('AWS::CloudWatch::Alarm'))
+    .filter((id) => !id.includes('DeliveryMetrics'));
+  expect(alarmRule.Properties.EventPattern.resources.map((r: any) => r['Fn::GetAtt']?.[0]).sort()).toEqual(alarmIds.sort());
+  expect(alarmRule.Properties.Targets).toEqual([expect.objectContaining({ Arn: handlerArn })]);
   template.resourceCountIs('AWS::DynamoDB::Table', 1);
   // On the pattern's own dashboard: no second dashboard (3 USD a month beyond the first three of an account).
   template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
