@@ -95,8 +95,8 @@ import type { ServiceDeploymentBrief } from '@aws-sdk/client-ecs';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
 import { AwsCallError, awsCall, isAccessDenied } from './shared/aws-call';
-import { isCodePipelineEvent, JobDeps, sendJobResult } from './shared/codepipeline-job';
-import { clip, defaultSleep, describeError, describeJson, errorMessage, isObject, log, logError } from './shared/common';
+import { isCodePipelineEvent, JobDeps, parseUserParametersObject, sendJobResult } from './shared/codepipeline-job';
+import { clip, defaultSleep, describeError, describeJson, isObject, log, logError } from './shared/common';
 import type { Parsed } from './shared/common';
 import { isRetryable } from './shared/retryable';
 
@@ -263,21 +263,9 @@ const EXPECTED_PARAMETERS = '{"imageUri":"<image URI>","pipelineExecutionId":"<p
  * strings without whitespace. Other keys are ignored. Never throws.
  */
 export function parseUserParameters(userParameters: unknown): Parsed<ReleaseParameters> {
-  if (userParameters === undefined || userParameters === null || userParameters === '') {
-    return { ok: false, error: `UserParameters is missing: expected ${EXPECTED_PARAMETERS}` };
-  }
-  if (typeof userParameters !== 'string') {
-    return { ok: false, error: `UserParameters must be a string of JSON, got ${describeJson(userParameters)}` };
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(userParameters);
-  } catch (err) {
-    return { ok: false, error: `UserParameters is not valid JSON (${errorMessage(err)}): ${JSON.stringify(clip(userParameters, 200))}` };
-  }
-  if (!isObject(parsed)) {
-    return { ok: false, error: `UserParameters must be a JSON object like ${EXPECTED_PARAMETERS}, got ${describeJson(parsed)}` };
-  }
+  const object = parseUserParametersObject(userParameters, EXPECTED_PARAMETERS);
+  if (!object.ok) return object;
+  const parsed = object.value;
   const values: Record<string, string> = {};
   for (const key of ['imageUri', 'pipelineExecutionId']) {
     const value = parsed[key];

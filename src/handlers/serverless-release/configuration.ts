@@ -7,6 +7,7 @@
 import type { MetricDataQuery, PutMetricAlarmCommandInput } from '@aws-sdk/client-cloudwatch';
 import type { CreateDeploymentCommandInput, DeploymentStatus } from '@aws-sdk/client-codedeploy';
 import { DEFAULT_MAX_WAIT_MINUTES, MAX_WAIT_LIMIT_MINUTES, ROLLBACK_LIMIT_MINUTES } from '../serverless-release-limits';
+import { parseUserParametersObject } from '../shared/codepipeline-job';
 import { clip, describeJson, errorMessage, isObject } from '../shared/common';
 import type { Parsed } from '../shared/common';
 
@@ -186,21 +187,9 @@ export function readConfig(env: Record<string, string | undefined>): Parsed<Serv
  * (`releases/<execution id>`): no whitespace, no leading or trailing `/`, no empty or `..` segment. Never throws.
  */
 export function parseUserParameters(userParameters: unknown): Parsed<{ readonly prefix: string }> {
-  if (userParameters === undefined || userParameters === null || userParameters === '') {
-    return { ok: false, error: 'UserParameters is missing: expected {"prefix":"<S3 key prefix>"}' };
-  }
-  if (typeof userParameters !== 'string') {
-    return { ok: false, error: `UserParameters must be a string of JSON, got ${describeJson(userParameters)}` };
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(userParameters);
-  } catch (err) {
-    return { ok: false, error: `UserParameters is not valid JSON (${errorMessage(err)}): ${JSON.stringify(clip(userParameters, 200))}` };
-  }
-  if (!isObject(parsed)) {
-    return { ok: false, error: `UserParameters must be a JSON object like {"prefix":"<S3 key prefix>"}, got ${describeJson(parsed)}` };
-  }
+  const object = parseUserParametersObject(userParameters, '{"prefix":"<S3 key prefix>"}');
+  if (!object.ok) return object;
+  const parsed = object.value;
   const prefix = parsed.prefix;
   if (typeof prefix !== 'string' || prefix.trim() === '') {
     return { ok: false, error: `UserParameters.prefix must be a non-empty string, got ${describeJson(prefix)}` };

@@ -1,7 +1,8 @@
 /** The CodePipeline job event of the "Lambda invoke" action, and what the job handlers take from outside. */
 import { PutJobFailureResultCommand, PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
 import type { CodePipelineClient } from '@aws-sdk/client-codepipeline';
-import { describeError, isObject, log, logError } from './common';
+import { clip, describeError, describeJson, errorMessage, isObject, log, logError } from './common';
+import type { Parsed } from './common';
 
 /** The part of CodePipeline's job event the handlers read. */
 export interface CodePipelineJobEvent {
@@ -54,4 +55,27 @@ export async function sendJobResult(
     logError('could not report the job result to CodePipeline', err, { ...fields, jobId });
     throw err;
   }
+}
+
+/**
+ * The first steps of parsing a CodePipeline action's `UserParameters`: present, a string, JSON, an object; `expected`
+ * shows the shape in the messages. The caller checks the keys. Never throws.
+ */
+export function parseUserParametersObject(userParameters: unknown, expected: string): Parsed<Record<string, unknown>> {
+  if (userParameters === undefined || userParameters === null || userParameters === '') {
+    return { ok: false, error: `UserParameters is missing: expected ${expected}` };
+  }
+  if (typeof userParameters !== 'string') {
+    return { ok: false, error: `UserParameters must be a string of JSON, got ${describeJson(userParameters)}` };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(userParameters);
+  } catch (err) {
+    return { ok: false, error: `UserParameters is not valid JSON (${errorMessage(err)}): ${JSON.stringify(clip(userParameters, 200))}` };
+  }
+  if (!isObject(parsed)) {
+    return { ok: false, error: `UserParameters must be a JSON object like ${expected}, got ${describeJson(parsed)}` };
+  }
+  return { ok: true, value: parsed };
 }
