@@ -77,6 +77,19 @@ describe('FargateBlueGreenPipeline: the image parameter (ADR 0006)', () => {
     expect(names[0].pipeline).toMatch(/^shop-alice-/);
   });
 
+  test('a stack with only a region (or only an account) gives its image stack that part, so the key can be shared across them', () => {
+    for (const [id, env] of [['RegionOnly', { region: 'eu-west-1' }], ['AccountOnly', { account: '123456789012' }]] as const) {
+      const partialApp = new App();
+      const partialStack = new Stack(partialApp, id, { env });
+      const pattern = new FargateBlueGreenPipeline(partialStack, 'Web', { source: source() });
+      const [partialImageStack] = imageStacksOf(partialApp, partialStack);
+      expect([partialImageStack.account, partialImageStack.region].filter((v) => !Token.isUnresolved(v)))
+        .toEqual([partialStack.account, partialStack.region].filter((v) => !Token.isUnresolved(v)));
+      expect(Stack.of(pattern.pipeline.artifactKey)).toBe(partialImageStack);
+      expect(() => partialApp.synth()).not.toThrow();
+    }
+  });
+
   test('is created once by a custom resource with Overwrite false, so a stack update never puts the placeholder back over a released image', () => {
     const resource = onlyResource(imageTemplate, 'Custom::ImageParameter');
     const create = JSON.parse(resource.Properties.Create);
