@@ -240,8 +240,9 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
       },
     });
+    // DeleteParameter only undoes a write that created a parameter after its stack deleted it (ADR 0012).
     releaseRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:PutParameter'],
+      actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:PutParameter', 'ssm:DeleteParameter'],
       resources: [
         this.props.liveColorParameterName, this.props.lockParameterName,
         this.props.releaseParameterNames.blue, this.props.releaseParameterNames.green,
