@@ -311,6 +311,13 @@ export class BuildStep extends Construct {
       logging: { cloudWatch: { logGroup: this.logGroup } },
     });
     this.reportGroup.grantWrite(role);
+    // aws-cdk-lib lets a project create report groups named `<project>-*`, which CodeBuild does at run time for a
+    // buildspec that names a group instead of giving an ARN; nothing would delete them. Reports go to `reportGroup`.
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      effect: iam.Effect.DENY,
+      actions: ['codebuild:CreateReportGroup'],
+      resources: ['*'],
+    }));
     acknowledgeCodeBuildDefaults(role, this.project);
   }
 

@@ -515,3 +515,14 @@ describe('BuildStep.pipelineAction environment variables', () => {
     expect(action({ V: 'x'.repeat(fill + 1) })).toThrow(/'environmentVariables' must fit, with PIPELINE_EXECUTION_ID, in CodePipeline's 1000 characters .*, got '1001 characters'/);
   });
 });
+
+describe('BuildStep leaves nothing behind', () => {
+  const stack = new Stack();
+  const step = new BuildStep(stack, 'Build', { encryptionKey: new kms.Key(stack, 'Key') });
+  const template = Template.fromStack(stack);
+
+  test('the build may not create report groups (CodeBuild would, for a buildspec naming one, and nothing deletes them)', () => {
+    const denies = roleStatements(template, step).filter((st) => st.Effect === 'Deny');
+    expect(denies).toEqual([{ Effect: 'Deny', Action: 'codebuild:CreateReportGroup', Resource: '*' }]);
+  });
+});
