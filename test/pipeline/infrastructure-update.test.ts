@@ -232,23 +232,23 @@ describe('DeliveryPipeline with infrastructure: InfrastructureUpdate.cdkApp()', 
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'attempts-'));
     try {
       // Stand-ins: `aws ssm` keeps the parameter in a file (a put answers version 1 when it creates it); `cdk` fails
-      // or succeeds as told and logs that it ran.
-      fs.writeFileSync(path.join(dir, 'aws'), `#!/bin/bash
-case "$2" in
+      // or succeeds as told and logs that it ran (and, when told, deletes the parameter first, as a stack deletion
+      // would). Shell functions, not files on PATH: a function always wins over a CLI installed on the machine.
+      const standIns = `aws() { case "$2" in
   get-parameter) cat "${dir}/param" ;;
   delete-parameter) rm "${dir}/param" ;;
   *) if [ -e "${dir}/param" ]; then echo 2; else echo 1; fi; echo -n "$6" > "${dir}/param" ;;
-esac
-`, { mode: 0o755 });
-      fs.writeFileSync(path.join(dir, 'cdk'), `#!/bin/bash
-echo ran >> "${dir}/ran"
-exit $CDK_EXIT
-`, { mode: 0o755 });
+esac; }
+cdk() { echo ran >> "${dir}/ran"; if [ -n "$CDK_DELETES_PARAMETER" ]; then rm "${dir}/param"; fi; return $CDK_EXIT; }
+`;
       fs.writeFileSync(path.join(dir, 'param'), 'none');
-      const deploy = (cdkExit: number, digest = 'a'.repeat(64)) => {
+      const deploy = (cdkExit: number, digest = 'a'.repeat(64), cdkDeletesParameter = false) => {
         try {
-          execFileSync('bash', ['-c', `set -e\n${commands.join('\n')}`], {
-            env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, CDK_EXIT: String(cdkExit), ASSEMBLY_SHA256: digest, ATTEMPTS_PARAMETER: 'p' },
+          execFileSync('bash', ['-c', `set -e\n${standIns}${commands.join('\n')}`], {
+            env: {
+              ...process.env, CDK_EXIT: String(cdkExit), ASSEMBLY_SHA256: digest, ATTEMPTS_PARAMETER: 'p',
+              CDK_DELETES_PARAMETER: cdkDeletesParameter ? '1' : '',
+            },
             stdio: 'pipe',
           });
           return 'deployed';
@@ -273,9 +273,8 @@ exit $CDK_EXIT
       expect(runs()).toBe(4);
       // The parameter gone after the check read it (the stack being deleted): the failure's write created it and
       // deletes it again, so nothing is left behind.
-      fs.writeFileSync(path.join(dir, 'cdk'), `#!/bin/bash\nrm "${dir}/param"; exit 1\n`, { mode: 0o755 });
       fs.writeFileSync(path.join(dir, 'param'), 'none');
-      expect(deploy(1, 'd'.repeat(64))).toBe('failed');
+      expect(deploy(1, 'd'.repeat(64), true)).toBe('failed');
       expect(fs.existsSync(path.join(dir, 'param'))).toBe(false);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
