@@ -246,7 +246,10 @@ cdk() { echo ran >> "${dir}/ran"; if [ -n "$CDK_DELETES_PARAMETER" ]; then rm "$
         try {
           execFileSync('bash', ['-c', `set -e\n${standIns}${commands.join('\n')}`], {
             env: {
-              ...process.env, CDK_EXIT: String(cdkExit), ASSEMBLY_SHA256: digest, ATTEMPTS_PARAMETER: 'p',
+              ...process.env,
+              CDK_EXIT: String(cdkExit),
+              ASSEMBLY_SHA256: digest,
+              ATTEMPTS_PARAMETER: 'p',
               CDK_DELETES_PARAMETER: cdkDeletesParameter ? '1' : '',
             },
             stdio: 'pipe',
