@@ -240,8 +240,9 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
       },
     });
+    // DeleteParameter only undoes a write that created a parameter after its stack deleted it (ADR 0012).
     releaseRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:PutParameter'],
+      actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:PutParameter', 'ssm:DeleteParameter'],
       resources: [
         this.props.liveColorParameterName, this.props.lockParameterName,
         this.props.releaseParameterNames.blue, this.props.releaseParameterNames.green,
@@ -292,6 +293,9 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
 
     // The workflow: a loop around the decision function (every wait is a Wait state, bounded by the function's clock).
     const machineLogs = createLogGroup(resources, 'StateMachineLogs', retention);
+    // Step Functions adds each log group it delivers to to the account's CloudWatch Logs resource policy (5,120
+    // characters, kept after the stack is deleted); one entry, `/aws/vendedlogs/*`, covers groups under that prefix.
+    (machineLogs.node.defaultChild as logs.CfnLogGroup).logGroupName = `/aws/vendedlogs/states/${stateMachineName}`;
     const stateMachine = new sfn.StateMachine(resources, 'StateMachine', {
       stateMachineName,
       stateMachineType: sfn.StateMachineType.STANDARD,

@@ -16,7 +16,7 @@ import {
 import type { Action as ListenerAction } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
-import { GetParametersCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { DeleteParameterCommand, GetParametersCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { expectFacts } from './shared/facts';
@@ -104,6 +104,8 @@ type Color = 'blue' | 'green';
 interface Group { min: number; max: number; desired: number; instances: string[] }
 interface World {
   params: Record<string, string>;
+  /** The version SSM gave each parameter's last write (the state stack wrote each once). */
+  versions: Record<string, number>;
   groups: Record<Color, Group>;
   listener: ListenerAction[];
   /** What the test listener forwards to, once a release moved it. */
@@ -155,6 +157,7 @@ function describeActions(actions: ListenerAction[] | undefined): string {
 function defaultWorld(): World {
   return {
     params: { [LIVE]: 'blue', [LOCK]: 'free', [REL_BLUE]: 'r41', [REL_GREEN]: 'none' },
+    versions: {},
     groups: {
       blue: { min: 3, max: 6, desired: 3, instances: ['i-b1', 'i-b2', 'i-b3'] },
       green: { min: 0, max: 6, desired: 0, instances: [] },
@@ -191,8 +194,17 @@ function installFake(): void {
   });
   ssmMock.on(PutParameterCommand).callsFake((input) => {
     calls.push(`PutParameter ${input.Name}=${input.Value}`);
+    // As SSM numbers versions: a parameter the write creates is at version 1, an overwrite adds one.
+    const version = world.params[input.Name] === undefined ? 1 : (world.versions[input.Name] ?? 1) + 1;
     world.params[input.Name] = input.Value;
-    return { Version: 2, Tier: 'Standard' };
+    world.versions[input.Name] = version;
+    return { Version: version, Tier: 'Standard' };
+  });
+  ssmMock.on(DeleteParameterCommand).callsFake((input) => {
+    calls.push(`DeleteParameter ${input.Name}`);
+    delete world.params[input.Name];
+    delete world.versions[input.Name];
+    return {};
   });
   asgMock.on(DescribeAutoScalingGroupsCommand).callsFake((input) => {
     calls.push(`DescribeAutoScalingGroups ${(input.AutoScalingGroupNames ?? []).join(',')}`);
@@ -1156,6 +1168,25 @@ describe('finish', () => {
   test('the live-color write throttled: RetryableError (finish runs again)', async () => {
     ssmMock.on(PutParameterCommand, { Name: LIVE }).rejects(throttled());
     await expect(step({ action: 'finish', state: finishing() }, deps())).rejects.toMatchObject({ name: 'RetryableError' });
+  });
+
+  test('the live-color parameter is gone (its stack deleted at teardown): the write that created it is deleted again, a real error, nothing recorded', async () => {
+    delete world.params[LIVE];
+    await expect(step({ action: 'finish', state: finishing() }, deps())).rejects.toMatchObject({
+      name: 'ReleaseStepError', message: expect.stringMatching(/^ssm:PutParameter \(\/web\/live-color\) failed: StateParameterGoneError: .*\/web\/live-color did not exist/),
+    });
+    expect(calls.filter((c) => c.startsWith('DeleteParameter'))).toEqual([`DeleteParameter ${LIVE}`]);
+    expect(world.params[LIVE]).toBeUndefined();
+    expect(asgMock).not.toHaveReceivedCommand(UpdateAutoScalingGroupCommand);
+  });
+
+  test('the parameter is gone and deleting it again fails: a real error (never retried, a retry would take it for the stack\'s), naming it to delete by hand', async () => {
+    delete world.params[LIVE];
+    ssmMock.on(DeleteParameterCommand).rejects(throttled());
+    const error = await step({ action: 'finish', state: finishing() }, deps()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ReleaseStepError);
+    expect(error).not.toBeInstanceOf(RetryableError);
+    expectFacts((error as Error).message, ['ssm:PutParameter', '/web/live-color', 'StateParameterGoneError', '/web/live-color', 'ThrottlingException', 'delete it by hand']);
   });
 
   test('first release: no old color to scale down', async () => {

@@ -642,12 +642,13 @@ describe('Ec2BlueGreenPipeline defaults: the release function', () => {
         .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))));
   });
 
-  test('SSM: read and write exactly the four state parameters', () => {
+  test('SSM: read and write exactly the four state parameters (and delete them, only to undo a write that created one)', () => {
     const put = grantsOf(releaseStatementsOf(template, web), 'ssm:PutParameter');
     expect(put).toHaveLength(1);
     expect(resourcesOf(put[0])).toEqual([env.LIVE_COLOR_PARAMETER, env.LOCK_PARAMETER, env.RELEASE_PARAMETER_BLUE, env.RELEASE_PARAMETER_GREEN]
       .map(parameterArn));
-    expect(actionsOf(put[0]).sort()).toEqual(['ssm:GetParameter', 'ssm:GetParameters', 'ssm:PutParameter']);
+    expect(actionsOf(put[0]).sort()).toEqual(['ssm:DeleteParameter', 'ssm:GetParameter', 'ssm:GetParameters', 'ssm:PutParameter']);
+    expect(grantsOf(releaseStatementsOf(template, web), 'ssm:DeleteParameter')).toEqual(put);
   });
 
   test('without the approval gate it may not read the pipeline', () => {

@@ -478,12 +478,13 @@ describe('FargateBlueGreenPipeline defaults: pipeline', () => {
 });
 
 describe('FargateBlueGreenPipeline defaults: release function permissions', () => {
-  test('the recorder may put exactly the image parameter, and nothing else may be put', () => {
+  test('the recorder may put exactly the image parameter (and delete it, to undo a write that created it), nothing else', () => {
     const recorder = recordFunctionOf(template, web);
     const statements = statementsOfRole(template, recorder.Properties.Role['Fn::GetAtt'][0]);
     const put = grantsOf(statements, 'ssm:PutParameter');
     expect(put).toHaveLength(1);
-    expect(actionsOf(put[0])).toEqual(['ssm:PutParameter']);
+    expect(actionsOf(put[0])).toEqual(['ssm:PutParameter', 'ssm:DeleteParameter']);
+    expect(grantsOf(statements, 'ssm:DeleteParameter')).toEqual(put);
     expect(put[0].Resource).toEqual(parameterArn(web.imageParameterName));
     expect(recorder.Properties.Environment.Variables.IMAGE_PARAMETER_NAME).toBe(web.imageParameterName);
   });

@@ -5,11 +5,11 @@
  * ADR 0008.
  */
 import { PublishCommand } from '@aws-sdk/client-sns';
-import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { APPROVAL_WAIT_SECONDS, BAKE_WAIT_SECONDS, Color, SNS_SUBJECT_LIMIT } from './configuration';
 import { alarmsInAlarm, aws, Context, describeLive, errorText, latestApprovalRun, modifyListener, notify, RetryableError, scaleToZero } from './context';
 import { deadlineOf, iso, LOCK_FREE, minutes, ReleaseState, Running, toRollback, waitOrRollback } from './state';
 import { clip, isObject } from '../shared/common';
+import { overwriteStateParameter } from '../shared/state-parameter';
 
 export async function afterSmoke(ctx: Context, state: Running): Promise<ReleaseState> {
   const smoke = isObject(state.smoke) ? state.smoke : {};
@@ -163,7 +163,7 @@ export async function finish(ctx: Context, state: Running): Promise<ReleaseState
   const { cfg, c } = ctx;
   // Invariant: the record first. A failure here throws, and the state machine rolls the release back.
   await aws(`ssm:PutParameter (${cfg.liveColorParameter})`, () =>
-    c.ssm.send(new PutParameterCommand({ Name: cfg.liveColorParameter, Value: state.target, Type: 'String', Overwrite: true })));
+    overwriteStateParameter(c.ssm, cfg.liveColorParameter, state.target));
   const live = `production runs ${state.release} on ${state.target}`;
   const notDone = await afterRecorded(ctx, state, live);
   return {
@@ -186,7 +186,7 @@ export async function afterRecorded(ctx: Context, state: Running, live: string):
     }
   };
   await attempt(`free the release lock ${cfg.lockParameter}`, () =>
-    c.ssm.send(new PutParameterCommand({ Name: cfg.lockParameter, Value: LOCK_FREE, Type: 'String', Overwrite: true })));
+    overwriteStateParameter(c.ssm, cfg.lockParameter, LOCK_FREE));
   if (state.live !== 'none') {
     // ELB's deregistration delay drains the old instances' connections.
     await attempt(`scale the old ${state.live} group ${cfg.colors[state.live].groupName} to 0`, () => scaleToZero(ctx, state.live as Color));
