@@ -403,6 +403,8 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
       actions: releaseActions,
       gatesProductionTraffic: true,
       rollbackOnFailure: false,
+      // The decision function's shift step sends one event per traffic step (src/handlers/ec2-release/follow.ts).
+      reportsTrafficSteps: true,
       stateMachine,
       bundleBucket: bundles,
       grantUpload: (grantee) => grantUpload(bundles, grantee),
