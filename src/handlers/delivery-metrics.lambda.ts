@@ -17,6 +17,7 @@
  * | execution `FAILED`, failed action in the Release stage | `ReleasesFailed` 1 (+ `TimeToRestore` when the release engine rolls back itself, unless an approval failed) | `ROLLED BACK` (why) |
  * | execution `FAILED`, elsewhere | - | `FAILED` (which action, why, link to the build and its reports) |
  * | execution `SUCCEEDED`, standard | `Deployments` 1, `LeadTime` (once per revision), `TimeToRestore` (when it ends an incident) | `RELEASED` (lead time) |
+ * | `Release Traffic Shifted` (`cdk-delivery-pipelines.release`, the engine's step n of m) | `LeadTime` at 100 %, once the success is known too | `RELEASING` (share of production, step n of m) |
  * | execution `SUCCEEDED`, rollback | `TimeToRestore`; a manual rollback also counts `ReleasesFailed` for the release it undid | `ROLLED BACK` (time to restore) |
  *
  * Where the facts come from: `codepipeline:GetPipelineExecution` (execution type, trigger, artifact revision with
@@ -31,6 +32,11 @@
  * `execution-trigger` commit time, when present; the start of the source action (a manual start whose source gives
  * no time). It is published once per revision: a manual re-run of an already released commit is a deployment, not a
  * new change.
+ *
+ * With `ENGINE_REPORTS_TRAFFIC`, lead time ends at the engine's 100 % traffic step instead of the execution's
+ * success: both halves go into the item `<execution>#lead-time-facts` (`UpdateItem`, `if_not_exists` per attribute,
+ * `ReturnValues: ALL_NEW`), and whichever event comes last finds both and publishes the lead time (claimed once per
+ * revision like every lead time). `ConsecutiveFailedReleases` is published at each release outcome from the history.
  *
  * Idempotency: EventBridge delivers at least once. Each fact (`<execution>#deployed`, `<execution>#failed`,
  * `revision#<id>#lead-time`, `<execution>#notify-released`, ...) is claimed with a conditional `PutItem` in the
@@ -642,7 +648,7 @@ export interface LeadTimeFacts {
  * the 100 % event comes last finds both halves.
  */
 export async function recordLeadTimeFacts(config: Config, executionId: string,
-  facts: { changeAt?: number; changeFrom?: string; revision?: string; succeededAt?: number; fullTrafficAt?: number }, now: number): Promise<LeadTimeFacts> {
+  facts: Omit<LeadTimeFacts, 'executionId'>, now: number): Promise<LeadTimeFacts> {
   const names: Record<string, string> = {};
   const values: Record<string, { N: string } | { S: string }> = { ':expires': { N: String(Math.floor(now / 1000) + config.factTtlDays * 86_400) } };
   const sets = ['expiresAt = if_not_exists(expiresAt, :expires)'];
@@ -676,7 +682,8 @@ export async function recordLeadTimeFacts(config: Config, executionId: string,
  * Publishes `LeadTime` (from the change to all production traffic, stamped at full traffic) once both halves are
  * known; once per revision, like every lead time. Returns the lead time, or undefined while a half is missing.
  */
-async function publishLeadTimeOnceKnown(config: Config, outcome: Outcome, facts: LeadTimeFacts, now: number): Promise<{ ms: number; from?: string } | undefined> {
+async function publishLeadTimeOnceKnown(config: Config, outcome: Outcome, facts: LeadTimeFacts, now: number):
+Promise<{ ms: number; from?: string } | undefined> {
   if (facts.changeAt === undefined || facts.succeededAt === undefined || facts.fullTrafficAt === undefined) return undefined;
   const fullTrafficAt = facts.fullTrafficAt;
   const ms = Math.max(0, fullTrafficAt - facts.changeAt);
@@ -699,7 +706,10 @@ async function onProgressEvent(config: Config, event: ProgressEvent, now: number
   const id = d.executionId;
   try {
     const asPipelineEvent: PipelineEvent = {
-      'id': event.id, 'detail-type': event['detail-type'], 'source': event.source, 'time': d.shiftedAt,
+      'id': event.id,
+      'detail-type': event['detail-type'],
+      'source': event.source,
+      'time': d.shiftedAt,
       'detail': { 'pipeline': d.pipeline, 'execution-id': id, 'state': 'TRAFFIC_SHIFTED' },
     };
     const execution = await getExecution(config, id);
@@ -712,13 +722,22 @@ async function onProgressEvent(config: Config, event: ProgressEvent, now: number
     }
     const key = `${id}#traffic#${d.step}`;
     await once(config, outcome, key, now,
-      () => notify(config, trafficMessage(change, { step: d.step, steps: d.steps, percent: d.percent, engine: d.engine }, lead?.ms, lead?.from), key));
+      () => notify(config, trafficMessage(change, { step: d.step, steps: d.steps, percent: d.percent, engine: d.engine },
+        lead?.ms, lead?.from), key));
   } catch (err) {
     logError(`could not publish: ${errorMessage(err)}; Lambda retries the invocation`, err, { kind: outcome.kind, executionId: id, published: outcome.published });
     throw err;
   }
-  log('INFO', 'handled', { kind: outcome.kind, eventId: event.id, executionId: id, step: d.step, steps: d.steps, percent: d.percent,
-    published: outcome.published, duplicates: outcome.duplicates });
+  log('INFO', 'handled', {
+    kind: outcome.kind,
+    eventId: event.id,
+    executionId: id,
+    step: d.step,
+    steps: d.steps,
+    percent: d.percent,
+    published: outcome.published,
+    duplicates: outcome.duplicates,
+  });
   return outcome;
 }
 

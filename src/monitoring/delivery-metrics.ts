@@ -121,7 +121,11 @@ export interface DeliveryMetricsProps {
  *
  * - **Deployments** (deployment frequency): executions that reached production (`SUCCEEDED`, not a rollback).
  * - **LeadTime** (lead time for changes, seconds): from the commit's author date (or the revision's upload for an S3
- *   source, or the execution's start when nothing tells) to the successful end of the execution; once per revision.
+ *   source, or the execution's start when nothing tells) to the moment all production traffic is on the new version
+ *   where the release engine reports it (`releaseEngineReportsTraffic`), else to the successful end of the execution;
+ *   once per revision.
+ * - **ConsecutiveFailedReleases**: at each release outcome, the releases that failed in a row up to it (0 after a
+ *   success).
  * - **ReleasesStarted** and **ReleasesFailed** (change failure rate = failed / started): the Release stage started;
  *   the Release stage failed (an alarm, a smoke test, a rejection or a timeout rolled it back), or a later manual
  *   stage rollback undid the release.

@@ -200,7 +200,11 @@ export class ServerlessApiPipeline extends Construct {
     // Known before the pipeline exists, so that the release controller can name it in its traffic step events.
     const releasePipelineName = uniquePhysicalName(this, 39);
     const release = new LambdaAliasRelease({
-      service, routes, expectedPhrase: props.expectedPhrase, logRetention: props.logRetention, deploymentConfig,
+      service,
+      routes,
+      expectedPhrase: props.expectedPhrase,
+      logRetention: props.logRetention,
+      deploymentConfig,
       pipelineName: releasePipelineName,
     });
     this.pipeline = new DeliveryPipeline(this, 'Pipeline', {

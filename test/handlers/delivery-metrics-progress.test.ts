@@ -182,10 +182,13 @@ describe('traffic step messages', () => {
   });
 
   test('a manual start without a commit: the message names the revision the source gave', async () => {
-    cp.on(GetPipelineExecutionCommand).resolves({ pipelineExecution: {
-      ...standardExecution, trigger: { triggerType: 'StartPipelineExecution' },
-      artifactRevisions: [{ name: 'Source', revisionId: 'v3.Lw0bQ7eYxzx0', created: new Date('2020-01-24T21:00:00Z') }],
-    } });
+    cp.on(GetPipelineExecutionCommand).resolves({
+      pipelineExecution: {
+        ...standardExecution,
+        trigger: { triggerType: 'StartPipelineExecution' },
+        artifactRevisions: [{ name: 'Source', revisionId: 'v3.Lw0bQ7eYxzx0', created: new Date('2020-01-24T21:00:00Z') }],
+      },
+    });
     cp.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [{ ...sourceAction, output: { outputVariables: {} } }] });
     await handleEvent(stepEvent(1, 1, 100, '2020-01-24T22:01:00Z'), config, NOW);
     expect(messages()[0].split('\n')[0]).toBe('RELEASING revision v3.Lw0bQ7eYxzx0: 100 % of production traffic on the new version (step 1 of 1).');
@@ -263,7 +266,8 @@ describe('ConsecutiveFailedReleases', () => {
     cp.on(GetPipelineExecutionCommand).resolves({ pipelineExecution: { ...standardExecution, status: 'Failed' } });
     cp.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [sourceAction, releaseFailure] });
   });
-  const history = (...summaries: PipelineExecutionSummary[]) => cp.on(ListPipelineExecutionsCommand).resolves({ pipelineExecutionSummaries: summaries });
+  const history = (...summaries: PipelineExecutionSummary[]) =>
+    cp.on(ListPipelineExecutionsCommand).resolves({ pipelineExecutionSummaries: summaries });
 
   test('two failed releases in a row: 2 (a failed build between them, a rollback and a stopped execution do not break the run)', async () => {
     history(

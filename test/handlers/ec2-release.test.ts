@@ -1033,7 +1033,12 @@ describe('shift: traffic step events (ADR 0010)', () => {
     expect(entry).toMatchObject({ Source: 'cdk-delivery-pipelines.release', DetailType: 'Release Traffic Shifted' });
     expect(entry.EventBusName).toBeUndefined();
     expect(detailOf()).toEqual({
-      pipeline: 'web-pipeline', executionId: PIPELINE_EXECUTION, engine: 'ec2-blue-green', step: 1, steps: 1, percent: 100,
+      pipeline: 'web-pipeline',
+      executionId: PIPELINE_EXECUTION,
+      engine: 'ec2-blue-green',
+      step: 1,
+      steps: 1,
+      percent: 100,
       shiftedAt: new Date(T0).toISOString(),
     });
   });

@@ -2224,7 +2224,12 @@ describe('traffic step events', () => {
     const { outcome } = await run(jobEvent({ userParameters: progressParameters, continuationToken: waitToken([SPEC_A, SPEC_B], 2) }));
     expect(outcome).toMatchObject({ result: 'continue', phase: 'wait', polls: 3 });
     expect(details()).toEqual([{
-      pipeline: 'orders-pipeline', executionId: EXECUTION, engine: 'lambda-alias', step: 1, steps: 2, percent: 10,
+      pipeline: 'orders-pipeline',
+      executionId: EXECUTION,
+      engine: 'lambda-alias',
+      step: 1,
+      steps: 2,
+      percent: 10,
       shiftedAt: new Date(T0).toISOString(),
     }]);
     expect(eventsMock.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0]).toMatchObject({

@@ -205,7 +205,9 @@ export function parseTrafficSteps(text: string | undefined): number[] | undefine
  * Parses CodePipeline's `UserParameters`: a JSON object whose `prefix` is the S3 key prefix of the zips
  * (`releases/<execution id>`): no whitespace, no leading or trailing `/`, no empty or `..` segment. Never throws.
  */
-export function parseUserParameters(userParameters: unknown): Parsed<{ readonly prefix: string; readonly pipeline?: string; readonly executionId?: string }> {
+export function parseUserParameters(userParameters: unknown): Parsed<{
+  readonly prefix: string; readonly pipeline?: string; readonly executionId?: string;
+}> {
   const object = parseUserParametersObject(userParameters, '{"prefix":"<S3 key prefix>"}');
   if (!object.ok) return object;
   const parsed = object.value;
