@@ -489,7 +489,7 @@ async function onSucceeded(config: Config, event: PipelineEvent, outcome: Outcom
   const change = changeFacts(config, event, execution, actions);
   await once(config, outcome, `${id}#deployed`, now, () => putMetric(config, METRICS.deployments, 1, 'Count', at));
 
-  await publishConsecutiveFailures(config, outcome, id, at, now);
+  const summaries = await publishConsecutiveFailures(config, outcome, id, at, now);
 
   const changed = changeTime(config, execution, actions, event);
   const revision = change.commitId ?? change.revisionId ?? id;
@@ -508,7 +508,7 @@ async function onSucceeded(config: Config, event: PipelineEvent, outcome: Outcom
     await once(config, outcome, `revision#${revision}#lead-time`, now, () => putMetric(config, METRICS.leadTime, ms / 1000, 'Seconds', at));
   }
   if (!config.engineRollsBack) {
-    const started = await incidentStart(config, id, await history(config));
+    const started = await incidentStart(config, id, summaries);
     if (started !== undefined) {
       await once(config, outcome, `${id}#restored`, now, () => putMetric(config, METRICS.timeToRestore, Math.max(0, at - started) / 1000, 'Seconds', at));
     }
@@ -596,10 +596,13 @@ export async function consecutiveFailures(config: Config, executionId: string, s
 }
 
 /** Publishes `ConsecutiveFailedReleases` at a release outcome (once per execution). */
-async function publishConsecutiveFailures(config: Config, outcome: Outcome, executionId: string, at: number, now: number): Promise<void> {
-  const count = await consecutiveFailures(config, executionId, await history(config));
+async function publishConsecutiveFailures(config: Config, outcome: Outcome, executionId: string, at: number, now: number,
+  summaries?: PipelineExecutionSummary[]): Promise<PipelineExecutionSummary[]> {
+  const read = summaries ?? await history(config);
+  const count = await consecutiveFailures(config, executionId, read);
   await once(config, outcome, `${executionId}#consecutive-failures`, now,
     () => putMetric(config, METRICS.consecutiveFailedReleases, count, 'Count', at));
+  return read;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ const {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
 }: typeof import('../../src/handlers/delivery-metrics.lambda') = require('../../src/handlers/delivery-metrics.lambda');
 const {
-  publishProgress, progressEntry,
+  publishProgress, progressEntry, progressEvents, PROGRESS_CLIENT_CONFIG,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
 }: typeof import('../../src/handlers/shared/release-progress') = require('../../src/handlers/shared/release-progress');
 
@@ -320,6 +320,11 @@ describe('the engines\' emitter (shared/release-progress.ts)', () => {
     expect(progressEntry(detail)).toEqual({
       Source: 'cdk-delivery-pipelines.release', DetailType: 'Release Traffic Shifted', Detail: JSON.stringify(detail), Time: new Date(detail.shiftedAt),
     });
+  });
+
+  test('one attempt with short timeouts: a slow or failing EventBridge never holds a release up', async () => {
+    expect(await progressEvents.config.maxAttempts()).toBe(1);
+    expect(PROGRESS_CLIENT_CONFIG).toEqual({ maxAttempts: 1, requestHandler: { connectionTimeout: 2_000, requestTimeout: 3_000 } });
   });
 
   test('a rejected call or an entry not taken: false, never a throw', async () => {

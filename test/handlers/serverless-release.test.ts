@@ -2261,6 +2261,13 @@ describe('traffic step events', () => {
     expect(cpMock).toHaveReceivedCommandWith(PutJobSuccessResultCommand, { jobId: JOB_ID, outputVariables: { versions: 'GetSleepSecs=8,PostItems=13' } });
   });
 
+  test('nothing to shift (production already serves the code): all traffic at once, step 1 of 1, then the success', async () => {
+    lambdaAnswers([{ ...SPEC_A, target: SPEC_A.previous }, { ...SPEC_B, target: SPEC_B.previous }]);
+    const { outcome } = await run(jobEvent({ userParameters: progressParameters }));
+    expect(outcome).toEqual({ result: 'unchanged' });
+    expect(details()).toEqual([expect.objectContaining({ step: 1, steps: 1, percent: 100, executionId: EXECUTION })]);
+  });
+
   test('the alias cannot be read: no event, the release goes on waiting', async () => {
     deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }, { spec: SPEC_B, status: 'InProgress' }]);
     lambdaMock.on(GetAliasCommand).rejects(accessDenied('lambda:GetAlias'));

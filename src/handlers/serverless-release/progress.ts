@@ -38,6 +38,20 @@ export async function trafficPercent(looked: readonly Looked[]): Promise<number 
   }
 }
 
+/** A release with nothing to shift: production already serves the code, reported as all traffic, step 1 of 1. */
+export async function reportAllAtOnce(job: Job): Promise<void> {
+  if (job.progress === undefined) return;
+  await publishProgress({
+    pipeline: job.progress.pipeline,
+    executionId: job.progress.executionId,
+    engine: 'lambda-alias',
+    step: 1,
+    steps: 1,
+    percent: 100,
+    shiftedAt: new Date(job.now()).toISOString(),
+  });
+}
+
 /**
  * Reports the step `percent` reached, when it is beyond `state.reported`; returns the step now reported. Never throws.
  * With no step configuration, only 100 % is a step.

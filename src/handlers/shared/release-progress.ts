@@ -39,7 +39,8 @@ export interface ReleaseProgressDetail {
 }
 
 /** One attempt, short timeouts: a release never waits on a progress event. */
-export const progressEvents = new EventBridgeClient({ maxAttempts: 1, requestHandler: { connectionTimeout: 2_000, requestTimeout: 3_000 } });
+export const PROGRESS_CLIENT_CONFIG = { maxAttempts: 1, requestHandler: { connectionTimeout: 2_000, requestTimeout: 3_000 } } as const;
+export const progressEvents = new EventBridgeClient(PROGRESS_CLIENT_CONFIG);
 
 /** The PutEvents entry of a step (exported for the tests). */
 export function progressEntry(detail: ReleaseProgressDetail) {
