@@ -272,6 +272,7 @@ export class Ec2BlueGreenPipeline extends Construct {
     // What the release engine writes and CloudFormation reads, created before this stack (ADR 0008).
     const state = createStateParameters(this, {
       stackSuffix: 'State',
+      retainKey: props.retainArtifacts,
       stackDescription: `The live color and the releases of ${this.node.path} (written by its release workflow)`,
       parameters: [
         { key: 'live-color', initialValue: 'none', description: `Color in production of ${this.node.path}: none, blue or green` },
@@ -339,6 +340,7 @@ export class Ec2BlueGreenPipeline extends Construct {
       notifications: props.notifications,
       infrastructure: props.infrastructure,
       retainArtifacts: props.retainArtifacts,
+      artifactKey: state.key,
       buildStep: {
         architecture: props.architecture === ec2.InstanceArchitecture.X86_64 ? BuildArchitecture.X86_64 : BuildArchitecture.ARM_64,
         buildSpec: ec2BundleBuildSpec(props.testCommands, props.buildCommands),

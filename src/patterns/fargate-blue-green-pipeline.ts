@@ -295,7 +295,7 @@ export class FargateBlueGreenPipeline extends Construct {
     checkPlaceholderEnvironment(this, props.environment);
 
     // The image comes from an SSM parameter that the pipeline updates after each successful release (ADR 0006).
-    const imageParameter = createImageParameter(this, placeholderImage);
+    const imageParameter = createImageParameter(this, placeholderImage, props.retainArtifacts);
     this.imageParameterName = imageParameter.parameterName;
     const image = ssm.StringParameter.valueForStringParameter(this, imageParameter.parameterName);
 
@@ -364,6 +364,7 @@ export class FargateBlueGreenPipeline extends Construct {
       notifications: props.notifications,
       infrastructure: props.infrastructure,
       retainArtifacts: props.retainArtifacts,
+      artifactKey: imageParameter.key,
       buildStep: {
         architecture,
         privileged: true,

@@ -2,7 +2,7 @@ import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { denyGrantsExceptForAwsResources } from '../private/key';
+import { createCustomerManagedKey } from '../private/key';
 import { checkDuration } from '../private/validate';
 
 /**
@@ -23,6 +23,13 @@ export interface ArtifactStoreProps {
    * @default Duration.days(30)
    */
   readonly expiration?: Duration;
+
+  /**
+   * The key that encrypts the artifacts. Its removal policy is the caller's to set; `retain` does not change it.
+   *
+   * @default - a new key in this construct, rotating yearly, kept or deleted with the bucket (`retain`)
+   */
+  readonly encryptionKey?: kms.Key;
 }
 
 /**
@@ -47,13 +54,8 @@ export class ArtifactStore extends Construct {
     this.removalPolicy = removalPolicy;
     const expiration = props.expiration ?? Duration.days(30);
 
-    this.encryptionKey = new kms.Key(this, 'Key', {
-      description: `Encrypts the pipeline artifacts of ${this.node.path}`,
-      enableKeyRotation: true,
-      removalPolicy,
-      pendingWindow: Duration.days(7),
-    });
-    denyGrantsExceptForAwsResources(this.encryptionKey);
+    this.encryptionKey = props.encryptionKey ??
+      createCustomerManagedKey(this, 'Key', `Encrypts the pipeline artifacts of ${this.node.path}`, removalPolicy);
     this.bucket = new s3.Bucket(this, 'Bucket', {
       encryption: s3.BucketEncryption.KMS,
       encryptionKey: this.encryptionKey,

@@ -88,6 +88,17 @@ export interface DeliveryPipelineProps {
   readonly retainArtifacts?: boolean;
 
   /**
+   * The customer managed key of the pipeline: it encrypts the artifacts, the build, the notification topic and the
+   * library's log groups in this stack, and gets the key policy statements they need. It must be in this stack or in
+   * a stack this stack depends on (`addDependency`), in the same account and region: the patterns put it in their
+   * small state stack, so that the one key also encrypts the log group of that stack's provider function. Its removal
+   * policy is yours to set; `retainArtifacts` does not change it.
+   *
+   * @default - a new key in this construct, rotating yearly, kept with the artifacts when `retainArtifacts` is true
+   */
+  readonly artifactKey?: kms.Key;
+
+  /**
    * How long pipeline artifacts are kept.
    *
    * @default Duration.days(30)
@@ -197,9 +208,11 @@ export class DeliveryPipeline extends Construct {
     if (props.pipelineName !== undefined && !Token.isUnresolved(props.pipelineName) && !/^[A-Za-z0-9.@_-]{1,100}$/.test(props.pipelineName)) {
       throw invalidInput(this, 'pipelineName', props.pipelineName, 'must be 1 to 100 letters, digits or . @ _ -');
     }
+    checkKeyReachable(this, 'artifactKey', props.artifactKey);
     const store = new ArtifactStore(this, 'Artifacts', {
       retain: props.retainArtifacts,
       expiration: props.artifactExpiration,
+      encryptionKey: props.artifactKey,
     });
     this.artifactBucket = store.bucket;
     this.artifactKey = store.encryptionKey;
@@ -323,4 +336,31 @@ export class DeliveryPipeline extends Construct {
     Aspects.of(this).add(new PipelineGrantAcknowledger(store.bucket, store.encryptionKey));
     pruneRedundantDependsOn(this);
   }
+}
+
+/**
+ * A key given to the pipeline must be usable from its stack without a cycle: in the same stack, or in a stack the
+ * pipeline's stack depends on, in the same account and region (a key policy cannot name a role of a stack created
+ * later, and KMS keys are regional).
+ */
+function checkKeyReachable(scope: Construct, property: string, key: kms.Key | undefined): void {
+  if (!key) return;
+  const stack = Stack.of(scope);
+  const keyStack = Stack.of(key);
+  if (keyStack === stack) return;
+  const sameEnv = (a: string, b: string) => Token.isUnresolved(a) || Token.isUnresolved(b) || a === b;
+  if (!sameEnv(keyStack.account, stack.account) || !sameEnv(keyStack.region, stack.region)) {
+    throw invalidInput(scope, property, key.node.path,
+      `must be in the account and region of ${stack.stackName} (${stack.account}/${stack.region}); it is in ${keyStack.account}/${keyStack.region}`);
+  }
+  if (!dependsOn(stack, keyStack, new Set())) {
+    throw invalidInput(scope, property, key.node.path,
+      `must be in ${stack.stackName} or in a stack it depends on; add \`${stack.node.id}.addDependency(${keyStack.node.id})\` first`);
+  }
+}
+
+function dependsOn(stack: Stack, target: Stack, seen: Set<Stack>): boolean {
+  if (seen.has(stack)) return false;
+  seen.add(stack);
+  return stack.dependencies.some((dependency) => dependency === target || dependsOn(dependency, target, seen));
 }

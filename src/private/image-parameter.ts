@@ -1,8 +1,10 @@
-import { Names, Stack, Stage, Token, Validations } from 'aws-cdk-lib';
+import { Names, RemovalPolicy, Stack, Stage, Token, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
-import { logProviderFunctions } from './log-group';
+import { createCustomerManagedKey } from './key';
+import { encryptLogGroupsWith, logProviderFunctions } from './log-group';
 import { pruneRedundantDependsOn } from './redundant-depends-on';
 
 /**
@@ -14,6 +16,8 @@ export interface ImageParameter {
   readonly parameterName: string;
   /** The stack that creates the parameter; the service's stack depends on it. */
   readonly stack: Stack;
+  /** The key of that stack, for the service's pipeline too (see `StateParameters.key`). */
+  readonly key: kms.Key;
 }
 
 /**
@@ -21,8 +25,9 @@ export interface ImageParameter {
  * service runs, starting at `initialImage` (see `createStateParameters`).
  * @internal
  */
-export function createImageParameter(scope: Construct, initialImage: string): ImageParameter {
+export function createImageParameter(scope: Construct, initialImage: string, retainKey?: boolean): ImageParameter {
   const state = createStateParameters(scope, {
+    retainKey,
     stackSuffix: 'Image',
     stackDescription: `The image in production of ${scope.node.path} (written by its pipeline after each release)`,
     parameters: [{
@@ -31,7 +36,7 @@ export function createImageParameter(scope: Construct, initialImage: string): Im
       description: `Image in production of ${scope.node.path}; written by its pipeline after each successful release`,
     }],
   });
-  return { parameterName: state.parameterNames.image, stack: state.stack };
+  return { parameterName: state.parameterNames.image, stack: state.stack, key: state.key };
 }
 
 /** One parameter of `createStateParameters`. @internal */
@@ -50,6 +55,11 @@ export interface StateParametersOptions {
   readonly stackSuffix: string;
   readonly stackDescription: string;
   readonly parameters: StateParameterSpec[];
+  /**
+   * Whether the new stack's customer managed key, which the owner's pipeline uses too (`DeliveryPipelineProps.
+   * artifactKey`), is kept when the stack is deleted.
+   */
+  readonly retainKey?: boolean;
 }
 
 /** @internal */
@@ -58,6 +68,12 @@ export interface StateParameters {
   readonly parameterNames: Record<string, string>;
   /** The stack that creates the parameters; the owning stack depends on it. */
   readonly stack: Stack;
+  /**
+   * The customer managed key of the new stack: it encrypts its provider's log group and is meant to be the owner's
+   * pipeline key, so that one key (1 USD a month) serves both stacks. It lives here because the owning stack depends
+   * on this one: a key in the owning stack could not encrypt a log group here without a cycle.
+   */
+  readonly key: kms.Key;
 }
 
 /**
@@ -94,6 +110,10 @@ export function createStateParameters(scope: Construct, options: StateParameters
     description: options.stackDescription,
   });
   owner.addStackDependency(stack, 'the state parameters must exist before the stack reads them');
+  const key = createCustomerManagedKey(stack, 'Key',
+    `Encrypts the pipeline artifacts, notifications and logs of ${scope.node.path} and the logs of this stack`,
+    options.retainKey ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY);
+  encryptLogGroupsWith(stack, key);
   logProviderFunctions(stack);
   logProviderFunctions(owner);
 
@@ -151,7 +171,7 @@ export function createStateParameters(scope: Construct, options: StateParameters
     acknowledgeCustomResourceProvider(owner, reset);
   }
   pruneRedundantDependsOn(stack);
-  return { parameterNames, stack };
+  return { parameterNames, stack, key };
 }
 
 /** The singleton Lambda of `AwsCustomResource` is aws-cdk-lib's; what cdk-nag finds on it is acknowledged there. */

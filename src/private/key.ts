@@ -1,5 +1,7 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import { Construct } from 'constructs';
 
 /**
  * Adds to a key's policy the statement every key of the library carries (ADR 0012): no grant on the key unless it is
@@ -22,4 +24,21 @@ export function denyGrantsExceptForAwsResources(key: kms.Key): void {
       Bool: { 'aws:PrincipalIsAWSService': 'false' },
     },
   }));
+}
+
+/**
+ * A customer managed key of the library: rotating yearly, a 7-day deletion window, `removalPolicy` on stack deletion,
+ * and no grants except for AWS resources (`denyGrantsExceptForAwsResources`).
+ * @internal
+ */
+export function createCustomerManagedKey(scope: Construct, id: string, description: string,
+  removalPolicy: RemovalPolicy): kms.Key {
+  const key = new kms.Key(scope, id, {
+    description,
+    enableKeyRotation: true,
+    removalPolicy,
+    pendingWindow: Duration.days(7),
+  });
+  denyGrantsExceptForAwsResources(key);
+  return key;
 }

@@ -5,8 +5,9 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct, IConstruct } from 'constructs';
 
 // The key that encrypts the library's log groups under a construct (ADR 0012): registered by the construct that owns
-// a customer managed key (DeliveryPipeline, on its parent and, first come, on its stack), looked up at synthesis by
-// each log group, nearest ancestor first, never across a stack boundary (a reference would have to be exported).
+// a customer managed key (DeliveryPipeline, on its parent and, first come, on its stack; a pattern's state stack, on
+// itself), looked up at synthesis by each log group, nearest ancestor first, never up past the group's own stack, and
+// only from that stack or a stack it depends on (a reference the other way would be a cycle).
 const logKeys = new WeakMap<IConstruct, kms.Key>();
 const keysOpenedToLogs = new WeakSet<kms.Key>();
 
@@ -34,12 +35,16 @@ export function encryptLogGroupsWith(scope: IConstruct, key: kms.Key): void {
   }));
 }
 
-/** The key registered on the nearest ancestor of `construct` in its own stack, if any. @internal */
+/**
+ * The key registered on the nearest ancestor of `construct` in its own stack, if any. The key itself may live in a
+ * stack this one depends on (the patterns' state stack), which CloudFormation creates first and deletes last.
+ * @internal
+ */
 export function logKeyFor(construct: IConstruct): kms.Key | undefined {
   const stack = Stack.of(construct);
   for (let node: IConstruct | undefined = construct; node; node = node.node.scope) {
     const key = logKeys.get(node);
-    if (key && Stack.of(key) === stack) return key;
+    if (key && (Stack.of(key) === stack || stack.dependencies.includes(Stack.of(key)))) return key;
     if (node === stack) return undefined;
   }
   return undefined;

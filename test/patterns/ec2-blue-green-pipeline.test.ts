@@ -487,7 +487,9 @@ describe('Ec2BlueGreenPipeline defaults: the instance role (least privilege)', (
 
   test('logs: only its own log group; KMS: only Decrypt with the artifact key; lifecycle: only the two groups', () => {
     expect(resourcesOf(grantsOf(statements, 'logs:PutLogEvents')[0])).toEqual([{ 'Fn::GetAtt': [idOf(web.logGroup), 'Arn'] }]);
-    expect(resourcesOf(grantsOf(statements, 'kms:Decrypt')[0])).toEqual([{ 'Fn::GetAtt': [ids.key, 'Arn'] }]);
+    // The key lives in the State stack, which this stack depends on (ADR 0012), and comes in as an import.
+    expect(resourcesOf(grantsOf(statements, 'kms:Decrypt')[0]))
+      .toEqual([{ 'Fn::ImportValue': expect.stringMatching(new RegExp(`-State:ExportsOutputFnGetAtt${ids.key}Arn`)) }]);
     const complete = resourcesOf(grantsOf(statements, 'autoscaling:CompleteLifecycleAction')[0]).map((r) => flatten(stack, r));
     expect(complete).toEqual([ids.blueGroup, ids.greenGroup].map((id) =>
       `arn:\${AWS::Partition}:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/\${${id}}`));
@@ -1023,8 +1025,12 @@ describe('Ec2BlueGreenPipeline overrides: build', () => {
     expect(onlyResource(overTemplate, 'AWS::CodeBuild::Project').Properties.Environment.Type).toBe('LINUX_CONTAINER');
   });
 
-  test('retainArtifacts keeps the artifact bucket (and the bundles in it)', () => {
+  test('retainArtifacts keeps the artifact bucket (and the bundles in it), and the pipeline key in the State stack', () => {
     expect(resourceOf(overTemplate, idOf(custom.pipeline.artifactBucket)).DeletionPolicy).toBe('Retain');
+    const keyStack = Stack.of(custom.pipeline.artifactKey);
+    expect(keyStack.stackName).toMatch(/-State$/);
+    expect(resourceOf(Template.fromStack(keyStack), idOf(custom.pipeline.artifactKey)).DeletionPolicy).toBe('Retain');
+    overTemplate.resourceCountIs('AWS::KMS::Key', 0);
   });
 
   test('notifications.emails subscribe to the pipeline\'s topic', () => {
@@ -1396,7 +1402,9 @@ describe('Ec2BlueGreenPipeline: the guard holds back everything a running releas
 
 describe('Ec2BlueGreenPipeline: Auto Scaling notifications reach the encrypted alarm topic (review fixes)', () => {
   test('the topic\'s key lets the Auto Scaling service-linked role, by ARN in a condition, encrypt for it', () => {
-    const key = resourceOf(template, idOf(web.pipeline.artifactKey));
+    const keyStack = Stack.of(web.pipeline.artifactKey);
+    expect(keyStack).not.toBe(stack);
+    const key = resourceOf(Template.fromStack(keyStack), idOf(web.pipeline.artifactKey));
     const statement = key.Properties.KeyPolicy.Statement.find((s: any) => s.Sid === 'AutoScalingNotificationsToEncryptedTopics');
     expect(statement).toMatchObject({ Effect: 'Allow', Principal: { AWS: '*' }, Action: ['kms:GenerateDataKey*', 'kms:Decrypt'] });
     expect(flatten(stack, statement.Condition.ArnEquals['aws:PrincipalArn']))

@@ -773,8 +773,10 @@ describe('FargateBlueGreenPipeline overrides: build', () => {
     expect(variables.map((v) => v.Name)).toEqual(expect.arrayContaining(['REPOSITORY_URI', 'CONTAINER_NAME', 'DOCKER_DIRECTORY']));
   });
 
-  test('retainArtifacts keeps the artifact bucket', () => {
+  test('retainArtifacts keeps the artifact bucket, and the pipeline key in the Image stack', () => {
     expect(resourceOf(overTemplate, idOf(custom.pipeline.artifactBucket)).DeletionPolicy).toBe('Retain');
+    expect(resourceOf(overImageTemplate, idOf(custom.pipeline.artifactKey)).DeletionPolicy).toBe('Retain');
+    overTemplate.resourceCountIs('AWS::KMS::Key', 0);
   });
 });
 

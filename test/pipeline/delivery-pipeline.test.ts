@@ -414,3 +414,54 @@ describe('DeliveryPipeline extension points used by the patterns', () => {
       .toThrow(/'pipelineName' must be 1 to 100 letters, digits or \. @ _ -, got 'orders delivery'/);
   });
 });
+
+describe('DeliveryPipeline with an artifactKey of a stack it depends on', () => {
+  const env = { account: '123456789012', region: 'eu-west-1' };
+  const app = new App();
+  const keyStack = new Stack(app, 'Keys', { env });
+  const key = new kms.Key(keyStack, 'Key', { enableKeyRotation: true });
+  const stack = new Stack(app, 'Pipeline', { env });
+  stack.addDependency(keyStack);
+  const site = siteBucket(stack);
+  const delivery = new DeliveryPipeline(stack, 'Delivery', { source: source(), release: Release.s3Bucket(site), artifactKey: key });
+  const template = Template.fromStack(stack);
+  const keyTemplate = Template.fromStack(keyStack);
+  const importsKeyArn = { 'Fn::ImportValue': Match.stringLikeRegexp('^Keys:ExportsOutputFnGetAttKey.*Arn') };
+
+  test('uses that key for the artifacts, the topic and the log groups, and creates none of its own', () => {
+    expect(delivery.artifactKey).toBe(key);
+    template.resourceCountIs('AWS::KMS::Key', 0);
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      BucketEncryption: { ServerSideEncryptionConfiguration: [Match.objectLike({ ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: importsKeyArn } })] },
+    });
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: importsKeyArn });
+    const groups = Object.values(template.findResources('AWS::Logs::LogGroup')) as any[];
+    expect(groups.length).toBeGreaterThan(0);
+    for (const group of groups) {
+      expect(group.Properties.KmsKeyId).toEqual({ 'Fn::ImportValue': expect.stringMatching(/^Keys:ExportsOutputFnGetAttKey.*Arn/) });
+    }
+  });
+
+  test('the key\'s policy names no principal of the pipeline\'s stack (which would be a cycle), and lets CloudWatch Logs in', () => {
+    const policy = JSON.stringify(keyTemplate.toJSON().Resources);
+    expect(policy).not.toContain('Fn::ImportValue');
+    keyTemplate.hasResourceProperties('AWS::KMS::Key', {
+      KeyPolicy: { Statement: Match.arrayWith([Match.objectLike({ Sid: 'AllowCloudWatchLogsForThisAccountsLogGroups' })]) },
+    });
+  });
+
+  test('refuses a key of a stack it does not depend on, or of another region', () => {
+    const other = new App();
+    const lone = new Stack(other, 'Lone', { env });
+    const elsewhere = new Stack(other, 'Elsewhere', { env: { ...env, region: 'us-east-1' } });
+    const pipelineStack = new Stack(other, 'P', { env });
+    pipelineStack.addDependency(elsewhere);
+    const make = (id: string, artifactKey: kms.Key) => () => new DeliveryPipeline(pipelineStack, id, {
+      source: source(), release: Release.s3Bucket(siteBucket(pipelineStack, `Site${id}`)), artifactKey,
+    });
+    expect(make('A', new kms.Key(lone, 'Key'))).toThrow(
+      /DeliveryPipeline 'P\/A': 'artifactKey' must be in P or in a stack it depends on; add `P.addDependency\(Lone\)` first, got 'Lone\/Key'/);
+    expect(make('B', new kms.Key(elsewhere, 'Key'))).toThrow(
+      /DeliveryPipeline 'P\/B': 'artifactKey' must be in the account and region of P \(123456789012\/eu-west-1\); it is in 123456789012\/us-east-1, got 'Elsewhere\/Key'/);
+  });
+});

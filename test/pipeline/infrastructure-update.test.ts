@@ -231,19 +231,16 @@ describe('DeliveryPipeline with infrastructure: InfrastructureUpdate.cdkApp()', 
     expect(spec.env.variables.ATTEMPTS_PARAMETER).toMatch(/^\$\{[A-Za-z0-9]*InfrastructureAttempts[A-Za-z0-9]+\}$/);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'attempts-'));
     try {
-      // Stand-ins: `aws ssm` keeps the parameter in a file; `cdk` fails or succeeds as told and logs that it ran.
-      fs.writeFileSync(path.join(dir, 'aws'), `#!/bin/bash
-if [ "$2" = get-parameter ]; then cat "${dir}/param"; else echo -n "$6" > "${dir}/param"; fi
-`, { mode: 0o755 });
-      fs.writeFileSync(path.join(dir, 'cdk'), `#!/bin/bash
-echo ran >> "${dir}/ran"
-exit $CDK_EXIT
-`, { mode: 0o755 });
+      // Stand-ins: `aws ssm` keeps the parameter in a file; `cdk` fails or succeeds as told and logs that it ran. Shell
+      // functions, not files on PATH: a function always wins over a CLI installed on the machine.
+      const standIns = `aws() { if [ "$2" = get-parameter ]; then cat "${dir}/param"; else echo -n "$6" > "${dir}/param"; fi; }
+cdk() { echo ran >> "${dir}/ran"; return $CDK_EXIT; }
+`;
       fs.writeFileSync(path.join(dir, 'param'), 'none');
       const deploy = (cdkExit: number, digest = 'a'.repeat(64)) => {
         try {
-          execFileSync('bash', ['-c', `set -e\n${commands.join('\n')}`], {
-            env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, CDK_EXIT: String(cdkExit), ASSEMBLY_SHA256: digest, ATTEMPTS_PARAMETER: 'p' },
+          execFileSync('bash', ['-c', `set -e\n${standIns}${commands.join('\n')}`], {
+            env: { ...process.env, CDK_EXIT: String(cdkExit), ASSEMBLY_SHA256: digest, ATTEMPTS_PARAMETER: 'p' },
             stdio: 'pipe',
           });
           return 'deployed';

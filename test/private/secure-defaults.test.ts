@@ -36,24 +36,38 @@ describe.each(apps)('example %s', (name) => {
     expect(problems).toEqual([]);
   });
 
-  test('every log group has a retention and is deleted with the stack; in a stack with a key, encrypted with it', () => {
+  // The app's key that encrypts a log group: one of its own stack, or one a stack it depends on exports (the patterns'
+  // pipeline key lives in their small state stack, ADR 0012).
+  const keyOf = (group: any): string | undefined => {
+    const kmsKeyId = group.Properties?.KmsKeyId;
+    if (kmsKeyId?.['Fn::GetAtt']?.[1] === 'Arn') return kmsKeyId['Fn::GetAtt'][0];
+    const imported = /:ExportsOutputFnGetAtt(Key[0-9A-F]{8})Arn[0-9A-F]{8}$/.exec(kmsKeyId?.['Fn::ImportValue'] ?? '');
+    return imported?.[1];
+  };
+
+  test('one customer managed key per app (1 USD a month), and every log group has a retention, is deleted with the stack and is encrypted with it', () => {
+    const keys = templates.flatMap(({ stack, template }) => ofType(template, 'AWS::KMS::Key').map(([id]) => ({ stack, id })));
+    expect(keys).toHaveLength(1);
     const problems: string[] = [];
+    let groups = 0;
     for (const { stack, template } of templates) {
-      const keys = ofType(template, 'AWS::KMS::Key').map(([id]) => id);
       for (const [id, group] of ofType(template, 'AWS::Logs::LogGroup')) {
+        groups++;
         if (!group.Properties?.RetentionInDays) problems.push(`${stack}/${id}: no retention`);
         if (group.DeletionPolicy !== 'Delete') problems.push(`${stack}/${id}: ${group.DeletionPolicy}`);
-        const keyId = group.Properties?.KmsKeyId?.['Fn::GetAtt']?.[0];
-        if (keys.length > 0 && !keys.includes(keyId)) problems.push(`${stack}/${id}: not encrypted with a key of the stack`);
+        const keyId = keyOf(group);
+        const own = group.Properties?.KmsKeyId?.['Fn::GetAtt'] !== undefined;
+        if (keyId !== keys[0].id || (own && keys[0].stack !== stack)) problems.push(`${stack}/${id}: not encrypted with the app's key (${JSON.stringify(group.Properties?.KmsKeyId)})`);
       }
     }
+    expect(groups).toBeGreaterThan(0);
     expect(problems).toEqual([]);
   });
 
   test('every key lets CloudWatch Logs use it only for this account\'s log groups, when a log group uses it', () => {
+    const used = new Set(templates.flatMap(({ template }) => ofType(template, 'AWS::Logs::LogGroup').map(([, g]) => keyOf(g))));
     let checked = 0;
     for (const { template } of templates) {
-      const used = new Set(ofType(template, 'AWS::Logs::LogGroup').map(([, g]) => g.Properties?.KmsKeyId?.['Fn::GetAtt']?.[0]));
       for (const [id, key] of ofType(template, 'AWS::KMS::Key').filter(([keyId]) => used.has(keyId))) {
         checked++;
         const statement = key.Properties.KeyPolicy.Statement.find((s: any) => s.Sid === 'AllowCloudWatchLogsForThisAccountsLogGroups');
