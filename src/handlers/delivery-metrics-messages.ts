@@ -258,7 +258,7 @@ export function trafficMessage(change: ChangeFacts, step: TrafficStepFacts, lead
     message: lines(
       `RELEASING ${describeChange(change)}: ${where}.`,
       step.percent >= 100
-        ? 'All production traffic is on the new version; the bake time follows, and an alarm during it still rolls back.'
+        ? 'All production traffic is on the new version; until the release ends, an alarm still rolls it back.'
         : 'The rest of production traffic stays on the previous version; an alarm rolls the release back.',
       leadTimeMs !== undefined ? `Lead time: ${formatDuration(leadTimeMs)} from ${leadTimeFrom ?? 'the change'} to all production traffic.` : undefined,
       `Follow the release: ${change.executionUrl}`,

@@ -211,6 +211,21 @@ describe('traffic step messages', () => {
   });
 });
 
+describe('trafficMessage (the formatter)', () => {
+  const {
+    trafficMessage,
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+  }: typeof import('../../src/handlers/delivery-metrics-messages') = require('../../src/handlers/delivery-metrics-messages');
+  const change = { pipeline: 'p'.repeat(90), executionId: EXEC, executionUrl: 'https://console/x', commitId: COMMIT };
+
+  test('the subject stays within SNS\'s 100 characters; a partial step says the rest stays on the previous version', () => {
+    const message = trafficMessage(change, { step: 1, steps: 10, percent: 10, engine: 'lambda-alias' });
+    expect(message.subject.length).toBeLessThanOrEqual(100);
+    expect(message.message).toContain('The rest of production traffic stays on the previous version');
+    expect(message.message).not.toContain('Lead time');
+  });
+});
+
 describe('lead time ends at 100 % of production traffic', () => {
   // Author date 20:03:07; full traffic 22:01:00; execution success (after the bake) 22:03:07.
   const fullTraffic = () => stepEvent(2, 2, 100, '2020-01-24T22:01:00Z');
