@@ -331,6 +331,7 @@ export class DeliveryPipeline extends Construct {
         notificationKey: this.notifications.encryptionKey,
         deadLetterQueue: this.notifications.deadLetterQueue,
         releaseEngineRollsBack: release.rollbackOnFailure === false,
+        releaseEngineReportsTraffic: release.reportsTrafficSteps === true,
       });
     }
 

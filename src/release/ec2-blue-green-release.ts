@@ -25,6 +25,7 @@ import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '
 import { createDeadLetterQueue } from '../private/encrypted-topic';
 import { createLogGroup } from '../private/log-group';
 import { uniquePhysicalName } from '../private/names';
+import { grantReleaseProgress } from '../private/release-progress';
 import { checkDuration, invalidInput } from '../private/validate';
 import { BlueGreenEc2Fleet, COLORS, Color, NOT_RELEASED_BODY, RELEASES_PREFIX } from '../runtime/ec2-fleet';
 
@@ -230,6 +231,8 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
         TEST_URL: fleet.testUrl,
         PRODUCTION_URL: fleet.productionUrl,
         NOTIFY_TOPIC_ARN: context.notifications.topic.topicArn,
+        // Names the traffic step events (src/handlers/shared/release-progress.ts).
+        PIPELINE_NAME: this.props.pipelineName,
         ...(gate ? {
           APPROVAL_PIPELINE_NAME: this.props.pipelineName,
           APPROVAL_STAGE_NAME: EC2_RELEASE_STAGE_NAME,
@@ -277,6 +280,7 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
       }));
     }
     context.notifications.topic.grantPublish(releaseRole);
+    grantReleaseProgress(releaseRole);
     Validations.of(releaseFunction).acknowledge({
       id: 'Serverless-LambdaDLQ',
       reason: 'Step Functions invokes the function synchronously and reads its answer (retrying throttling and service ' +
@@ -403,6 +407,8 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
       actions: releaseActions,
       gatesProductionTraffic: true,
       rollbackOnFailure: false,
+      // The decision function's shift step sends one event per traffic step (src/handlers/ec2-release/follow.ts).
+      reportsTrafficSteps: true,
       stateMachine,
       bundleBucket: bundles,
       grantUpload: (grantee) => grantUpload(bundles, grantee),

@@ -14,6 +14,7 @@ import {
   ModifyListenerCommand,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { Action as ListenerAction } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { DeleteParameterCommand, GetParametersCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
@@ -1023,6 +1024,58 @@ describe('shift', () => {
     await expect(step({ action: 'shift', state: midRelease() }, deps())).rejects.toMatchObject({
       name: 'RetryableError', message: `elasticloadbalancing:ModifyListener (${LISTENER}) failed: ThrottlingException: Rate exceeded`,
     });
+  });
+});
+
+describe('shift: traffic step events (ADR 0010)', () => {
+  let eventsMock: AwsClientStub<EventBridgeClient>;
+  beforeEach(() => {
+    duringRelease();
+    eventsMock = mockClient(EventBridgeClient);
+    eventsMock.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: 'e-1' }] });
+  });
+  afterEach(() => eventsMock.restore());
+  const detailOf = (n = 0) => JSON.parse(eventsMock.commandCalls(PutEventsCommand)[n].args[0].input.Entries![0].Detail!);
+
+  test('all at once: one event, step 1 of 1 at 100 %, on the default bus with the documented source and detail-type', async () => {
+    env = { ...ENV, PIPELINE_NAME: 'web-pipeline' };
+    await step({ action: 'shift', state: midRelease() }, deps());
+    expect(eventsMock).toHaveReceivedCommandTimes(PutEventsCommand, 1);
+    const entry = eventsMock.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0];
+    expect(entry).toMatchObject({ Source: 'cdk-delivery-pipelines.release', DetailType: 'Release Traffic Shifted' });
+    expect(entry.EventBusName).toBeUndefined();
+    expect(detailOf()).toEqual({
+      pipeline: 'web-pipeline',
+      executionId: PIPELINE_EXECUTION,
+      engine: 'ec2-blue-green',
+      step: 1,
+      steps: 1,
+      percent: 100,
+      shiftedAt: new Date(T0).toISOString(),
+    });
+  });
+
+  test('canary: step 1 of 2 at the canary share, then step 2 of 2 at 100 %', async () => {
+    env = { ...ENV, ...CANARY, PIPELINE_NAME: 'web-pipeline' };
+    const canary = await step({ action: 'shift', state: midRelease() }, deps());
+    expect(detailOf(0)).toMatchObject({ step: 1, steps: 2, percent: 10 });
+    clock = T0 + 120_000;
+    await step({ action: 'shift', state: canary }, deps());
+    expect(detailOf(1)).toMatchObject({ step: 2, steps: 2, percent: 100, shiftedAt: new Date(T0 + 120_000).toISOString() });
+  });
+
+  test('PutEvents failing (access denied) or not taking the entry: the shift goes on unchanged', async () => {
+    env = { ...ENV, PIPELINE_NAME: 'web-pipeline' };
+    eventsMock.on(PutEventsCommand).rejects(Object.assign(new Error('not authorized'), { name: 'AccessDeniedException' }));
+    const state = await step({ action: 'shift', state: midRelease() }, deps());
+    expect(state).toMatchObject({ next: 'bake', trafficPercent: 100, shiftedAt: new Date(T0).toISOString() });
+    eventsMock.on(PutEventsCommand).resolves({ FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] });
+    expect(await step({ action: 'shift', state: midRelease() }, deps())).toMatchObject({ next: 'bake', trafficPercent: 100 });
+  });
+
+  test('without PIPELINE_NAME: no event', async () => {
+    await step({ action: 'shift', state: midRelease() }, deps());
+    expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);
   });
 });
 

@@ -651,6 +651,17 @@ describe('Ec2BlueGreenPipeline defaults: the release function', () => {
     expect(grantsOf(releaseStatementsOf(template, web), 'ssm:DeleteParameter')).toEqual(put);
   });
 
+  test('traffic step events: PutEvents on the default bus only, with its source and detail-type, and the pipeline named', () => {
+    const put = grantsOf(releaseStatementsOf(template, web), 'events:PutEvents');
+    expect(put).toEqual([{
+      Effect: 'Allow',
+      Action: 'events:PutEvents',
+      Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':events:us-east-1:123456789012:event-bus/default']] },
+      Condition: { StringEquals: { 'events:source': 'cdk-delivery-pipelines.release', 'events:detail-type': 'Release Traffic Shifted' } },
+    }]);
+    expect(env.PIPELINE_NAME).toBe(pipelineOf(template, web).Name);
+  });
+
   test('without the approval gate it may not read the pipeline', () => {
     expect(releaseStatementsOf(template, web).flatMap(actionsOf).filter((a) => a.startsWith('codepipeline:'))).toEqual([]);
   });

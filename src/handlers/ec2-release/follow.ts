@@ -9,6 +9,7 @@ import { APPROVAL_WAIT_SECONDS, BAKE_WAIT_SECONDS, Color, SNS_SUBJECT_LIMIT } fr
 import { alarmsInAlarm, aws, Context, describeLive, errorText, latestApprovalRun, modifyListener, notify, RetryableError, scaleToZero } from './context';
 import { deadlineOf, iso, LOCK_FREE, minutes, ReleaseState, Running, toRollback, waitOrRollback } from './state';
 import { clip, isObject } from '../shared/common';
+import { publishProgress } from '../shared/release-progress';
 import { overwriteStateParameter } from '../shared/state-parameter';
 
 export async function afterSmoke(ctx: Context, state: Running): Promise<ReleaseState> {
@@ -108,6 +109,7 @@ export async function shift(ctx: Context, state: Running): Promise<ReleaseState>
       },
     }]);
     const canaryUntil = iso(now + cfg.canarySeconds * 1000);
+    await reportStep(ctx, state, 1, 2, p, now);
     return {
       ...state,
       next: 'bake',
@@ -119,6 +121,8 @@ export async function shift(ctx: Context, state: Running): Promise<ReleaseState>
     };
   }
   await modifyListener(ctx, [{ Type: 'forward', TargetGroupArn: targetArn }]);
+  const afterCanary = (state.trafficPercent ?? 0) > 0;
+  await reportStep(ctx, state, afterCanary ? 2 : 1, afterCanary ? 2 : 1, 100, now);
   const bakeUntil = iso(now + cfg.bakeSeconds * 1000);
   return {
     ...state,
@@ -129,6 +133,24 @@ export async function shift(ctx: Context, state: Running): Promise<ReleaseState>
     bakeUntil,
     message: `release ${state.release}: production sends all traffic to ${state.target} (${state.release}); baking until ${bakeUntil}`,
   };
+}
+
+/**
+ * The traffic step event of `shift` (src/handlers/shared/release-progress.ts): best effort, after the listener took
+ * the new weights; never fails or delays the step beyond its few seconds. None without `PIPELINE_NAME` or an
+ * execution id.
+ */
+async function reportStep(ctx: Context, state: Running, step: number, steps: number, percent: number, now: number): Promise<void> {
+  if (ctx.cfg.pipelineName === undefined || !state.pipelineExecutionId) return;
+  await publishProgress({
+    pipeline: ctx.cfg.pipelineName,
+    executionId: state.pipelineExecutionId,
+    engine: 'ec2-blue-green',
+    step,
+    steps,
+    percent,
+    shiftedAt: iso(now),
+  }, ctx.c.events);
 }
 
 export async function bake(ctx: Context, state: Running): Promise<ReleaseState> {
