@@ -348,11 +348,18 @@ function isConditionalCheckFailed(err: unknown): boolean {
  */
 export const CLAIM_LEASE_MS = 90_000;
 
+/** A fact claimed (`pending`) by another delivery inside its lease: retryable, the invocation fails and Lambda retries it. */
+export class ClaimHeldError extends Error {
+  public readonly name = 'ClaimHeldError';
+}
+
 /**
- * Runs `work` unless the fact `key` was published, or is being published, by another delivery: the claim is a
- * conditional `PutItem` of a `pending` item, which a later delivery may take over once its lease ran out (the
- * invocation that claimed it crashed or timed out); when `work` succeeds the claim becomes `done` for good; when it
- * fails the claim is withdrawn (best effort) and the error rethrown, so that a retry does the work.
+ * Runs `work` unless the fact `key` was published by another delivery: the claim is a conditional `PutItem` of a
+ * `pending` item, which a later delivery may take over once its lease ran out (the invocation that claimed it crashed
+ * or timed out); when `work` succeeds the claim becomes `done` for good; when it fails the claim is withdrawn (best
+ * effort) and the error rethrown, so that a retry does the work. A claim found `done`: a duplicate, false. A claim
+ * found `pending` inside its lease: `ClaimHeldError` (the holder may have crashed; Lambda's retry of this invocation
+ * comes after the lease and then finds it done or takes it over), so that a crash never loses the fact.
  */
 export async function once(config: Config, outcome: Outcome, key: string, now: number, work: () => Promise<void>): Promise<boolean> {
   try {
@@ -367,9 +374,18 @@ export async function once(config: Config, outcome: Outcome, key: string, now: n
       ConditionExpression: 'attribute_not_exists(id) OR (#state = :pending AND claimedAt < :expired)',
       ExpressionAttributeNames: { '#state': 'state' },
       ExpressionAttributeValues: { ':pending': { S: 'pending' }, ':expired': { N: String(now - CLAIM_LEASE_MS) } },
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
     }));
   } catch (err) {
     if (isConditionalCheckFailed(err)) {
+      const held = (err as { Item?: Record<string, { S?: string; N?: string }> }).Item;
+      if (held?.state?.S === 'pending') {
+        // Another delivery holds the claim and has not finished: it may have crashed. Not a duplicate yet: fail, so
+        // that Lambda retries this invocation after the lease (done by then: a duplicate; abandoned: taken over).
+        const claimedAt = Number(held.claimedAt?.N ?? now);
+        throw new ClaimHeldError(`the fact ${key} is being published by another delivery since ${new Date(claimedAt).toISOString()} `
+          + `(lease ${CLAIM_LEASE_MS / 1000} s); retry after it`);
+      }
       outcome.duplicates.push(key);
       log('INFO', 'already published', { fact: key });
       return false;
@@ -463,7 +479,8 @@ async function onFailed(config: Config, event: PipelineEvent, outcome: Outcome, 
     return;
   }
   await once(config, outcome, `${id}#failed`, now, () => putMetric(config, METRICS.releasesFailed, 1, 'Count', at));
-  await publishConsecutiveFailures(config, outcome, id, at, now);
+  const startedAt = Math.min(...actions.map((a) => time(a.startTime)).filter((t) => t > 0), at);
+  await publishConsecutiveFailures(config, outcome, id, false, at, now, startedAt);
   if (config.engineRollsBack && failed.provider !== 'Manual') {
     // The engine put production back when the action failed: the exposure is at most the failed action's run. A
     // rejected or timed-out approval gated the traffic shift: production never ran the new version, nothing to restore.
@@ -489,7 +506,7 @@ async function onSucceeded(config: Config, event: PipelineEvent, outcome: Outcom
   const change = changeFacts(config, event, execution, actions);
   await once(config, outcome, `${id}#deployed`, now, () => putMetric(config, METRICS.deployments, 1, 'Count', at));
 
-  const summaries = await publishConsecutiveFailures(config, outcome, id, at, now);
+  await publishConsecutiveFailures(config, outcome, id, true, at, now);
 
   const changed = changeTime(config, execution, actions, event);
   const revision = change.commitId ?? change.revisionId ?? id;
@@ -498,7 +515,9 @@ async function onSucceeded(config: Config, event: PipelineEvent, outcome: Outcom
   let leadTimePending = false;
   if (changed && config.engineReportsTraffic) {
     // Lead time ends when all production traffic moved: a fact of the engine's 100 % event, which may come later.
-    const facts = await recordLeadTimeFacts(config, id, { changeAt: changed.at, changeFrom: changed.from, revision, succeededAt: at }, now);
+    const releaseStartedAt = lastAttemptStart(config, actions);
+    const facts = await recordLeadTimeFacts(config, id,
+      { changeAt: changed.at, changeFrom: changed.from, revision, succeededAt: at, releaseStartedAt }, now);
     const lead = await publishLeadTimeOnceKnown(config, outcome, facts, now);
     leadTimeMs = lead?.ms;
     leadTimeTo = 'all production traffic';
@@ -508,7 +527,7 @@ async function onSucceeded(config: Config, event: PipelineEvent, outcome: Outcom
     await once(config, outcome, `revision#${revision}#lead-time`, now, () => putMetric(config, METRICS.leadTime, ms / 1000, 'Seconds', at));
   }
   if (!config.engineRollsBack) {
-    const started = await incidentStart(config, id, summaries);
+    const started = await incidentStart(config, id, await history(config));
     if (started !== undefined) {
       await once(config, outcome, `${id}#restored`, now, () => putMetric(config, METRICS.timeToRestore, Math.max(0, at - started) / 1000, 'Seconds', at));
     }
@@ -516,6 +535,21 @@ async function onSucceeded(config: Config, event: PipelineEvent, outcome: Outcom
   await once(config, outcome, `${id}#notify-released`, now,
     () => notify(config, releasedMessage(change, leadTimeMs, changed?.from, leadTimeTo, leadTimePending), `${id}#notify-released`));
   releaseLog('released', change, { leadTimeMinutes: leadTimeMs === undefined ? undefined : Math.round(leadTimeMs / 60_000) });
+}
+
+/**
+ * When the last attempt of a retried Release stage started: of the Release stage's actions that ran more than once
+ * (`RetryStageExecution` reruns the failed actions, or all of them), the earliest latest start. Undefined when no
+ * action of the stage ran twice (the first attempt is the only one).
+ */
+export function lastAttemptStart(config: Config, actions: ActionExecutionDetail[]): number | undefined {
+  const runs = new Map<string, number[]>();
+  for (const a of actions) {
+    if (a.stageName !== config.releaseStage || !a.actionName || !a.startTime) continue;
+    runs.set(a.actionName, [...runs.get(a.actionName) ?? [], a.startTime.getTime()]);
+  }
+  const latestOfRetried = [...runs.values()].filter((starts) => starts.length > 1).map((starts) => Math.max(...starts));
+  return latestOfRetried.length > 0 ? Math.min(...latestOfRetried) : undefined;
 }
 
 /** One line per release outcome, for the dashboard's "recent releases" table (a Logs Insights query). */
@@ -574,17 +608,22 @@ export function classify(config: Config, event: PipelineEvent): string | undefin
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
- * How many releases failed in a row, counting the execution `executionId` and the ones before it (newest first):
- * standard executions that failed in the Release stage count, a success ends the run, and executions that never
- * reached the Release stage (a failed build), rollbacks, and stopped or superseded executions are skipped. At most
- * `INCIDENT_SCAN_LIMIT` failed executions are read. 0 when `executionId` succeeded.
+ * How many releases failed in a row, ending with the execution `executionId`, which just failed in the Release stage
+ * (the event says so: its summary in the history is never read, it may lag, still `InProgress`): 1, plus the run of
+ * earlier failed releases, newest first. Standard executions that failed in the Release stage count, a success ends
+ * the run, and executions that never reached the Release stage (a failed build), rollbacks, and stopped, superseded
+ * or unfinished executions are skipped. At most `INCIDENT_SCAN_LIMIT` failed executions are read. The earlier ones
+ * are the entries after the execution in the history; when the history does not list it yet, the ones that started
+ * before `startedBefore`.
  */
-export async function consecutiveFailures(config: Config, executionId: string, summaries: PipelineExecutionSummary[]): Promise<number> {
+export async function consecutiveFailures(config: Config, executionId: string, summaries: PipelineExecutionSummary[],
+  startedBefore?: number): Promise<number> {
   const index = summaries.findIndex((s) => s.pipelineExecutionId === executionId);
-  if (index < 0) return 0;
-  let count = 0;
+  const earlier = index >= 0 ? summaries.slice(index + 1)
+    : summaries.filter((s) => s.pipelineExecutionId !== executionId && startedBefore !== undefined && time(s.startTime) < startedBefore);
+  let count = 1;
   let scanned = 0;
-  for (const summary of summaries.slice(index)) {
+  for (const summary of earlier) {
     if (summary.executionType === 'ROLLBACK' || !summary.pipelineExecutionId) continue;
     if (summary.status === 'Succeeded') break;
     if (summary.status !== 'Failed') continue;
@@ -595,14 +634,16 @@ export async function consecutiveFailures(config: Config, executionId: string, s
   return count;
 }
 
-/** Publishes `ConsecutiveFailedReleases` at a release outcome (once per execution). */
-async function publishConsecutiveFailures(config: Config, outcome: Outcome, executionId: string, at: number, now: number,
-  summaries?: PipelineExecutionSummary[]): Promise<PipelineExecutionSummary[]> {
-  const read = summaries ?? await history(config);
-  const count = await consecutiveFailures(config, executionId, read);
-  await once(config, outcome, `${executionId}#consecutive-failures`, now,
+/**
+ * Publishes `ConsecutiveFailedReleases` at a release outcome, once per execution and outcome (claim
+ * `<execution>#consecutive-failures#<SUCCEEDED|FAILED>`: a retried Release stage keeps the execution id, and its
+ * success must still publish 0 after its first attempt's failure published 1). A success is 0, from nothing else.
+ */
+async function publishConsecutiveFailures(config: Config, outcome: Outcome, executionId: string, succeeded: boolean, at: number, now: number,
+  startedBefore?: number): Promise<void> {
+  const count = succeeded ? 0 : await consecutiveFailures(config, executionId, await history(config), startedBefore);
+  await once(config, outcome, `${executionId}#consecutive-failures#${succeeded ? 'SUCCEEDED' : 'FAILED'}`, now,
     () => putMetric(config, METRICS.consecutiveFailedReleases, count, 'Count', at));
-  return read;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -623,6 +664,8 @@ export interface ProgressEvent {
     readonly steps: number;
     readonly percent: number;
     readonly shiftedAt: string;
+    /** What changes from one attempt of the Release action to the next (a retried stage keeps the execution id). */
+    readonly attemptId?: string;
   };
 }
 
@@ -632,7 +675,8 @@ export function isProgressEvent(event: unknown): event is ProgressEvent {
   if (!isObject(d) || typeof d.pipeline !== 'string' || typeof d.executionId !== 'string' || d.executionId === '' || typeof d.engine !== 'string') return false;
   const whole = (v: unknown, min: number, max: number) => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
   return whole(d.steps, 1, 100) && whole(d.step, 1, d.steps as number) && typeof d.percent === 'number' && d.percent >= 0 && d.percent <= 100
-    && typeof d.shiftedAt === 'string' && !Number.isNaN(Date.parse(d.shiftedAt));
+    && typeof d.shiftedAt === 'string' && !Number.isNaN(Date.parse(d.shiftedAt))
+    && (d.attemptId === undefined || (typeof d.attemptId === 'string' && d.attemptId !== ''));
 }
 
 /** What the handler knows of one execution's lead time: the success side and the full-traffic side. */
@@ -642,30 +686,51 @@ export interface LeadTimeFacts {
   readonly changeFrom?: string;
   readonly revision?: string;
   readonly succeededAt?: number;
+  /** The latest start of the Release action (its last attempt), written at the success. */
+  readonly releaseStartedAt?: number;
   readonly fullTrafficAt?: number;
 }
 
 /**
- * Adds what this event knows to the execution's lead-time item (`<execution>#lead-time-facts`, one `UpdateItem`
- * that keeps the first value of each attribute) and returns everything known so far. Whichever of the success and
- * the 100 % event comes last finds both halves.
+ * Adds what this event knows to the execution's lead-time item (`<execution>#lead-time-facts`) and returns
+ * everything known so far. `fullTrafficAt` only moves forward (a conditional `UpdateItem`: a retried Release stage
+ * shifts traffic again, and its 100 % is the one that counts); every other attribute keeps its first value
+ * (`if_not_exists`, one `UpdateItem` that returns the item). Whichever of the success and the 100 % event comes last
+ * finds both halves.
  */
 export async function recordLeadTimeFacts(config: Config, executionId: string,
   facts: Omit<LeadTimeFacts, 'executionId'>, now: number): Promise<LeadTimeFacts> {
+  const expires = { N: String(Math.floor(now / 1000) + config.factTtlDays * 86_400) };
+  const Key = { id: { S: `${executionId}#lead-time-facts` } };
+  if (facts.fullTrafficAt !== undefined) {
+    try {
+      await dynamoDb.send(new UpdateItemCommand({
+        TableName: config.tableName,
+        Key,
+        UpdateExpression: 'SET #fullTrafficAt = :fullTrafficAt, expiresAt = if_not_exists(expiresAt, :expires)',
+        ConditionExpression: 'attribute_not_exists(#fullTrafficAt) OR #fullTrafficAt < :fullTrafficAt',
+        ExpressionAttributeNames: { '#fullTrafficAt': 'fullTrafficAt' },
+        ExpressionAttributeValues: { ':fullTrafficAt': { N: String(facts.fullTrafficAt) }, ':expires': expires },
+      }));
+    } catch (err) {
+      // A later full traffic is in already (or this one, delivered twice): it stays.
+      if (!isConditionalCheckFailed(err)) throw err;
+    }
+  }
   const names: Record<string, string> = {};
-  const values: Record<string, { N: string } | { S: string }> = { ':expires': { N: String(Math.floor(now / 1000) + config.factTtlDays * 86_400) } };
+  const values: Record<string, { N: string } | { S: string }> = { ':expires': expires };
   const sets = ['expiresAt = if_not_exists(expiresAt, :expires)'];
   for (const [key, value] of Object.entries(facts)) {
-    if (value === undefined) continue;
+    if (value === undefined || key === 'fullTrafficAt') continue;
     names[`#${key}`] = key;
     values[`:${key}`] = typeof value === 'number' ? { N: String(value) } : { S: value };
     sets.push(`#${key} = if_not_exists(#${key}, :${key})`);
   }
   const out = await dynamoDb.send(new UpdateItemCommand({
     TableName: config.tableName,
-    Key: { id: { S: `${executionId}#lead-time-facts` } },
+    Key,
     UpdateExpression: `SET ${sets.join(', ')}`,
-    ExpressionAttributeNames: names,
+    ...(Object.keys(names).length > 0 ? { ExpressionAttributeNames: names } : {}),
     ExpressionAttributeValues: values,
     ReturnValues: 'ALL_NEW',
   }));
@@ -677,17 +742,20 @@ export async function recordLeadTimeFacts(config: Config, executionId: string,
     changeFrom: item.changeFrom?.S,
     revision: item.revision?.S,
     succeededAt: num('succeededAt'),
+    releaseStartedAt: num('releaseStartedAt'),
     fullTrafficAt: num('fullTrafficAt'),
   };
 }
 
 /**
  * Publishes `LeadTime` (from the change to all production traffic, stamped at full traffic) once both halves are
- * known; once per revision, like every lead time. Returns the lead time, or undefined while a half is missing.
+ * known; once per revision, like every lead time. A full traffic older than the Release action's last start belongs
+ * to an earlier attempt that rolled back: not a half. Returns the lead time, or undefined while a half is missing.
  */
 async function publishLeadTimeOnceKnown(config: Config, outcome: Outcome, facts: LeadTimeFacts, now: number):
 Promise<{ ms: number; from?: string } | undefined> {
   if (facts.changeAt === undefined || facts.succeededAt === undefined || facts.fullTrafficAt === undefined) return undefined;
+  if (facts.releaseStartedAt !== undefined && facts.fullTrafficAt < facts.releaseStartedAt) return undefined;
   const fullTrafficAt = facts.fullTrafficAt;
   const ms = Math.max(0, fullTrafficAt - facts.changeAt);
   await once(config, outcome, `revision#${facts.revision ?? facts.executionId}#lead-time`, now,
@@ -696,8 +764,10 @@ Promise<{ ms: number; from?: string } | undefined> {
 }
 
 /**
- * A traffic step: one message per step (claimed `<execution>#traffic#<step>`), and at 100 % the full-traffic half of
- * the lead time. The change is read from the API like every other message.
+ * A traffic step: at 100 % the full-traffic half of the lead time first (it needs no other read), then one message per
+ * step and attempt of the Release action (claimed `<execution>#traffic#<attempt>#<step>`, or `<execution>#traffic#<step>`
+ * from an engine that names no attempt). The change is read from the API like every other message; no message when the
+ * execution is no longer in progress (a late step after the rollback's message would say the opposite).
  */
 async function onProgressEvent(config: Config, event: ProgressEvent, now: number): Promise<Outcome> {
   const d = event.detail;
@@ -707,7 +777,13 @@ async function onProgressEvent(config: Config, event: ProgressEvent, now: number
   }
   const outcome: Outcome = { kind: 'traffic-shifted', published: [], duplicates: [] };
   const id = d.executionId;
+  let status: string | undefined;
   try {
+    let lead: { ms: number; from?: string } | undefined;
+    if (d.percent >= 100 && config.engineReportsTraffic) {
+      const facts = await recordLeadTimeFacts(config, id, { fullTrafficAt: Date.parse(d.shiftedAt) }, now);
+      lead = await publishLeadTimeOnceKnown(config, outcome, facts, now);
+    }
     const asPipelineEvent: PipelineEvent = {
       'id': event.id,
       'detail-type': event['detail-type'],
@@ -716,17 +792,15 @@ async function onProgressEvent(config: Config, event: ProgressEvent, now: number
       'detail': { 'pipeline': d.pipeline, 'execution-id': id, 'state': 'TRAFFIC_SHIFTED' },
     };
     const execution = await getExecution(config, id);
-    const actions = await listActions(config, id);
-    const change = changeFacts(config, asPipelineEvent, execution, actions);
-    let lead: { ms: number; from?: string } | undefined;
-    if (d.percent >= 100 && config.engineReportsTraffic) {
-      const facts = await recordLeadTimeFacts(config, id, { fullTrafficAt: Date.parse(d.shiftedAt) }, now);
-      lead = await publishLeadTimeOnceKnown(config, outcome, facts, now);
+    status = execution.status;
+    if (status === undefined || status === 'InProgress') {
+      const actions = await listActions(config, id);
+      const change = changeFacts(config, asPipelineEvent, execution, actions);
+      const key = d.attemptId === undefined ? `${id}#traffic#${d.step}` : `${id}#traffic#${d.attemptId}#${d.step}`;
+      await once(config, outcome, key, now,
+        () => notify(config, trafficMessage(change, { step: d.step, steps: d.steps, percent: d.percent, engine: d.engine },
+          lead?.ms, lead?.from), key));
     }
-    const key = `${id}#traffic#${d.step}`;
-    await once(config, outcome, key, now,
-      () => notify(config, trafficMessage(change, { step: d.step, steps: d.steps, percent: d.percent, engine: d.engine },
-        lead?.ms, lead?.from), key));
   } catch (err) {
     logError(`could not publish: ${errorMessage(err)}; Lambda retries the invocation`, err, { kind: outcome.kind, executionId: id, published: outcome.published });
     throw err;
@@ -738,6 +812,8 @@ async function onProgressEvent(config: Config, event: ProgressEvent, now: number
     step: d.step,
     steps: d.steps,
     percent: d.percent,
+    attemptId: d.attemptId,
+    executionStatus: status,
     published: outcome.published,
     duplicates: outcome.duplicates,
   });
