@@ -84,7 +84,7 @@ function executionEvent(state: string, executionId = EXEC, time = '2020-01-24T22
 const standardExecution: PipelineExecution = {
   pipelineName: PIPELINE,
   pipelineExecutionId: EXEC,
-  status: 'Succeeded',
+  status: 'InProgress',
   executionType: 'STANDARD',
   trigger: { triggerType: 'WebhookV2' },
   artifactRevisions: [{ name: 'Source', revisionId: COMMIT, revisionUrl: `https://github.com/octo/app/commit/${COMMIT}` }],
@@ -131,8 +131,15 @@ beforeEach(() => {
   for (const mock of [cw, cp, ddb, topic, bus]) mock.reset();
   items = new Map();
   ddb.on(PutItemCommand).callsFake((input) => {
+    // The claim's condition: absent, or pending with its lease run out (claimedAt < :expired).
     const key = input.Item.id.S as string;
-    if (items.has(key)) throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+    const held = items.get(key);
+    const expired = Number(input.ExpressionAttributeValues?.[':expired']?.N ?? 0);
+    if (held && !(held.state?.S === 'pending' && Number(held.claimedAt?.N) < expired)) {
+      throw new ConditionalCheckFailedException({
+        message: 'The conditional request failed', $metadata: {}, ...(input.ReturnValuesOnConditionCheckFailure === 'ALL_OLD' ? { Item: held } : {}),
+      });
+    }
     items.set(key, input.Item);
     return {};
   });
@@ -144,6 +151,15 @@ beforeEach(() => {
     const key = input.Key.id.S as string;
     const item = { ...(items.get(key) ?? { id: { S: key } }) };
     const expression: string = input.UpdateExpression;
+    if (input.ConditionExpression === 'attribute_not_exists(#fullTrafficAt) OR #fullTrafficAt < :fullTrafficAt') {
+      const value = input.ExpressionAttributeValues[':fullTrafficAt'];
+      if (item.fullTrafficAt !== undefined && !(Number(item.fullTrafficAt.N) < Number(value.N))) {
+        throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} });
+      }
+      item.fullTrafficAt = value;
+    } else if (input.ConditionExpression !== undefined) {
+      throw new Error(`the mock does not know the condition ${input.ConditionExpression}`);
+    }
     for (const [, name, value] of expression.matchAll(/(#?\w+) = if_not_exists\(\S+, (:\w+)\)/g)) {
       const attribute = name.startsWith('#') ? input.ExpressionAttributeNames[name] : name;
       if (item[attribute] === undefined) item[attribute] = input.ExpressionAttributeValues[value];
@@ -353,5 +369,101 @@ describe('the engines\' emitter (shared/release-progress.ts)', () => {
     const env = { PIPELINE_NAME: 'p', TABLE_NAME: 't', METRIC_NAMESPACE: 'n' };
     expect(readConfig({ ...env, ENGINE_REPORTS_TRAFFIC: 'true' }).engineReportsTraffic).toBe(true);
     expect(readConfig(env).engineReportsTraffic).toBe(false);
+  });
+});
+
+describe('a retried Release stage (RetryStageExecution keeps the execution id)', () => {
+  const attempt = (event: ReturnType<typeof stepEvent>, attemptId: string) => ({ ...event, id: `${event.id}-${attemptId}`, detail: { ...event.detail, attemptId } });
+  const releaseRetry: ActionExecutionDetail = {
+    ...releaseFailure, status: 'Succeeded', startTime: new Date('2020-01-24T22:10:00Z'), lastUpdateTime: new Date('2020-01-24T22:19:00Z'), output: {},
+  };
+
+  test('the retry\'s traffic steps are messages of their own; the same attempt\'s step twice is one', async () => {
+    await handleEvent(attempt(stepEvent(1, 2, 10, '2020-01-24T22:01:00Z'), 'arn:first'), config, NOW);
+    const retry = await handleEvent(attempt(stepEvent(1, 2, 10, '2020-01-24T22:11:00Z'), 'arn:second'), config, NOW);
+    const again = await handleEvent(attempt(stepEvent(1, 2, 10, '2020-01-24T22:11:00Z'), 'arn:second'), config, NOW + 1000);
+    expect(retry.published).toEqual([`${EXEC}#traffic#arn:second#1`]);
+    expect(again.duplicates).toEqual([`${EXEC}#traffic#arn:second#1`]);
+    expect(topic).toHaveReceivedCommandTimes(PublishCommand, 2);
+  });
+
+  test('the first attempt failed (1), the retry succeeded: 0 is published too, and the alarm can clear', async () => {
+    cp.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [sourceAction, releaseFailure] });
+    cp.on(ListPipelineExecutionsCommand).resolves({ pipelineExecutionSummaries: [summary(EXEC, 'Failed', '2020-01-24T21:58:00Z')] });
+    await handleEvent(executionEvent('FAILED', EXEC, '2020-01-24T22:10:00Z'), config, NOW);
+    cp.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [sourceAction, releaseFailure, releaseRetry] });
+    await handleEvent(executionEvent('SUCCEEDED', EXEC, '2020-01-24T22:20:00Z'), config, NOW);
+    await handleEvent(executionEvent('SUCCEEDED', EXEC, '2020-01-24T22:20:00Z'), config, NOW + 1000);
+    expect(metric(METRICS.consecutiveFailedReleases).map((m) => m.Value)).toEqual([1, 0]);
+  });
+
+  test('lead time ends at the retry\'s full traffic, not at the rolled-back attempt\'s, whatever the order', async () => {
+    cp.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [sourceAction, releaseFailure, releaseRetry] });
+    await handleEvent(attempt(stepEvent(2, 2, 100, '2020-01-24T22:01:00Z'), 'arn:first'), config, NOW);
+    const success = await handleEvent(executionEvent('SUCCEEDED', EXEC, '2020-01-24T22:20:00Z'), config, NOW);
+    // Only the first attempt's full traffic is in: older than the retry's start, not a half.
+    expect(success.published).not.toContain(`revision#${COMMIT}#lead-time`);
+    await handleEvent(attempt(stepEvent(2, 2, 100, '2020-01-24T22:12:00Z'), 'arn:second'), config, NOW);
+    // A late duplicate of the first attempt's 100 % does not move it back.
+    await handleEvent(attempt(stepEvent(2, 2, 100, '2020-01-24T22:01:00Z'), 'arn:first'), config, NOW + 1000);
+    // 20:03:07 -> 22:12:00
+    expect(metric(METRICS.leadTime)).toEqual([expect.objectContaining({ Value: 7733, Timestamp: new Date('2020-01-24T22:12:00Z') })]);
+    expect(Number(items.get(`${EXEC}#lead-time-facts`)?.fullTrafficAt?.N)).toBe(Date.parse('2020-01-24T22:12:00Z'));
+  });
+});
+
+describe('ConsecutiveFailedReleases while the history lags behind the event', () => {
+  test('a success is 0, even when the history still says InProgress after a failed release', async () => {
+    cp.on(ListPipelineExecutionsCommand).resolves({ pipelineExecutionSummaries: [
+      summary(EXEC, 'InProgress', '2020-01-24T22:00:00Z'), summary(EXEC2, 'Failed', '2020-01-24T21:30:00Z')] });
+    cp.on(ListActionExecutionsCommand, { filter: { pipelineExecutionId: EXEC2 } }).resolves({ actionExecutionDetails: [releaseFailure] });
+    await handleEvent(executionEvent('SUCCEEDED'), config, NOW);
+    expect(metric(METRICS.consecutiveFailedReleases)).toEqual([expect.objectContaining({ Value: 0 })]);
+  });
+
+  test('a failure counts itself: 1 + the earlier run, whether the history says InProgress or does not list it yet', async () => {
+    cp.on(GetPipelineExecutionCommand).resolves({ pipelineExecution: { ...standardExecution, status: 'Failed' } });
+    cp.on(ListActionExecutionsCommand).resolves({ actionExecutionDetails: [sourceAction, releaseFailure] });
+    const earlier = [summary(EXEC2, 'Failed', '2020-01-24T21:30:00Z'), summary(EXEC4, 'Succeeded', '2020-01-24T21:00:00Z')];
+    cp.on(ListPipelineExecutionsCommand).resolves({ pipelineExecutionSummaries: [summary(EXEC, 'InProgress', '2020-01-24T21:58:00Z'), ...earlier] });
+    await handleEvent(executionEvent('FAILED'), config, NOW);
+    items.clear();
+    cp.on(ListPipelineExecutionsCommand).resolves({ pipelineExecutionSummaries: [summary(EXEC3, 'InProgress', '2020-01-24T22:05:00Z'), ...earlier] });
+    await handleEvent(executionEvent('FAILED'), config, NOW);
+    expect(metric(METRICS.consecutiveFailedReleases).map((m) => m.Value)).toEqual([2, 2]);
+  });
+});
+
+describe('a claim held by a delivery that crashed', () => {
+  const pending = (key: string, claimedAt: number) => items.set(key, { id: { S: key }, state: { S: 'pending' }, claimedAt: { N: String(claimedAt) } });
+
+  test('pending inside its lease: the invocation fails (retryable), nothing is lost; after the lease the retry takes it over', async () => {
+    pending(`${EXEC}#deployed`, NOW - 30_000);
+    await expect(handleEvent(executionEvent('SUCCEEDED'), config, NOW)).rejects.toThrow(/being published by another delivery/);
+    expect(metric(METRICS.deployments)).toEqual([]);
+    // Lambda's second retry, about three minutes after the crash.
+    const retry = await handleEvent(executionEvent('SUCCEEDED'), config, NOW + 150_000);
+    expect(retry.published).toContain(`${EXEC}#deployed`);
+    expect(metric(METRICS.deployments)).toHaveLength(1);
+    // Done now: a later delivery is a duplicate, counted nowhere.
+    const late = await handleEvent(executionEvent('SUCCEEDED'), config, NOW + 160_000);
+    expect(late.duplicates).toContain(`${EXEC}#deployed`);
+    expect(metric(METRICS.deployments)).toHaveLength(1);
+  });
+});
+
+describe('a traffic step whose execution the API cannot read, or that came after the outcome', () => {
+  test('the full traffic is recorded and the lead time published before anything is read; the error is rethrown', async () => {
+    await handleEvent(executionEvent('SUCCEEDED'), config, NOW);
+    cp.on(GetPipelineExecutionCommand).rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    await expect(handleEvent(stepEvent(2, 2, 100, '2020-01-24T22:01:00Z'), config, NOW)).rejects.toThrow(/Rate exceeded/);
+    expect(metric(METRICS.leadTime)).toEqual([expect.objectContaining({ Value: 7073 })]);
+  });
+
+  test('a step that arrives after the execution failed: no RELEASING message after the ROLLED BACK one', async () => {
+    cp.on(GetPipelineExecutionCommand).resolves({ pipelineExecution: { ...standardExecution, status: 'Failed' } });
+    const outcome = await handleEvent(stepEvent(2, 2, 100, '2020-01-24T22:01:00Z'), config, NOW);
+    expect(outcome.published).toEqual([]);
+    expect(topic).not.toHaveReceivedCommand(PublishCommand);
   });
 });
