@@ -2218,14 +2218,15 @@ describe('traffic step events', () => {
     return JSON.parse(call.args[0].input.continuationToken!);
   };
 
-  test('the canary step: the first function\'s alias sends 10 % to the new version: step 1 of 2, remembered in the token', async () => {
+  test('the canary step: every changed function\'s alias sends 10 % to its new version: step 1 of 2, remembered in the token', async () => {
     deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }, { spec: SPEC_B, status: 'InProgress' }]);
-    aliasAnswers([{ spec: SPEC_A, version: '7', weights: { 8: 0.1 } }]);
+    aliasAnswers([{ spec: SPEC_A, version: '7', weights: { 8: 0.1 } }, { spec: SPEC_B, version: SPEC_B.previous, weights: { [SPEC_B.target]: 0.1 } }]);
     const { outcome } = await run(jobEvent({ userParameters: progressParameters, continuationToken: waitToken([SPEC_A, SPEC_B], 2) }));
     expect(outcome).toMatchObject({ result: 'continue', phase: 'wait', polls: 3 });
     expect(details()).toEqual([{
       pipeline: 'orders-pipeline',
       executionId: EXECUTION,
+      attemptId: JSON.parse(waitToken([SPEC_A, SPEC_B], 2)).releaseId,
       engine: 'lambda-alias',
       step: 1,
       steps: 2,
@@ -2236,6 +2237,29 @@ describe('traffic step events', () => {
       Source: 'cdk-delivery-pipelines.release', DetailType: 'Release Traffic Shifted',
     });
     expect(tokenOf().reported).toBe(1);
+  });
+
+  test('functions shifting at different paces: the step of the least advanced one', async () => {
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }, { spec: SPEC_B, status: 'InProgress' }]);
+    aliasAnswers([{ spec: SPEC_A, version: SPEC_A.target }, { spec: SPEC_B, version: SPEC_B.previous }]);
+    await run(jobEvent({ userParameters: progressParameters, continuationToken: waitToken([SPEC_A, SPEC_B], 2) }));
+    expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);
+    aliasAnswers([{ spec: SPEC_B, version: SPEC_B.previous, weights: { [SPEC_B.target]: 0.1 } }]);
+    await run(jobEvent({ userParameters: progressParameters, continuationToken: waitToken([SPEC_A, SPEC_B], 3) }));
+    expect(details()).toEqual([expect.objectContaining({ step: 1, steps: 2, percent: 10 })]);
+  });
+
+  test('a step EventBridge did not take stays unreported: the next poll sends it again', async () => {
+    eventsMock.on(PutEventsCommand).resolves({ FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] });
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }, { spec: SPEC_B, status: 'InProgress' }]);
+    aliasAnswers([{ spec: SPEC_A, version: SPEC_A.target }, { spec: SPEC_B, version: SPEC_B.target }]);
+    const { outcome } = await run(jobEvent({ userParameters: progressParameters, continuationToken: waitToken([SPEC_A, SPEC_B], 2) }));
+    expect(outcome).toMatchObject({ result: 'continue', phase: 'wait' });
+    expect(tokenOf().reported).toBeUndefined();
+    eventsMock.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: 'e-2' }] });
+    await run(jobEvent({ userParameters: progressParameters, continuationToken: JSON.stringify(tokenOf()) }));
+    expect(details().map((d) => d.step)).toEqual([2, 2]);
+    expect(tokenOf().reported).toBe(2);
   });
 
   test('a step already reported is not sent again at the next poll; every deployment succeeded: the 100 % step, before the job succeeds', async () => {
@@ -2289,7 +2313,7 @@ describe('traffic step events', () => {
     aliasAnswers([{ spec: SPEC_A, version: '7', weights: { 8: 0.1 } }]);
     await run(jobEvent({ userParameters: progressParameters, continuationToken: waitToken([SPEC_A, SPEC_B], 2) }));
     expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);
-    aliasAnswers([{ spec: SPEC_A, version: '8' }]);
+    aliasAnswers([{ spec: SPEC_A, version: '8' }, { spec: SPEC_B, version: SPEC_B.target }]);
     await run(jobEvent({ userParameters: progressParameters, continuationToken: waitToken([SPEC_A, SPEC_B], 3) }));
     expect(details()).toEqual([expect.objectContaining({ step: 1, steps: 1, percent: 100 })]);
   });

@@ -1,9 +1,11 @@
 /**
  * The traffic step events of a serverless release (src/handlers/shared/release-progress.ts): CodeDeploy shifts each
- * live alias by the deployment configuration's steps; at each poll of phase `wait` the controller reads where the
- * first changed function's alias stands (`lambda:GetAlias`, the functions shift together) and reports a step it has
- * not reported yet; when every deployment succeeded, the 100 % step. Best effort: nothing here throws or changes
- * the release's decision. ADR 0010 ("Traffic steps").
+ * live alias by the deployment configuration's steps; at each poll of phase `wait` the controller reads where each
+ * changed function's alias stands (`lambda:GetAlias`) and reports the step that the least advanced one reached, when
+ * it was not reported yet; when every deployment succeeded, the 100 % step. A step EventBridge did not take is not
+ * remembered as reported: the next poll sends it again. Best effort: nothing here throws or changes the release's
+ * decision. The attempt id is the release id (a retried stage is a new job, with a new release id). ADR 0010
+ * ("Traffic steps").
  */
 import { Job, Looked, readAlias } from './job';
 import { ReleaseState } from './state';
@@ -24,18 +26,25 @@ export function stepFor(steps: readonly number[], percent: number): number {
   return reached;
 }
 
-/** Where production traffic stands on the new version of the first changed function, in percent; undefined when unknown. */
+/**
+ * Where production traffic stands on the new version, in percent: the least of the changed functions' shares (a
+ * share is production's only once every function has it); undefined when unknown.
+ */
 export async function trafficPercent(looked: readonly Looked[]): Promise<number | undefined> {
-  const release = looked.find((l) => l.release !== undefined)?.release;
-  if (release === undefined) return undefined;
-  try {
-    const alias = await readAlias({ functionName: release.functionName, aliasName: release.aliasName, id: release.id });
-    if (alias.version === release.targetVersion) return 100;
-    return Math.round((alias.weights[release.targetVersion] ?? 0) * 100);
-  } catch (err) {
-    log('WARN', `could not read the alias for the traffic step event (${errorMessage(err)}); the release goes on`, { ...release });
-    return undefined;
+  const releases = looked.flatMap((l) => (l.release === undefined ? [] : [l.release]));
+  if (releases.length === 0) return undefined;
+  let least = 100;
+  for (const release of releases) {
+    try {
+      const alias = await readAlias({ functionName: release.functionName, aliasName: release.aliasName, id: release.id });
+      const share = alias.version === release.targetVersion ? 100 : Math.round((alias.weights[release.targetVersion] ?? 0) * 100);
+      least = Math.min(least, share);
+    } catch (err) {
+      log('WARN', `could not read the alias for the traffic step event (${errorMessage(err)}); the release goes on`, { ...release });
+      return undefined;
+    }
   }
+  return least;
 }
 
 /** A release with nothing to shift: production already serves the code, reported as all traffic, step 1 of 1. */
@@ -44,6 +53,7 @@ export async function reportAllAtOnce(job: Job): Promise<void> {
   await publishProgress({
     pipeline: job.progress.pipeline,
     executionId: job.progress.executionId,
+    attemptId: job.releaseId,
     engine: 'lambda-alias',
     step: 1,
     steps: 1,
@@ -53,7 +63,8 @@ export async function reportAllAtOnce(job: Job): Promise<void> {
 }
 
 /**
- * Reports the step `percent` reached, when it is beyond `state.reported`; returns the step now reported. Never throws.
+ * Reports the step `percent` reached, when it is beyond `state.reported`; returns the step now reported (unchanged
+ * when EventBridge did not take the event). Never throws.
  * With no step configuration, only 100 % is a step.
  */
 export async function reportTraffic(job: Job, state: ReleaseState, percent: number | undefined): Promise<number> {
@@ -62,15 +73,16 @@ export async function reportTraffic(job: Job, state: ReleaseState, percent: numb
   const steps = stepsOf(job);
   const step = stepFor(steps, percent);
   if (step <= reported) return reported;
-  await publishProgress({
+  const taken = await publishProgress({
     pipeline: job.progress.pipeline,
     executionId: job.progress.executionId,
+    attemptId: state.releaseId,
     engine: 'lambda-alias',
     step,
     steps: steps.length,
     percent: steps[step - 1],
     shiftedAt: new Date(job.now()).toISOString(),
   });
-  // Reported or not (a failed put is logged), the release moves on: a lost step is not sent again.
-  return step;
+  // Not taken (logged): still unreported, the next poll sends it again; the release moves on either way.
+  return taken ? step : reported;
 }

@@ -6,11 +6,15 @@
  *
  * One custom event per traffic step, `PutEvents` on the default bus:
  * - `source` `cdk-delivery-pipelines.release` (`RELEASE_PROGRESS_SOURCE`), detail-type `Release Traffic Shifted`;
- * - `detail`: `{ pipeline, executionId, engine, step, steps, percent, shiftedAt }` (`ReleaseProgressDetail`).
+ * - `detail`: `{ pipeline, executionId, attemptId, engine, step, steps, percent, shiftedAt }` (`ReleaseProgressDetail`);
+ *   `attemptId` changes from one attempt of the Release action to the next (a retried stage keeps the execution id).
  *
  * Best effort, never in the release's way: `publishProgress` never throws and gives up after one short attempt
- * (a 2-second connection and a 3-second request timeout, no retry): the release goes on whatever EventBridge says,
- * and a lost event only costs its message (lead time then ends at the execution's success).
+ * (a 2-second connection and a 3-second request timeout, no retry): the release goes on whatever EventBridge says.
+ * The engines send a step that was not taken again later, without waiting for it: the serverless controller at its
+ * next poll, the EC2 workflow at its next bake tick (the 100 % step). A 100 % step that is lost for good (the
+ * serverless release's last poll, the EC2 bake's end) costs its message and the release's lead time: with
+ * `releaseEngineReportsTraffic` the lead time ends at 100 % of production traffic, and nothing else tells when that was.
  */
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { errorMessage, log } from './common';
@@ -26,6 +30,11 @@ export interface ReleaseProgressDetail {
   readonly pipeline: string;
   /** The pipeline execution that releases. */
   readonly executionId: string;
+  /**
+   * This attempt of the Release action (EC2: the state machine's execution ARN; serverless: the release id of the
+   * first invocation of the job).
+   */
+  readonly attemptId?: string;
   /** `ec2-blue-green`, `lambda-alias`, ... */
   readonly engine: string;
   /** This step, from 1. */
