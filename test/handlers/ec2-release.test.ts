@@ -1047,6 +1047,7 @@ describe('shift: traffic step events (ADR 0010)', () => {
     expect(detailOf()).toEqual({
       pipeline: 'web-pipeline',
       executionId: PIPELINE_EXECUTION,
+      attemptId: EXECUTION,
       engine: 'ec2-blue-green',
       step: 1,
       steps: 1,
@@ -1076,6 +1077,26 @@ describe('shift: traffic step events (ADR 0010)', () => {
   test('without PIPELINE_NAME: no event', async () => {
     await step({ action: 'shift', state: midRelease() }, deps());
     expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);
+  });
+
+  test('the 100 % step not taken: sent again at the next bake ticks, with the time of the shift, until taken; never fails the bake', async () => {
+    env = { ...ENV, PIPELINE_NAME: 'web-pipeline' };
+    eventsMock.on(PutEventsCommand).rejects(Object.assign(new Error('timeout'), { name: 'TimeoutError' }));
+    const shifted = await step({ action: 'shift', state: midRelease() }, deps());
+    expect(shifted).toMatchObject({ next: 'bake', trafficPercent: 100, progressPending: true });
+    clock = T0 + 30_000;
+    const tick = await step({ action: 'bake', state: shifted }, deps());
+    expect(tick).toMatchObject({ next: 'bake', progressPending: true });
+    eventsMock.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: 'e-2' }] });
+    clock = T0 + 60_000;
+    const sent = await step({ action: 'bake', state: tick }, deps());
+    expect(sent).toMatchObject({ next: 'bake' });
+    expect(sent.progressPending).toBeUndefined();
+    expect(eventsMock).toHaveReceivedCommandTimes(PutEventsCommand, 3);
+    expect(detailOf(2)).toMatchObject({ step: 1, steps: 1, percent: 100, attemptId: EXECUTION, shiftedAt: new Date(T0).toISOString() });
+    clock = T0 + 90_000;
+    await step({ action: 'bake', state: sent }, deps());
+    expect(eventsMock).toHaveReceivedCommandTimes(PutEventsCommand, 3);
   });
 });
 

@@ -122,10 +122,12 @@ export async function shift(ctx: Context, state: Running): Promise<ReleaseState>
   }
   await modifyListener(ctx, [{ Type: 'forward', TargetGroupArn: targetArn }]);
   const afterCanary = (state.trafficPercent ?? 0) > 0;
-  await reportStep(ctx, state, afterCanary ? 2 : 1, afterCanary ? 2 : 1, 100, now);
+  const steps = afterCanary ? 2 : 1;
+  const taken = await reportStep(ctx, state, steps, steps, 100, now);
   const bakeUntil = iso(now + cfg.bakeSeconds * 1000);
   return {
     ...state,
+    ...(taken ? {} : { progressPending: true }),
     next: 'bake',
     waitSeconds: 0,
     trafficPercent: 100,
@@ -138,13 +140,15 @@ export async function shift(ctx: Context, state: Running): Promise<ReleaseState>
 /**
  * The traffic step event of `shift` (src/handlers/shared/release-progress.ts): best effort, after the listener took
  * the new weights; never fails or delays the step beyond its few seconds. None without `PIPELINE_NAME` or an
- * execution id.
+ * execution id (then true: nothing to send again). The attempt id is the state machine's execution ARN (a retried
+ * Release stage starts a new execution). Returns whether EventBridge took the event.
  */
-async function reportStep(ctx: Context, state: Running, step: number, steps: number, percent: number, now: number): Promise<void> {
-  if (ctx.cfg.pipelineName === undefined || !state.pipelineExecutionId) return;
-  await publishProgress({
+async function reportStep(ctx: Context, state: Running, step: number, steps: number, percent: number, now: number): Promise<boolean> {
+  if (ctx.cfg.pipelineName === undefined || !state.pipelineExecutionId) return true;
+  return publishProgress({
     pipeline: ctx.cfg.pipelineName,
     executionId: state.pipelineExecutionId,
+    attemptId: state.executionArn,
     engine: 'ec2-blue-green',
     step,
     steps,
@@ -153,13 +157,14 @@ async function reportStep(ctx: Context, state: Running, step: number, steps: num
   }, ctx.c.events);
 }
 
-export async function bake(ctx: Context, state: Running): Promise<ReleaseState> {
-  const alarming = await alarmsInAlarm(ctx, [...ctx.cfg.colors[state.target].alarms, ...ctx.cfg.deploymentAlarms]);
-  const percent = state.trafficPercent ?? 0;
+export async function bake(ctx: Context, running: Running): Promise<ReleaseState> {
+  const alarming = await alarmsInAlarm(ctx, [...ctx.cfg.colors[running.target].alarms, ...ctx.cfg.deploymentAlarms]);
+  const percent = running.trafficPercent ?? 0;
   if (alarming.length > 0) {
     const phase = percent < 100 ? `the canary (${percent} % of production)` : 'the bake';
-    return toRollback(state, `alarm ${alarming.join(', alarm ')} went into ALARM during ${phase}`);
+    return toRollback(running, `alarm ${alarming.join(', alarm ')} went into ALARM during ${phase}`);
   }
+  const state = await resendFullTraffic(ctx, running);
   const now = ctx.now();
   if (percent < 100) {
     const canaryUntil = Date.parse(state.canaryUntil ?? '');
@@ -179,6 +184,18 @@ export async function bake(ctx: Context, state: Running): Promise<ReleaseState> 
   return waitOrRollback(ctx, state, 'bake', wait,
     `release ${state.release}: baking on ${state.target}, all production traffic, no alarm; until ${state.bakeUntil}`,
     `the bake had not ended (all production traffic on ${state.target})`);
+}
+
+/**
+ * The 100 % step that EventBridge did not take at the shift (`progressPending`), sent again at a bake tick with the
+ * time of the shift: the lead time ends there. Best effort, one short attempt per tick; never fails the release.
+ */
+async function resendFullTraffic(ctx: Context, state: Running): Promise<Running> {
+  if (state.progressPending !== true || (state.trafficPercent ?? 0) < 100) return state;
+  const steps = state.canaryUntil === undefined ? 1 : 2;
+  const shiftedAt = Date.parse(state.shiftedAt ?? '');
+  if (!await reportStep(ctx, state, steps, steps, 100, Number.isNaN(shiftedAt) ? ctx.now() : shiftedAt)) return state;
+  return { ...state, progressPending: undefined };
 }
 
 export async function finish(ctx: Context, state: Running): Promise<ReleaseState> {

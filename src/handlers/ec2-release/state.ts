@@ -34,6 +34,8 @@ export interface ReleaseState {
   readonly canaryUntil?: string;
   readonly shiftedAt?: string;
   readonly bakeUntil?: string;
+  /** The 100 % traffic step event was not taken by EventBridge: the bake ticks send it again (best effort). */
+  readonly progressPending?: boolean;
   /** Why the release rolls back (set with `next: 'rollback'`). */
   readonly reason?: string;
   /** Set by the state machine: the smoke test's result. */
