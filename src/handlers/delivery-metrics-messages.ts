@@ -217,7 +217,8 @@ export function releasedMessage(change: ChangeFacts, leadTimeMs: number | undefi
       `RELEASED: pipeline ${change.pipeline} put ${describeChange(change)} into production.`,
       leadTimeMs !== undefined ? `Lead time: ${formatDuration(leadTimeMs)} from ${leadTimeFrom ?? 'the change'} to ${leadTimeTo}.` : undefined,
       leadTimeMs === undefined && leadTimePending
-        ? 'Lead time: measured to the moment all production traffic moved; it is published once the release engine\'s traffic event is in.'
+        ? 'Lead time: measured to the moment all production traffic moved; the release engine\'s 100 % traffic event is not in yet. '
+          + 'The metric is published when it comes (not at all if the engine could not send it).'
         : undefined,
       change.commitUrl ? `Change: ${change.commitUrl}` : undefined,
       `Execution: ${change.executionUrl}`,

@@ -17,7 +17,7 @@
  * | execution `FAILED`, failed action in the Release stage | `ReleasesFailed` 1 (+ `TimeToRestore` when the release engine rolls back itself, unless an approval failed) | `ROLLED BACK` (why) |
  * | execution `FAILED`, elsewhere | - | `FAILED` (which action, why, link to the build and its reports) |
  * | execution `SUCCEEDED`, standard | `Deployments` 1, `LeadTime` (once per revision), `TimeToRestore` (when it ends an incident) | `RELEASED` (lead time) |
- * | `Release Traffic Shifted` (`cdk-delivery-pipelines.release`, the engine's step n of m) | `LeadTime` at 100 %, once the success is known too | `RELEASING` (share of production, step n of m) |
+ * | `Release Traffic Shifted` (`cdk-delivery-pipelines.release`, the engine's step n of m) | `LeadTime` at 100 %, once the success is known too | `RELEASING` (share of production, step n of m; none once the execution ended) |
  * | execution `SUCCEEDED`, rollback | `TimeToRestore`; a manual rollback also counts `ReleasesFailed` for the release it undid | `ROLLED BACK` (time to restore) |
  *
  * Where the facts come from: `codepipeline:GetPipelineExecution` (execution type, trigger, artifact revision with
@@ -35,21 +35,29 @@
  *
  * With `ENGINE_REPORTS_TRAFFIC`, lead time ends at the engine's 100 % traffic step instead of the execution's
  * success: both halves go into the item `<execution>#lead-time-facts` (`UpdateItem`, `if_not_exists` per attribute,
- * `ReturnValues: ALL_NEW`), and whichever event comes last finds both and publishes the lead time (claimed once per
- * revision like every lead time). `ConsecutiveFailedReleases` is published at each release outcome from the history.
+ * `ReturnValues: ALL_NEW`; `fullTrafficAt` only moves forward, a conditional `UpdateItem`, because a retried Release
+ * stage keeps the execution id and shifts traffic again), and whichever event comes last finds both and publishes the
+ * lead time (claimed once per revision like every lead time); a full traffic older than the last attempt's start of a
+ * retried Release stage is not used. A lost 100 % event means no lead time for that release (the engines send it
+ * again while they can, src/handlers/shared/release-progress.ts). The step messages are claimed per attempt
+ * (`<execution>#traffic#<attemptId>#<step>`). `ConsecutiveFailedReleases` is published at each release outcome (once
+ * per execution and outcome): 0 at a success; at a failure 1 + the run of failed releases before it in the history.
  *
  * Idempotency: EventBridge delivers at least once. Each fact (`<execution>#deployed`, `<execution>#failed`,
- * `revision#<id>#lead-time`, `<execution>#notify-released`, ...) is claimed with a conditional `PutItem` in the
- * table `TABLE_NAME` (`attribute_not_exists`, expiring after `FACT_TTL_DAYS`) before it is published; a duplicate
- * finds the claim and does nothing. When publishing fails, the claim is deleted again and the error is rethrown, so
- * that Lambda's retry of the asynchronous invocation publishes it (and a failed retry ends in the dead-letter queue).
+ * `revision#<id>#lead-time`, `<execution>#notify-released`, ...) is claimed with a conditional `PutItem` of a
+ * `pending` item in the table `TABLE_NAME` (expiring after `FACT_TTL_DAYS`) before it is published, and marked `done`
+ * after. A claim found `done` is a duplicate: nothing is done. A claim found `pending` inside its lease
+ * (`CLAIM_LEASE_MS`) fails the invocation (`ClaimHeldError`): its holder may have crashed, and Lambda's retry, after
+ * the lease, finds it done or takes it over. When publishing fails, the claim is deleted again and the error is
+ * rethrown, so that Lambda's retry of the asynchronous invocation publishes it (and a failed retry ends in the
+ * dead-letter queue).
  *
  * Configuration (environment): `PIPELINE_NAME`, `TABLE_NAME`, `METRIC_NAMESPACE`, `TOPIC_ARN` (empty: no
  * notifications), `SOURCE_STAGE_NAME`, `RELEASE_STAGE_NAME`, `ENGINE_ROLLS_BACK` (`true` when the release engine puts
  * production back itself, so that the Release stage has no stage rollback), `FACT_TTL_DAYS`.
  * IAM: `codepipeline:GetPipelineExecution`, `codepipeline:ListActionExecutions`,
  * `codepipeline:ListPipelineExecutions` on the pipeline; `cloudwatch:PutMetricData` (namespace condition);
- * `dynamodb:PutItem`, `dynamodb:DeleteItem` on the table; `sns:Publish` on the topic (and its key).
+ * `dynamodb:PutItem`, `dynamodb:UpdateItem`, `dynamodb:DeleteItem` on the table; `sns:Publish` on the topic (and its key).
  *
  * References: CodePipeline User Guide, "Monitoring CodePipeline events" (detect-state-changes-cloudwatch-events.html:
  * event shapes, at-least-once delivery); CodePipeline API Reference, GetPipelineExecution, ListActionExecutions,

@@ -21,7 +21,7 @@ const {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
 }: typeof import('../../src/handlers/delivery-metrics.lambda') = require('../../src/handlers/delivery-metrics.lambda');
 const {
-  publishProgress, progressEntry, progressEvents, PROGRESS_CLIENT_CONFIG,
+  publishProgress, progressEntry, progressEvents,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
 }: typeof import('../../src/handlers/shared/release-progress') = require('../../src/handlers/shared/release-progress');
 
@@ -259,7 +259,7 @@ describe('lead time ends at 100 % of production traffic', () => {
     const success = await handleEvent(executionEvent('SUCCEEDED'), config, NOW);
     expect(success.published).not.toContain(`revision#${COMMIT}#lead-time`);
     expect(metric(METRICS.leadTime)).toEqual([]);
-    expect(messages()[0]).toContain('it is published once the release engine\'s traffic event is in');
+    expect(messages()[0]).toContain('the release engine\'s 100 % traffic event is not in yet. The metric is published when it comes (not at all if the engine could not send it).');
     await handleEvent(fullTraffic(), config, NOW);
     expect(metric(METRICS.leadTime)).toEqual([expect.objectContaining({ Value: 7073, Timestamp: new Date('2020-01-24T22:01:00Z') })]);
     expect(messages()[1]).toContain('Lead time: 1 h 57 min from the commit to all production traffic.');
@@ -355,7 +355,9 @@ describe('the engines\' emitter (shared/release-progress.ts)', () => {
 
   test('one attempt with short timeouts: a slow or failing EventBridge never holds a release up', async () => {
     expect(await progressEvents.config.maxAttempts()).toBe(1);
-    expect(PROGRESS_CLIENT_CONFIG).toEqual({ maxAttempts: 1, requestHandler: { connectionTimeout: 2_000, requestTimeout: 3_000 } });
+    // The client's own resolved handler (NodeHttpHandler resolves its options into `configProvider`).
+    const resolved = await (progressEvents.config.requestHandler as unknown as { configProvider: Promise<Record<string, unknown>> }).configProvider;
+    expect(resolved).toMatchObject({ connectionTimeout: 2_000, requestTimeout: 3_000 });
   });
 
   test('a rejected call or an entry not taken: false, never a throw', async () => {
