@@ -416,8 +416,11 @@ describe('a retried Release stage (RetryStageExecution keeps the execution id)',
 
 describe('ConsecutiveFailedReleases while the history lags behind the event', () => {
   test('a success is 0, even when the history still says InProgress after a failed release', async () => {
-    cp.on(ListPipelineExecutionsCommand).resolves({ pipelineExecutionSummaries: [
-      summary(EXEC, 'InProgress', '2020-01-24T22:00:00Z'), summary(EXEC2, 'Failed', '2020-01-24T21:30:00Z')] });
+    cp.on(ListPipelineExecutionsCommand).resolves({
+      pipelineExecutionSummaries: [
+        summary(EXEC, 'InProgress', '2020-01-24T22:00:00Z'), summary(EXEC2, 'Failed', '2020-01-24T21:30:00Z'),
+      ],
+    });
     cp.on(ListActionExecutionsCommand, { filter: { pipelineExecutionId: EXEC2 } }).resolves({ actionExecutionDetails: [releaseFailure] });
     await handleEvent(executionEvent('SUCCEEDED'), config, NOW);
     expect(metric(METRICS.consecutiveFailedReleases)).toEqual([expect.objectContaining({ Value: 0 })]);
