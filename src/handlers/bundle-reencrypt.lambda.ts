@@ -20,8 +20,9 @@
  * - Delete: nothing to do (the bundles go with the bucket, or stay with a retained one).
  *
  * Always responds to CloudFormation (`shared/cloudformation-response.ts`). IAM: `s3:GetObject` and `s3:PutObject` on
- * `<bucket>/<Prefix>*`, `ssm:GetParameter` on the two parameters, `kms:Encrypt` and `kms:GenerateDataKey` on the new
- * key, `kms:Decrypt` through S3 for this bucket's objects (the old key's ARN is not in the new template).
+ * `<bucket>/<Prefix>*`, `s3:ListBucket` on the bucket (without it a missing object answers 403), `ssm:GetParameter`
+ * on the two parameters, `kms:Encrypt` and `kms:GenerateDataKey` on the new key, `kms:Decrypt` through S3 for this
+ * bucket's objects (the old key's ARN is not in the new template).
  */
 import { CopyObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';

@@ -31,7 +31,8 @@ export interface BundleReencryptionProps {
  * changes (Update), in the update phase, before the cleanup phase schedules an old key's deletion. ADR 0012
  * ("Upgrading").
  *
- * Its role: `s3:GetObject` and `s3:PutObject` on `<prefix>*` of the bucket, `ssm:GetParameter` on the two
+ * Its role: `s3:GetObject` and `s3:PutObject` on `<prefix>*` of the bucket, `s3:ListBucket` on the bucket (so that
+ * a missing bundle answers 404, not 403), `ssm:GetParameter` on the two
  * parameters, `kms:Encrypt` and `kms:GenerateDataKey` on the key, and `kms:Decrypt` on any key (the old key's ARN is
  * not in the new template) only through S3 in this region and only for this bucket (`kms:EncryptionContext:aws:s3:arn`
  * is the bucket's ARN with S3 Bucket Keys), in a policy of its own so that cdk-nag's finding is acknowledged on that
@@ -61,6 +62,9 @@ export class BundleReencryption extends Construct {
     });
     role.addToPolicy(new iam.PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }));
     role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:PutObject'], resources: [props.bucket.arnForObjects(`${prefix}*`)] }));
+    // Without it S3 answers a HEAD of a missing bundle 403 instead of 404, and a bundle that no longer exists could
+    // not be told from a refusal (the bucket holds release bundles only).
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [props.bucket.bucketArn] }));
     role.addToPolicy(new iam.PolicyStatement({
       actions: ['ssm:GetParameter'],
       resources: [parameterArn(props.releaseParameterNames.blue), parameterArn(props.releaseParameterNames.green)],

@@ -184,8 +184,11 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
     // An upgrade that moved the key (ADR 0012, "Upgrading"): the live bundles are re-encrypted under the new key
     // before the old one is deleted, and before the groups can launch instances that read them with the new grants.
     const reencryption = new BundleReencryption(resources, 'BundleReencryption', {
-      bucket: bundles, key: context.artifactKey, prefix: RELEASES_PREFIX,
-      releaseParameterNames: this.props.releaseParameterNames, logRetention: this.props.logRetention,
+      bucket: bundles,
+      key: context.artifactKey,
+      prefix: RELEASES_PREFIX,
+      releaseParameterNames: this.props.releaseParameterNames,
+      logRetention: this.props.logRetention,
     });
     [fleet.blueGroup, fleet.greenGroup, ...fleet.launchTemplates].forEach((target) => target.node.addDependency(reencryption.resource));
 

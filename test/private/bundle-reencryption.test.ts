@@ -70,11 +70,12 @@ describe('BundleReencryption in the EC2 pattern (ADR 0012, "Upgrading")', () => 
     expect(releaseParameterNames[1]).toMatch(/green-release$/);
   });
 
-  test('the role has exactly: logs, X-Ray, S3 on the bundle prefix, the two parameters, the new key, and Decrypt through S3 for this bucket', () => {
+  test('the role has exactly: logs, X-Ray, S3 objects on the bundle prefix (and listing, for 404s), the two parameters, the new key, and Decrypt through S3 for this bucket', () => {
     const logGroupId = resources[functionId].Properties.LoggingConfig.LogGroup.Ref;
     expect(statements).toEqual([
       { Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: { 'Fn::GetAtt': [logGroupId, 'Arn'] } },
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: bundleObjects },
+      { Effect: 'Allow', Action: 's3:ListBucket', Resource: { 'Fn::GetAtt': [bucketId, 'Arn'] } },
       { Effect: 'Allow', Action: 'ssm:GetParameter', Resource: releaseParameterNames.map(paramArn) },
       { Effect: 'Allow', Action: ['kms:Encrypt', 'kms:GenerateDataKey'], Resource: reencryption.Properties.KeyArn },
       { Effect: 'Allow', Action: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], Resource: '*' },
