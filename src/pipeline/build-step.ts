@@ -312,11 +312,12 @@ export class BuildStep extends Construct {
     });
     this.reportGroup.grantWrite(role);
     // aws-cdk-lib lets a project create report groups named `<project>-*`, which CodeBuild does at run time for a
-    // buildspec that names a group instead of giving an ARN; nothing would delete them. Reports go to `reportGroup`.
+    // buildspec that names a group instead of giving an ARN; nothing would delete them. Reports go to `reportGroup`,
+    // which CloudFormation creates: the deny leaves it out, in case CodeBuild checks the permission on it too.
     role.addToPrincipalPolicy(new iam.PolicyStatement({
       effect: iam.Effect.DENY,
       actions: ['codebuild:CreateReportGroup'],
-      resources: ['*'],
+      notResources: [this.reportGroup.reportGroupArn],
     }));
     acknowledgeCodeBuildDefaults(role, this.project);
   }

@@ -20,6 +20,11 @@ export function grantReleaseProgress(role: iam.IRole): void {
   role.addToPrincipalPolicy(new iam.PolicyStatement({
     actions: ['events:PutEvents'],
     resources: [stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' })],
-    conditions: { StringEquals: { 'events:source': RELEASE_PROGRESS_SOURCE, 'events:detail-type': RELEASE_TRAFFIC_SHIFTED } },
+    // Both keys are multivalued (one value per entry of the request): every entry must carry this source and
+    // detail-type, and a request without them is not allowed (`Null`).
+    conditions: {
+      'ForAllValues:StringEquals': { 'events:source': [RELEASE_PROGRESS_SOURCE], 'events:detail-type': [RELEASE_TRAFFIC_SHIFTED] },
+      'Null': { 'events:source': 'false', 'events:detail-type': 'false' },
+    },
   }));
 }

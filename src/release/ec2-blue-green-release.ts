@@ -22,6 +22,7 @@ import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { ReleaseConfig, ReleaseContext } from '../pipeline/release';
 import { SmokeTest } from '../pipeline/smoke-test';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
+import { BundleReencryption } from '../private/bundle-reencryption';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
 import { createLogGroup } from '../private/log-group';
 import { uniquePhysicalName } from '../private/names';
@@ -181,6 +182,16 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
         'access-log bucket would outlive cdk destroy.',
     });
     fleet.bindReleaseStore(bundles, context.artifactKey);
+    // An upgrade that moved the key (ADR 0012, "Upgrading"): the live bundles are re-encrypted under the new key
+    // before the old one is deleted, and before the groups can launch instances that read them with the new grants.
+    const reencryption = new BundleReencryption(resources, 'BundleReencryption', {
+      bucket: bundles,
+      key: context.artifactKey,
+      prefix: RELEASES_PREFIX,
+      releaseParameterNames: this.props.releaseParameterNames,
+      logRetention: this.props.logRetention,
+    });
+    [fleet.blueGroup, fleet.greenGroup, ...fleet.launchTemplates].forEach((target) => target.node.addDependency(reencryption.resource));
 
     const stackName = stack.stackName;
     const stateMachineName = uniquePhysicalName(resources, 19);

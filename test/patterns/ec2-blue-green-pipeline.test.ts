@@ -657,7 +657,10 @@ describe('Ec2BlueGreenPipeline defaults: the release function', () => {
       Effect: 'Allow',
       Action: 'events:PutEvents',
       Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':events:us-east-1:123456789012:event-bus/default']] },
-      Condition: { StringEquals: { 'events:source': 'cdk-delivery-pipelines.release', 'events:detail-type': 'Release Traffic Shifted' } },
+      Condition: {
+        'ForAllValues:StringEquals': { 'events:source': ['cdk-delivery-pipelines.release'], 'events:detail-type': ['Release Traffic Shifted'] },
+        'Null': { 'events:source': 'false', 'events:detail-type': 'false' },
+      },
     }]);
     expect(env.PIPELINE_NAME).toBe(pipelineOf(template, web).Name);
   });

@@ -362,7 +362,10 @@ describe('ServerlessApiPipeline defaults: release controller', () => {
       Effect: 'Allow',
       Action: 'events:PutEvents',
       Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':events:us-east-1:123456789012:event-bus/default']] },
-      Condition: { StringEquals: { 'events:source': 'cdk-delivery-pipelines.release', 'events:detail-type': 'Release Traffic Shifted' } },
+      Condition: {
+        'ForAllValues:StringEquals': { 'events:source': ['cdk-delivery-pipelines.release'], 'events:detail-type': ['Release Traffic Shifted'] },
+        'Null': { 'events:source': 'false', 'events:detail-type': 'false' },
+      },
     }]);
     const controller = resourceOf(template, idOf(api.releaseController)) as any;
     // The default CodeDeploy configuration: a 10 % canary, then all.

@@ -521,8 +521,12 @@ describe('BuildStep leaves nothing behind', () => {
   const step = new BuildStep(stack, 'Build', { encryptionKey: new kms.Key(stack, 'Key') });
   const template = Template.fromStack(stack);
 
-  test('the build may not create report groups (CodeBuild would, for a buildspec naming one, and nothing deletes them)', () => {
+  test('the build may not create report groups other than its own (CodeBuild would, for a buildspec naming one, and nothing deletes them)', () => {
     const denies = roleStatements(template, step).filter((st) => st.Effect === 'Deny');
-    expect(denies).toEqual([{ Effect: 'Deny', Action: 'codebuild:CreateReportGroup', Resource: '*' }]);
+    expect(denies).toEqual([{
+      Effect: 'Deny',
+      Action: 'codebuild:CreateReportGroup',
+      NotResource: { 'Fn::GetAtt': [stack.getLogicalId(step.reportGroup.node.defaultChild as CfnElement), 'Arn'] },
+    }]);
   });
 });

@@ -21,7 +21,7 @@ import { describeError } from './common';
  */
 export class StateParameterGoneError extends Error {
   constructor(readonly parameterName: string, readonly deleteError?: string) {
-    super(`the state parameter ${parameterName} did not exist (its stack has been deleted): the write created it and ` +
+    super(`the state parameter ${parameterName} did not exist (its state stack was deleted, or someone deleted the parameter): the write created it and ` +
       (deleteError === undefined
         ? 'it was deleted again; nothing is recorded'
         : `deleting it again failed (${deleteError}): delete it by hand; nothing is recorded`));
