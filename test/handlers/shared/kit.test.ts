@@ -1,9 +1,10 @@
-import { CodePipelineClient, InvalidJobStateException, PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
+import { CodePipelineClient, InvalidJobStateException, PutJobFailureResultCommand, PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
 import { LambdaServiceException, TooManyRequestsException } from '@aws-sdk/client-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { AwsCallError, LambdaDeadlineError, awsCall, awsErrorOf, isAccessDenied, withDeadline } from '../../../src/handlers/shared/aws-call';
-import { sendJobResult } from '../../../src/handlers/shared/codepipeline-job';
+import { isCodePipelineEvent, parseUserParametersObject, sendJobResult } from '../../../src/handlers/shared/codepipeline-job';
 import { isRetryable, isThrottling, RETRYABLE_ERROR_NAMES } from '../../../src/handlers/shared/retryable';
+import { expectFacts } from './facts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
@@ -127,5 +128,73 @@ describe('sendJobResult', () => {
     mock.on(PutJobSuccessResultCommand).rejects(late);
     await expect(sendJobResult(client, 'j', new PutJobSuccessResultCommand({ jobId: 'j' }), { decision: 'succeeded' })).rejects.toBe(late);
     expect(JSON.parse(String(errorSpy.mock.calls[0][0]))).toMatchObject({ level: 'ERROR', jobId: 'j', decision: 'succeeded' });
+  });
+});
+
+describe('sendJobResult: the failure result, and errors other than a late result', () => {
+  const client = new CodePipelineClient({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+  const mock = mockClient(client);
+  let errorSpy: jest.SpyInstance;
+  beforeEach(() => {
+    mock.reset();
+    errorSpy = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  });
+  afterEach(() => jest.restoreAllMocks());
+
+  test('sends a failure result', async () => {
+    mock.on(PutJobFailureResultCommand).resolves({});
+    const command = new PutJobFailureResultCommand({ jobId: 'j', failureDetails: { type: 'JobFailed', message: 'no' } });
+    await expect(sendJobResult(client, 'j', command, {})).resolves.toBeUndefined();
+    expect(mock.commandCalls(PutJobFailureResultCommand).map((c) => c.args[0].input)).toEqual([{ jobId: 'j', failureDetails: { type: 'JobFailed', message: 'no' } }]);
+  });
+
+  test('with duplicateIsDone, another error is still logged and rethrown', async () => {
+    const denied = Object.assign(new Error('not authorized'), { name: 'AccessDeniedException' });
+    mock.on(PutJobFailureResultCommand).rejects(denied);
+    const command = new PutJobFailureResultCommand({ jobId: 'j', failureDetails: { type: 'JobFailed', message: 'no' } });
+    await expect(sendJobResult(client, 'j', command, {}, { duplicateIsDone: true })).rejects.toBe(denied);
+    expect(JSON.parse(String(errorSpy.mock.calls[0][0]))).toMatchObject({
+      level: 'ERROR', message: 'could not report the job result to CodePipeline', error: { name: 'AccessDeniedException' }, jobId: 'j',
+    });
+  });
+});
+
+describe('isCodePipelineEvent', () => {
+  test.each([
+    [{ 'CodePipeline.job': { id: 'j' } }, true],
+    [{ 'CodePipeline.job': { id: 7 } }, false],
+    [{ 'CodePipeline.job': 'j' }, false],
+    [{ RequestType: 'Create' }, false],
+    [null, false],
+  ])('%j: %s', (event, expected) => {
+    expect(isCodePipelineEvent(event)).toBe(expected);
+  });
+});
+
+describe('parseUserParametersObject', () => {
+  const EXPECTED = '{"prefix":"<key>"}';
+  test('a JSON object string: the object', () => {
+    expect(parseUserParametersObject('{"prefix":"a/b"}', EXPECTED)).toEqual({ ok: true, value: { prefix: 'a/b' } });
+  });
+
+  test.each([undefined, null, ''])('%j: missing, naming the shape expected', (input) => {
+    expect(parseUserParametersObject(input, EXPECTED)).toEqual({ ok: false, error: `UserParameters is missing: expected ${EXPECTED}` });
+  });
+
+  test('not a string: refused, showing the value', () => {
+    expect(parseUserParametersObject({ prefix: 'a' }, EXPECTED)).toEqual({ ok: false, error: 'UserParameters must be a string of JSON, got {"prefix":"a"}' });
+  });
+
+  test('not JSON: refused with the parser\'s message and the text, clipped to 200 characters', () => {
+    const parsed = parseUserParametersObject('{prefix', EXPECTED);
+    expect(parsed.ok).toBe(false);
+    expectFacts(!parsed.ok && parsed.error, ['UserParameters is not valid JSON (', 'JSON', '): "{prefix"']);
+    const long = parseUserParametersObject(`{${'x'.repeat(300)}`, EXPECTED);
+    expect(!long.ok && long.error).toMatch(new RegExp(`: "\\{${'x'.repeat(198)}…"$`));
+  });
+
+  test.each([['[1]', '[1]'], ['"text"', '"text"'], ['null', 'null'], ['3', '3']])('JSON %s that is not an object: refused', (input, shown) => {
+    expect(parseUserParametersObject(input, EXPECTED)).toEqual({ ok: false, error: `UserParameters must be a JSON object like ${EXPECTED}, got ${shown}` });
   });
 });
