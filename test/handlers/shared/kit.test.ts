@@ -121,7 +121,9 @@ describe('sendJobResult', () => {
   test('a duplicate whose twin reported first is done when the caller says so', async () => {
     mock.on(PutJobSuccessResultCommand).rejects(late);
     await expect(sendJobResult(client, 'j', new PutJobSuccessResultCommand({ jobId: 'j' }), {}, { duplicateIsDone: true })).resolves.toBeUndefined();
-    expect(JSON.parse(String(logSpy.mock.calls[0][0]))).toMatchObject({ level: 'WARN', jobId: 'j' });
+    expect(JSON.parse(String(logSpy.mock.calls[0][0]))).toMatchObject({
+      level: 'WARN', message: 'the job already has a result (duplicate invocation): nothing more to report', jobId: 'j',
+    });
   });
 
   test('otherwise the error is logged and rethrown', async () => {
@@ -196,5 +198,76 @@ describe('parseUserParametersObject', () => {
 
   test.each([['[1]', '[1]'], ['"text"', '"text"'], ['null', 'null'], ['3', '3']])('JSON %s that is not an object: refused', (input, shown) => {
     expect(parseUserParametersObject(input, EXPECTED)).toEqual({ ok: false, error: `UserParameters must be a JSON object like ${EXPECTED}, got ${shown}` });
+  });
+});
+
+describe('the names the library adds, spelled out (a test over RETRYABLE_ERROR_NAMES itself would change with it)', () => {
+  test.each([
+    'ServiceUnavailable', 'ServiceUnavailableException', 'InternalServerError', 'InternalServerException', 'InternalFailure',
+    'ServerException', 'TooManyUpdates', 'AbortError', 'LambdaDeadlineError', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  ])('%s is retryable, as a name and as a Node code', (name) => {
+    expect(RETRYABLE_ERROR_NAMES.has(name)).toBe(true);
+    expect(isRetryable({ name })).toBe(true);
+    expect(isRetryable({ code: name })).toBe(true);
+  });
+
+  test('null is not throttling; $metadata null is no status', () => {
+    expect(isThrottling(null)).toBe(false);
+    expect(isRetryable({ name: 'X', $metadata: null })).toBe(false);
+  });
+});
+
+describe('awsCall and withDeadline: options and messages', () => {
+  afterEach(() => jest.useRealTimers());
+
+  test('the errors carry their names and default message', () => {
+    expect(new AwsCallError('x:Y', new Error('boom'))).toMatchObject({ name: 'AwsCallError', message: 'x:Y failed: boom' });
+    expect(new LambdaDeadlineError()).toMatchObject({ name: 'LambdaDeadlineError', message: 'no time left before the Lambda deadline' });
+  });
+
+  test('without a deadline the call gets no abort signal', async () => {
+    const send = jest.fn(async (_options: { abortSignal?: AbortSignal }) => 42);
+    await expect(awsCall('x:Y', send)).resolves.toBe(42);
+    expect(send).toHaveBeenCalledWith({});
+  });
+
+  test('with a deadline the call gets an abort signal and its answer is returned', async () => {
+    const send = jest.fn(async (_options: { abortSignal?: AbortSignal }) => 42);
+    await expect(awsCall('x:Y', send, { deadline: 10_000, now: () => 0 })).resolves.toBe(42);
+    expect(send).toHaveBeenCalledWith({ abortSignal: expect.any(AbortSignal) });
+  });
+
+  test('the deadline is on the given clock, with the given least time, else 500 ms', async () => {
+    const ok = async () => 'ok';
+    // On the real clock, a deadline of 10 s after the epoch is long past.
+    await expect(awsCall('x:Y', ok, { deadline: 10_000, now: () => 0 })).resolves.toBe('ok');
+    await expect(awsCall('x:Y', ok, { deadline: 1_000, now: () => 700, minTimeMs: 100 })).resolves.toBe('ok');
+    const refused = await awsCall('x:Y', ok, { deadline: 1_000, now: () => 600 }).catch((e: unknown) => e);
+    expect(awsErrorOf(refused)).toBeInstanceOf(LambdaDeadlineError);
+    await expect(awsCall('x:Y', ok, { deadline: 1_000, now: () => 500 })).resolves.toBe('ok');
+  });
+
+  test('not started: the message says so', async () => {
+    const err = await withDeadline(async () => 1, () => 900, 1_000, 500).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'LambdaDeadlineError', message: 'not started: no time left before the Lambda deadline' });
+  });
+
+  test('timed out: the message gives the time waited', async () => {
+    const start = Date.now();
+    const never = () => new Promise<never>(() => undefined);
+    const err = await withDeadline(never, () => start, start + 30, 0).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'LambdaDeadlineError' });
+    expectFacts((err as Error).message, ['timed out: no answer after 30 ms', 'aborted']);
+  });
+
+  test('without a deadline nothing times the call out', async () => {
+    const slow = () => new Promise<string>((resolve) => setTimeout(() => resolve('late'), 30));
+    await expect(withDeadline(slow, Date.now, undefined, 500)).resolves.toBe('late');
+  });
+
+  test('the timer is cleared once the call answers', async () => {
+    jest.useFakeTimers();
+    await expect(withDeadline(async () => 'fast', () => 0, 60_000, 0)).resolves.toBe('fast');
+    expect(jest.getTimerCount()).toBe(0);
   });
 });
