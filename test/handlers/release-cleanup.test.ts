@@ -241,6 +241,7 @@ describe('responding', () => {
     put.mockRejectedValue(new Error('HTTP 500'));
     await expect(run(deleteRequest())).rejects.toThrow(/could not respond to CloudFormation/);
     expect(put.mock.calls.length).toBeGreaterThan(1);
+    expect(logged()).toContainEqual({ level: 'WARN', message: 'release cleanup: response PUT failed', attempt: 1, error: 'HTTP 500' });
   });
 });
 
@@ -273,8 +274,9 @@ describe('reasons, logs and ids', () => {
     cw.on(DescribeAlarmsCommand).resolves({ MetricAlarms: alarms([`${PREFIX}-r-1`]) });
     cw.on(DeleteAlarmsCommand).rejects(denied);
     const outcome = await run(deleteRequest());
-    expectFacts(outcome?.reason, ['cloudwatch:DeleteAlarms', 'AccessDenied', 'not authorized', `${PREFIX}-*`, 'delete the stack again']);
-    expect(outcome?.reason).not.toContain('deleted before');
+    expect(outcome?.reason).toBe(
+      `cloudwatch:DeleteAlarms failed: AccessDenied: not authorized; the alarms named ${PREFIX}-* are left: delete them, then delete the stack again`,
+    );
     expect(logged()).toContainEqual(expect.objectContaining({ level: 'WARN', message: 'release cleanup', status: 'FAILED', deleted: 0 }));
     expect(logged('error')).toContainEqual(expect.objectContaining({
       level: 'ERROR', message: 'could not delete the release alarms', error: { name: 'AccessDenied', message: 'not authorized' }, alarmPrefix: PREFIX, deleted: 0,
@@ -323,6 +325,7 @@ describe('reasons, logs and ids', () => {
   test('Create and Update: the reason says the alarms go with the stack', async () => {
     const outcome = await run(request('Update', { PhysicalResourceId: `release-cleanup-${PREFIX}` }));
     expectFacts(outcome?.reason, ['Update', `${PREFIX}-*`, 'deleted with the stack']);
+    expect(outcome?.deleted).toEqual([]);
   });
 
   test('an Update keeps the event\'s own physical id; an empty one is replaced by the prefix\'s', async () => {
@@ -337,6 +340,7 @@ describe('reasons, logs and ids', () => {
     const outcome = await run(request('Create', { ResourceProperties: { AlarmNamePrefix: 'a?b' } }));
     expect(outcome?.physicalResourceId).toBe('release-cleanup-invalid');
     expectFacts(outcome?.reason, ['AlarmNamePrefix', '1 to 200 characters', '"a?b"']);
+    expect(outcome?.deleted).toEqual([]);
     const missing = await run(request('Create', { ResourceProperties: {} }));
     expectFacts(missing?.reason, ['AlarmNamePrefix', 'missing']);
   });
@@ -344,10 +348,13 @@ describe('reasons, logs and ids', () => {
   test('a Delete without a valid prefix: the reason shows what was given', async () => {
     const outcome = await run(request('Delete', { PhysicalResourceId: 'release-cleanup-invalid', ResourceProperties: { AlarmNamePrefix: '' } }));
     expectFacts(outcome?.reason, ['no valid AlarmNamePrefix', '""', 'nothing to clean up']);
+    expect(outcome?.deleted).toEqual([]);
   });
 
   test('an unknown or missing RequestType: the reason names it', async () => {
-    expectFacts((await run(request('Replace')))?.reason, ['unknown RequestType', '"Replace"', 'Create, Update or Delete']);
+    const unknown = await run(request('Replace'));
+    expectFacts(unknown?.reason, ['unknown RequestType', '"Replace"', 'Create, Update or Delete']);
+    expect(unknown?.deleted).toEqual([]);
     expectFacts((await run(request('', { RequestType: undefined })))?.reason, ['unknown RequestType', 'missing']);
     expect(logged()).toContainEqual(expect.objectContaining({ level: 'WARN', status: 'FAILED' }));
   });
