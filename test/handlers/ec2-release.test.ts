@@ -2126,6 +2126,20 @@ describe('rollback, exactly', () => {
     );
   });
 
+  test('the live-color write landed: the notification says production runs the release; two steps not done are joined by "; "', async () => {
+    world.params[LIVE] = 'green';
+    world.listener = forward('green');
+    asgMock.on(UpdateAutoScalingGroupCommand).rejects(accessDenied('autoscaling:UpdateAutoScalingGroup'));
+    const first = await step({ action: 'rollback', state: midRelease({ trafficPercent: 100, reason: 'lost answer' }) }, deps());
+    expect(snsMock.commandCalls(PublishCommand)[0].args[0].input.Message?.split('\n')[0]).toBe('production runs r42 on green.');
+    expect(first.next).toBe('succeeded');
+    // The first rollback freed the lock; a second with the lock held (only then are the steps done) and SNS denied:
+    world.params[LOCK] = `running ${EXECUTION}`;
+    snsMock.on(PublishCommand).rejects(accessDenied('sns:Publish'));
+    const second = await step({ action: 'rollback', state: midRelease({ trafficPercent: 100, reason: 'lost answer' }) }, deps());
+    expect(second.message).toMatch(/; could not scale the old blue group web-blue to 0: .*AccessDeniedException.*; could not send the release notification: .*AccessDeniedException/);
+  });
+
   test('the lock cannot be freed: a real error naming the call and the parameter', async () => {
     ssmMock.on(PutParameterCommand).rejects(accessDenied('ssm:PutParameter'));
     await expect(step({ action: 'rollback', state: midRelease({ reason: 'x' }) }, deps()))
