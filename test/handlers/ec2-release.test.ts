@@ -20,6 +20,8 @@ import { GetParametersCommand, PutParameterCommand, SSMClient } from '@aws-sdk/c
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { expectFacts } from './shared/facts';
+import { REASON_LIMIT } from '../../src/handlers/ec2-release/configuration';
+import { toRollback, waitOrRollback } from '../../src/handlers/ec2-release/state';
 import {
   ReleaseState,
   ReleaseStepError,
@@ -31,8 +33,6 @@ import {
   servesOnly,
   step,
 } from '../../src/handlers/ec2-release.lambda';
-import { REASON_LIMIT } from '../../src/handlers/ec2-release/configuration';
-import { toRollback, waitOrRollback } from '../../src/handlers/ec2-release/state';
 
 // On Node < 22 the SDK emits a NodeVersionSupportWarning when a client is created, which keeps a jest worker from
 // exiting cleanly; the Lambda runtime is nodejs24.x. The handler creates its clients on first use, after this line.

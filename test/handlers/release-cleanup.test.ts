@@ -1,8 +1,8 @@
 import { CloudWatchClient, CloudWatchServiceException, DeleteAlarmsCommand, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import type { CloudFormationResponse } from '../../src/handlers/shared/cloudformation-response';
 import { expectFacts } from './shared/facts';
+import type { CloudFormationResponse } from '../../src/handlers/shared/cloudformation-response';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const {
@@ -258,8 +258,14 @@ describe('reasons, logs and ids', () => {
     expectFacts(outcome?.reason, ['deleted 2 alarm(s)', `${PREFIX}-*`]);
     expect(sent().Reason).toBe(outcome?.reason);
     expect(logged()).toContainEqual(expect.objectContaining({
-      level: 'INFO', message: 'release cleanup', status: 'SUCCESS', alarmPrefix: PREFIX, deleted: 2,
-      requestType: 'Delete', logicalResourceId: 'ReleaseAlarmCleanup', reason: outcome?.reason,
+      level: 'INFO',
+      message: 'release cleanup',
+      status: 'SUCCESS',
+      alarmPrefix: PREFIX,
+      deleted: 2,
+      requestType: 'Delete',
+      logicalResourceId: 'ReleaseAlarmCleanup',
+      reason: outcome?.reason,
     }));
   });
 

@@ -1,10 +1,10 @@
 import { CodePipelineClient, InvalidJobStateException, PutJobFailureResultCommand, PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
 import { LambdaServiceException, TooManyRequestsException } from '@aws-sdk/client-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
+import { expectFacts } from './facts';
 import { AwsCallError, LambdaDeadlineError, awsCall, awsErrorOf, isAccessDenied, withDeadline } from '../../../src/handlers/shared/aws-call';
 import { isCodePipelineEvent, parseUserParametersObject, sendJobResult } from '../../../src/handlers/shared/codepipeline-job';
 import { isRetryable, isThrottling, RETRYABLE_ERROR_NAMES } from '../../../src/handlers/shared/retryable';
-import { expectFacts } from './facts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
