@@ -55,6 +55,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@aws-sdk/client-sfn',
     '@aws-sdk/client-cloudformation',
     '@aws-sdk/client-dynamodb',
+    '@aws-sdk/client-s3',
+    '@aws-sdk/client-eventbridge',
     // The SDK's own error classification (src/handlers/shared/retryable.ts), bundled into the handlers.
     '@smithy/core',
     '@smithy/types',

@@ -209,12 +209,16 @@ export function rolledBackMessage(change: ChangeFacts, failed: FailedActionFacts
 }
 
 /** The release reached production. */
-export function releasedMessage(change: ChangeFacts, leadTimeMs: number | undefined, leadTimeFrom: string | undefined): Notification {
+export function releasedMessage(change: ChangeFacts, leadTimeMs: number | undefined, leadTimeFrom: string | undefined,
+  leadTimeTo: string = 'production', leadTimePending: boolean = false): Notification {
   return {
     subject: subject('RELEASED', change.pipeline, change.commitId ? `released commit ${change.commitId.slice(0, 7)}` : 'released a new version'),
     message: lines(
       `RELEASED: pipeline ${change.pipeline} put ${describeChange(change)} into production.`,
-      leadTimeMs !== undefined ? `Lead time: ${formatDuration(leadTimeMs)} from ${leadTimeFrom ?? 'the change'} to production.` : undefined,
+      leadTimeMs !== undefined ? `Lead time: ${formatDuration(leadTimeMs)} from ${leadTimeFrom ?? 'the change'} to ${leadTimeTo}.` : undefined,
+      leadTimeMs === undefined && leadTimePending
+        ? 'Lead time: measured to the moment all production traffic moved; it is published once the release engine\'s traffic event is in.'
+        : undefined,
       change.commitUrl ? `Change: ${change.commitUrl}` : undefined,
       `Execution: ${change.executionUrl}`,
     ),
@@ -231,6 +235,33 @@ export function rollbackDoneMessage(change: ChangeFacts, targetExecutionId: stri
       `${trigger ? `, after ${trigger}` : ''}.`,
       timeToRestoreMs !== undefined ? `Time to restore: ${formatDuration(timeToRestoreMs)}.` : undefined,
       `Execution: ${change.executionUrl}`,
+    ),
+  };
+}
+
+/** What a release engine's traffic step event says (src/handlers/shared/release-progress.ts). */
+export interface TrafficStepFacts {
+  readonly step: number;
+  readonly steps: number;
+  /** Share of production traffic on the new version after the step. */
+  readonly percent: number;
+  /** `ec2-blue-green`, `lambda-alias`, ... */
+  readonly engine: string;
+}
+
+/** A release engine moved production traffic: one message per step. */
+export function trafficMessage(change: ChangeFacts, step: TrafficStepFacts, leadTimeMs?: number, leadTimeFrom?: string): Notification {
+  const where = `${step.percent} % of production traffic on the new version (step ${step.step} of ${step.steps})`;
+  const commit = change.commitId ? `commit ${change.commitId.slice(0, 7)}` : 'a new version';
+  return {
+    subject: subject('RELEASING', change.pipeline, `${commit}: ${step.percent} % of production (step ${step.step} of ${step.steps})`),
+    message: lines(
+      `RELEASING ${describeChange(change)}: ${where}.`,
+      step.percent >= 100
+        ? 'All production traffic is on the new version; until the release ends, an alarm still rolls it back.'
+        : 'The rest of production traffic stays on the previous version; an alarm rolls the release back.',
+      leadTimeMs !== undefined ? `Lead time: ${formatDuration(leadTimeMs)} from ${leadTimeFrom ?? 'the change'} to all production traffic.` : undefined,
+      `Follow the release: ${change.executionUrl}`,
     ),
   };
 }

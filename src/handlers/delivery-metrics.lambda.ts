@@ -17,6 +17,7 @@
  * | execution `FAILED`, failed action in the Release stage | `ReleasesFailed` 1 (+ `TimeToRestore` when the release engine rolls back itself, unless an approval failed) | `ROLLED BACK` (why) |
  * | execution `FAILED`, elsewhere | - | `FAILED` (which action, why, link to the build and its reports) |
  * | execution `SUCCEEDED`, standard | `Deployments` 1, `LeadTime` (once per revision), `TimeToRestore` (when it ends an incident) | `RELEASED` (lead time) |
+ * | `Release Traffic Shifted` (`cdk-delivery-pipelines.release`, the engine's step n of m) | `LeadTime` at 100 %, once the success is known too | `RELEASING` (share of production, step n of m) |
  * | execution `SUCCEEDED`, rollback | `TimeToRestore`; a manual rollback also counts `ReleasesFailed` for the release it undid | `ROLLED BACK` (time to restore) |
  *
  * Where the facts come from: `codepipeline:GetPipelineExecution` (execution type, trigger, artifact revision with
@@ -31,6 +32,11 @@
  * `execution-trigger` commit time, when present; the start of the source action (a manual start whose source gives
  * no time). It is published once per revision: a manual re-run of an already released commit is a deployment, not a
  * new change.
+ *
+ * With `ENGINE_REPORTS_TRAFFIC`, lead time ends at the engine's 100 % traffic step instead of the execution's
+ * success: both halves go into the item `<execution>#lead-time-facts` (`UpdateItem`, `if_not_exists` per attribute,
+ * `ReturnValues: ALL_NEW`), and whichever event comes last finds both and publishes the lead time (claimed once per
+ * revision like every lead time). `ConsecutiveFailedReleases` is published at each release outcome from the history.
  *
  * Idempotency: EventBridge delivers at least once. Each fact (`<execution>#deployed`, `<execution>#failed`,
  * `revision#<id>#lead-time`, `<execution>#notify-released`, ...) is claimed with a conditional `PutItem` in the
@@ -75,6 +81,7 @@ import {
   rolledBackMessage,
   snsMessage,
   startedMessage,
+  trafficMessage,
 } from './delivery-metrics-messages';
 import { errorMessage, isObject, log, logError } from './shared/common';
 
@@ -96,7 +103,12 @@ export const METRICS = {
   releasesStarted: 'ReleasesStarted',
   releasesFailed: 'ReleasesFailed',
   timeToRestore: 'TimeToRestore',
+  consecutiveFailedReleases: 'ConsecutiveFailedReleases',
 } as const;
+
+/** The release engines' traffic step events (kept in step with src/handlers/shared/release-progress.ts). */
+export const PROGRESS_SOURCE = 'cdk-delivery-pipelines.release';
+export const PROGRESS_DETAIL_TYPE = 'Release Traffic Shifted';
 
 /** Executions of the history read for the time to restore (two pages). */
 export const HISTORY_LIMIT = 100;
@@ -126,6 +138,8 @@ export interface Config {
   readonly sourceStage: string;
   readonly releaseStage: string;
   readonly engineRollsBack: boolean;
+  /** The release engine sends a traffic step event at 100 %: lead time ends there (`ENGINE_REPORTS_TRAFFIC`). */
+  readonly engineReportsTraffic: boolean;
   readonly factTtlDays: number;
   readonly region: string;
 }
@@ -157,6 +171,7 @@ export function readConfig(env: Record<string, string | undefined> = process.env
     sourceStage: env.SOURCE_STAGE_NAME || 'Source',
     releaseStage: env.RELEASE_STAGE_NAME || 'Release',
     engineRollsBack: env.ENGINE_ROLLS_BACK === 'true',
+    engineReportsTraffic: env.ENGINE_REPORTS_TRAFFIC === 'true',
     factTtlDays: ttl,
     region: env.AWS_REGION || 'us-east-1',
   };
@@ -448,6 +463,7 @@ async function onFailed(config: Config, event: PipelineEvent, outcome: Outcome, 
     return;
   }
   await once(config, outcome, `${id}#failed`, now, () => putMetric(config, METRICS.releasesFailed, 1, 'Count', at));
+  await publishConsecutiveFailures(config, outcome, id, at, now);
   if (config.engineRollsBack && failed.provider !== 'Manual') {
     // The engine put production back when the action failed: the exposure is at most the failed action's run. A
     // rejected or timed-out approval gated the traffic shift: production never ran the new version, nothing to restore.
@@ -473,19 +489,32 @@ async function onSucceeded(config: Config, event: PipelineEvent, outcome: Outcom
   const change = changeFacts(config, event, execution, actions);
   await once(config, outcome, `${id}#deployed`, now, () => putMetric(config, METRICS.deployments, 1, 'Count', at));
 
+  const summaries = await publishConsecutiveFailures(config, outcome, id, at, now);
+
   const changed = changeTime(config, execution, actions, event);
-  const leadTimeMs = changed ? Math.max(0, at - changed.at) : undefined;
   const revision = change.commitId ?? change.revisionId ?? id;
-  if (leadTimeMs !== undefined) {
-    await once(config, outcome, `revision#${revision}#lead-time`, now, () => putMetric(config, METRICS.leadTime, leadTimeMs / 1000, 'Seconds', at));
+  let leadTimeMs: number | undefined;
+  let leadTimeTo = 'production';
+  let leadTimePending = false;
+  if (changed && config.engineReportsTraffic) {
+    // Lead time ends when all production traffic moved: a fact of the engine's 100 % event, which may come later.
+    const facts = await recordLeadTimeFacts(config, id, { changeAt: changed.at, changeFrom: changed.from, revision, succeededAt: at }, now);
+    const lead = await publishLeadTimeOnceKnown(config, outcome, facts, now);
+    leadTimeMs = lead?.ms;
+    leadTimeTo = 'all production traffic';
+    leadTimePending = lead === undefined;
+  } else if (changed) {
+    const ms = leadTimeMs = Math.max(0, at - changed.at);
+    await once(config, outcome, `revision#${revision}#lead-time`, now, () => putMetric(config, METRICS.leadTime, ms / 1000, 'Seconds', at));
   }
   if (!config.engineRollsBack) {
-    const started = await incidentStart(config, id, await history(config));
+    const started = await incidentStart(config, id, summaries);
     if (started !== undefined) {
       await once(config, outcome, `${id}#restored`, now, () => putMetric(config, METRICS.timeToRestore, Math.max(0, at - started) / 1000, 'Seconds', at));
     }
   }
-  await once(config, outcome, `${id}#notify-released`, now, () => notify(config, releasedMessage(change, leadTimeMs, changed?.from), `${id}#notify-released`));
+  await once(config, outcome, `${id}#notify-released`, now,
+    () => notify(config, releasedMessage(change, leadTimeMs, changed?.from, leadTimeTo, leadTimePending), `${id}#notify-released`));
   releaseLog('released', change, { leadTimeMinutes: leadTimeMs === undefined ? undefined : Math.round(leadTimeMs / 60_000) });
 }
 
@@ -540,6 +569,181 @@ export function classify(config: Config, event: PipelineEvent): string | undefin
   return undefined;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Consecutive failed releases
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * How many releases failed in a row, counting the execution `executionId` and the ones before it (newest first):
+ * standard executions that failed in the Release stage count, a success ends the run, and executions that never
+ * reached the Release stage (a failed build), rollbacks, and stopped or superseded executions are skipped. At most
+ * `INCIDENT_SCAN_LIMIT` failed executions are read. 0 when `executionId` succeeded.
+ */
+export async function consecutiveFailures(config: Config, executionId: string, summaries: PipelineExecutionSummary[]): Promise<number> {
+  const index = summaries.findIndex((s) => s.pipelineExecutionId === executionId);
+  if (index < 0) return 0;
+  let count = 0;
+  let scanned = 0;
+  for (const summary of summaries.slice(index)) {
+    if (summary.executionType === 'ROLLBACK' || !summary.pipelineExecutionId) continue;
+    if (summary.status === 'Succeeded') break;
+    if (summary.status !== 'Failed') continue;
+    if (++scanned > INCIDENT_SCAN_LIMIT) break;
+    const actions = await listActions(config, summary.pipelineExecutionId);
+    if (failedAction(actions)?.stage === config.releaseStage) count++;
+  }
+  return count;
+}
+
+/** Publishes `ConsecutiveFailedReleases` at a release outcome (once per execution). */
+async function publishConsecutiveFailures(config: Config, outcome: Outcome, executionId: string, at: number, now: number,
+  summaries?: PipelineExecutionSummary[]): Promise<PipelineExecutionSummary[]> {
+  const read = summaries ?? await history(config);
+  const count = await consecutiveFailures(config, executionId, read);
+  await once(config, outcome, `${executionId}#consecutive-failures`, now,
+    () => putMetric(config, METRICS.consecutiveFailedReleases, count, 'Count', at));
+  return read;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Traffic steps and the lead time to full traffic
+// ---------------------------------------------------------------------------------------------------------------
+
+/** A release engine's traffic step event (src/handlers/shared/release-progress.ts). */
+export interface ProgressEvent {
+  readonly 'id': string;
+  readonly 'source': string;
+  readonly 'detail-type': string;
+  readonly 'time': string;
+  readonly 'detail': {
+    readonly pipeline: string;
+    readonly executionId: string;
+    readonly engine: string;
+    readonly step: number;
+    readonly steps: number;
+    readonly percent: number;
+    readonly shiftedAt: string;
+  };
+}
+
+export function isProgressEvent(event: unknown): event is ProgressEvent {
+  if (!isObject(event) || event.source !== PROGRESS_SOURCE || event['detail-type'] !== PROGRESS_DETAIL_TYPE || typeof event.id !== 'string') return false;
+  const d = event.detail;
+  if (!isObject(d) || typeof d.pipeline !== 'string' || typeof d.executionId !== 'string' || d.executionId === '' || typeof d.engine !== 'string') return false;
+  const whole = (v: unknown, min: number, max: number) => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
+  return whole(d.steps, 1, 100) && whole(d.step, 1, d.steps as number) && typeof d.percent === 'number' && d.percent >= 0 && d.percent <= 100
+    && typeof d.shiftedAt === 'string' && !Number.isNaN(Date.parse(d.shiftedAt));
+}
+
+/** What the handler knows of one execution's lead time: the success side and the full-traffic side. */
+export interface LeadTimeFacts {
+  readonly executionId: string;
+  readonly changeAt?: number;
+  readonly changeFrom?: string;
+  readonly revision?: string;
+  readonly succeededAt?: number;
+  readonly fullTrafficAt?: number;
+}
+
+/**
+ * Adds what this event knows to the execution's lead-time item (`<execution>#lead-time-facts`, one `UpdateItem`
+ * that keeps the first value of each attribute) and returns everything known so far. Whichever of the success and
+ * the 100 % event comes last finds both halves.
+ */
+export async function recordLeadTimeFacts(config: Config, executionId: string,
+  facts: Omit<LeadTimeFacts, 'executionId'>, now: number): Promise<LeadTimeFacts> {
+  const names: Record<string, string> = {};
+  const values: Record<string, { N: string } | { S: string }> = { ':expires': { N: String(Math.floor(now / 1000) + config.factTtlDays * 86_400) } };
+  const sets = ['expiresAt = if_not_exists(expiresAt, :expires)'];
+  for (const [key, value] of Object.entries(facts)) {
+    if (value === undefined) continue;
+    names[`#${key}`] = key;
+    values[`:${key}`] = typeof value === 'number' ? { N: String(value) } : { S: value };
+    sets.push(`#${key} = if_not_exists(#${key}, :${key})`);
+  }
+  const out = await dynamoDb.send(new UpdateItemCommand({
+    TableName: config.tableName,
+    Key: { id: { S: `${executionId}#lead-time-facts` } },
+    UpdateExpression: `SET ${sets.join(', ')}`,
+    ExpressionAttributeNames: names,
+    ExpressionAttributeValues: values,
+    ReturnValues: 'ALL_NEW',
+  }));
+  const item = out.Attributes ?? {};
+  const num = (key: string) => (item[key]?.N !== undefined ? Number(item[key].N) : undefined);
+  return {
+    executionId,
+    changeAt: num('changeAt'),
+    changeFrom: item.changeFrom?.S,
+    revision: item.revision?.S,
+    succeededAt: num('succeededAt'),
+    fullTrafficAt: num('fullTrafficAt'),
+  };
+}
+
+/**
+ * Publishes `LeadTime` (from the change to all production traffic, stamped at full traffic) once both halves are
+ * known; once per revision, like every lead time. Returns the lead time, or undefined while a half is missing.
+ */
+async function publishLeadTimeOnceKnown(config: Config, outcome: Outcome, facts: LeadTimeFacts, now: number):
+Promise<{ ms: number; from?: string } | undefined> {
+  if (facts.changeAt === undefined || facts.succeededAt === undefined || facts.fullTrafficAt === undefined) return undefined;
+  const fullTrafficAt = facts.fullTrafficAt;
+  const ms = Math.max(0, fullTrafficAt - facts.changeAt);
+  await once(config, outcome, `revision#${facts.revision ?? facts.executionId}#lead-time`, now,
+    () => putMetric(config, METRICS.leadTime, ms / 1000, 'Seconds', fullTrafficAt));
+  return { ms, from: facts.changeFrom };
+}
+
+/**
+ * A traffic step: one message per step (claimed `<execution>#traffic#<step>`), and at 100 % the full-traffic half of
+ * the lead time. The change is read from the API like every other message.
+ */
+async function onProgressEvent(config: Config, event: ProgressEvent, now: number): Promise<Outcome> {
+  const d = event.detail;
+  if (d.pipeline !== config.pipelineName) {
+    log('INFO', 'traffic step of another pipeline: ignored', { pipeline: d.pipeline });
+    return { kind: 'ignored', published: [], duplicates: [] };
+  }
+  const outcome: Outcome = { kind: 'traffic-shifted', published: [], duplicates: [] };
+  const id = d.executionId;
+  try {
+    const asPipelineEvent: PipelineEvent = {
+      'id': event.id,
+      'detail-type': event['detail-type'],
+      'source': event.source,
+      'time': d.shiftedAt,
+      'detail': { 'pipeline': d.pipeline, 'execution-id': id, 'state': 'TRAFFIC_SHIFTED' },
+    };
+    const execution = await getExecution(config, id);
+    const actions = await listActions(config, id);
+    const change = changeFacts(config, asPipelineEvent, execution, actions);
+    let lead: { ms: number; from?: string } | undefined;
+    if (d.percent >= 100 && config.engineReportsTraffic) {
+      const facts = await recordLeadTimeFacts(config, id, { fullTrafficAt: Date.parse(d.shiftedAt) }, now);
+      lead = await publishLeadTimeOnceKnown(config, outcome, facts, now);
+    }
+    const key = `${id}#traffic#${d.step}`;
+    await once(config, outcome, key, now,
+      () => notify(config, trafficMessage(change, { step: d.step, steps: d.steps, percent: d.percent, engine: d.engine },
+        lead?.ms, lead?.from), key));
+  } catch (err) {
+    logError(`could not publish: ${errorMessage(err)}; Lambda retries the invocation`, err, { kind: outcome.kind, executionId: id, published: outcome.published });
+    throw err;
+  }
+  log('INFO', 'handled', {
+    kind: outcome.kind,
+    eventId: event.id,
+    executionId: id,
+    step: d.step,
+    steps: d.steps,
+    percent: d.percent,
+    published: outcome.published,
+    duplicates: outcome.duplicates,
+  });
+  return outcome;
+}
+
 /** A CloudWatch alarm state change (EventBridge `aws.cloudwatch`), as the rule on the production alarms sends it. */
 export interface AlarmEvent {
   readonly 'id': string;
@@ -585,6 +789,7 @@ async function onAlarmEvent(config: Config, event: AlarmEvent, now: number): Pro
  */
 export async function handleEvent(event: unknown, config: Config, now: number = Date.now()): Promise<Outcome> {
   if (isAlarmEvent(event)) return onAlarmEvent(config, event, now);
+  if (isProgressEvent(event)) return onProgressEvent(config, event, now);
   if (!isPipelineEvent(event)) {
     log('WARN', 'not a CodePipeline event with a pipeline, an execution id and a state: ignored', {});
     return { kind: 'ignored', published: [], duplicates: [] };

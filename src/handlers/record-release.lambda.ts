@@ -31,7 +31,8 @@
  *    - `ROLLBACK_SUCCESSFUL`, `ROLLBACK_FAILED`, `STOPPED`: the release did not reach production (or a newer
  *      deployment, named in the message, replaced it); the job fails, naming the status and ECS's `statusReason`.
  *      The parameter is unchanged.
- *    - `SUCCESSFUL`, and no deployment created after it is `SUCCESSFUL`: `ssm:PutParameter` (String, overwrite) at
+ *    - `SUCCESSFUL`, and no deployment created after it is `SUCCESSFUL`: `ssm:PutParameter` (String, overwrite; a
+ *      write that created the parameter is deleted again and fails the job, see `shared/state-parameter.ts`) at
  *      once, then the best-effort tag (step 4), then `PutJobSuccessResult` with the output variable `imageUri` and a
  *      summary ("production runs <image>, recorded in <parameter>; ..."). A newer deployment that succeeded after it
  *      means production runs that one: the job fails naming it, the parameter is unchanged.
@@ -75,7 +76,7 @@
  * `REPOSITORY_NAME`, `PIPELINE_NAME`, `RELEASE_STAGE_NAME`, `DEPLOY_ACTION_NAME`. IAM: `ecs:ListServiceDeployments`,
  * `ecs:DescribeServiceRevisions`, `ecs:StopServiceDeployment` on this service's deployments,
  * `codepipeline:ListActionExecutions` on the pipeline, `ecr:BatchGetImage` and `ecr:PutImage` on the repository,
- * `ssm:PutParameter`, `codepipeline:PutJobSuccessResult`, `codepipeline:PutJobFailureResult`.
+ * `ssm:PutParameter` and `ssm:DeleteParameter` on the parameter, `codepipeline:PutJobSuccessResult`, `codepipeline:PutJobFailureResult`.
  */
 import {
   CodePipelineClient,
@@ -92,13 +93,14 @@ import {
   StopServiceDeploymentCommand,
 } from '@aws-sdk/client-ecs';
 import type { ServiceDeploymentBrief } from '@aws-sdk/client-ecs';
-import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
 import { AwsCallError, awsCall, isAccessDenied } from './shared/aws-call';
 import { isCodePipelineEvent, JobDeps, parseUserParametersObject, sendJobResult } from './shared/codepipeline-job';
 import { clip, defaultSleep, describeError, describeJson, isObject, log, logError } from './shared/common';
 import type { Parsed } from './shared/common';
 import { isRetryable } from './shared/retryable';
+import { overwriteStateParameter } from './shared/state-parameter';
 
 // ---------------------------------------------------------------------------------------------------------------
 // AWS clients: module scope, so that warm invocations reuse connections. ECS and SSM get few attempts: a throttled
@@ -621,7 +623,7 @@ export async function recordRelease(event: unknown, deps: RecordReleaseDeps = {}
   if (verdict.kind === 'record') {
     // Production runs the image: the record follows at once, before anything that may fail for other reasons.
     try {
-      await call('ssm:PutParameter', () => ssm.send(new PutParameterCommand({ Name: parameterName, Value: imageUri, Type: 'String', Overwrite: true })));
+      await call('ssm:PutParameter', () => overwriteStateParameter(ssm, parameterName, imageUri));
     } catch (err) {
       verdict = fromAwsError(err, { serviceDeploymentArn: verdict.serviceDeploymentArn, status: verdict.status },
         `production runs ${imageUri}, but ${unchanged}`);

@@ -44,7 +44,7 @@ export async function serverlessRelease(event: unknown, deps: ServerlessReleaseD
   if (!params.ok) return fail(jobId, 'ConfigurationError', `invalid configuration: ${params.error}`, {});
   const config = readConfig(deps.env ?? process.env);
   if (!config.ok) return fail(jobId, 'ConfigurationError', `invalid configuration: ${config.error}`, {});
-  const { prefix } = params.value;
+  const { prefix, pipeline, executionId } = params.value;
 
   if (token.kind === 'invalid') {
     return fail(jobId, 'JobFailed',
@@ -61,6 +61,7 @@ export async function serverlessRelease(event: unknown, deps: ServerlessReleaseD
     now,
     deadline: deps.deadline,
     fields: { jobId, releaseId, prefix },
+    ...(pipeline && executionId ? { progress: { pipeline, executionId } } : {}),
   };
   if (token.kind === 'start') return startRelease(job);
   return token.state.phase === 'wait' ? followRelease(job, token.state) : rollBack(job, token.state);

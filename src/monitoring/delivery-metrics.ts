@@ -18,6 +18,7 @@ import { DeliveryMetricsFunction } from '../handlers/delivery-metrics-function';
 import { acknowledgeKeyWildcardsOnlyFor, acknowledgeStarResourceOnlyFor } from '../private/acknowledgements';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
 import { createLogGroup } from '../private/log-group';
+import { RELEASE_PROGRESS_SOURCE, RELEASE_TRAFFIC_SHIFTED } from '../private/release-progress';
 import { checkDuration, invalidInput } from '../private/validate';
 
 /** The metric names the handler publishes (kept in step with src/handlers/delivery-metrics.lambda.ts). */
@@ -27,6 +28,7 @@ const METRIC = {
   releasesStarted: 'ReleasesStarted',
   releasesFailed: 'ReleasesFailed',
   timeToRestore: 'TimeToRestore',
+  consecutiveFailedReleases: 'ConsecutiveFailedReleases',
 };
 
 /**
@@ -69,6 +71,16 @@ export interface DeliveryMetricsProps {
   readonly releaseEngineRollsBack?: boolean;
 
   /**
+   * Whether the release engine sends a traffic step event (source `cdk-delivery-pipelines.release`, detail-type
+   * `Release Traffic Shifted`) when all production traffic is on the new version, so that the lead time ends there
+   * instead of at the execution's success (which includes the bake time). The step messages are sent either way,
+   * for any engine that sends the events.
+   *
+   * @default false
+   */
+  readonly releaseEngineReportsTraffic?: boolean;
+
+  /**
    * The name of the stage that takes the revision from the source.
    *
    * @default 'Source'
@@ -109,7 +121,11 @@ export interface DeliveryMetricsProps {
  *
  * - **Deployments** (deployment frequency): executions that reached production (`SUCCEEDED`, not a rollback).
  * - **LeadTime** (lead time for changes, seconds): from the commit's author date (or the revision's upload for an S3
- *   source, or the execution's start when nothing tells) to the successful end of the execution; once per revision.
+ *   source, or the execution's start when nothing tells) to the moment all production traffic is on the new version
+ *   where the release engine reports it (`releaseEngineReportsTraffic`), else to the successful end of the execution;
+ *   once per revision.
+ * - **ConsecutiveFailedReleases**: at each release outcome, the releases that failed in a row up to it (0 after a
+ *   success).
  * - **ReleasesStarted** and **ReleasesFailed** (change failure rate = failed / started): the Release stage started;
  *   the Release stage failed (an alarm, a smoke test, a rejection or a timeout rolled it back), or a later manual
  *   stage rollback undid the release.
@@ -138,6 +154,9 @@ export class DeliveryMetrics extends Construct {
 
   /** The rule for this pipeline's Source and Release stage state changes. */
   public readonly stageRule: events.Rule;
+
+  /** The rule for this pipeline's traffic step events (sent by the release engine on the default bus). */
+  public readonly progressRule: events.Rule;
 
   /** The dead-letter queue of the rules and the function. */
   public readonly deadLetterQueue: sqs.IQueue;
@@ -238,6 +257,7 @@ export class DeliveryMetrics extends Construct {
         SOURCE_STAGE_NAME: props.sourceStageName ?? 'Source',
         RELEASE_STAGE_NAME: props.releaseStageName ?? 'Release',
         ENGINE_ROLLS_BACK: props.releaseEngineRollsBack ? 'true' : 'false',
+        ENGINE_REPORTS_TRAFFIC: props.releaseEngineReportsTraffic ? 'true' : 'false',
         FACT_TTL_DAYS: String((props.factExpiration ?? Duration.days(90)).toDays()),
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
       },
@@ -268,6 +288,17 @@ export class DeliveryMetrics extends Construct {
       },
       targets: [target()],
     });
+
+    // Traffic steps: custom events on the default bus, only this pipeline's (nothing sent while no release runs).
+    this.progressRule = new events.Rule(this, 'ProgressRule', {
+      description: `Delivery metrics of ${this.node.path}: the release engine moved production traffic`,
+      eventPattern: {
+        source: [RELEASE_PROGRESS_SOURCE],
+        detailType: [RELEASE_TRAFFIC_SHIFTED],
+        detail: { pipeline: [props.pipeline.pipelineName] },
+      },
+      targets: [target()],
+    });
   }
 
   /** Releases that reached production (sum: deployment frequency). */
@@ -293,6 +324,13 @@ export class DeliveryMetrics extends Construct {
   /** From a failed release to the restore, in seconds. */
   public metricTimeToRestore(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.metric(METRIC.timeToRestore, { statistic: cloudwatch.Stats.AVERAGE, ...props });
+  }
+
+  /**
+   * Failed releases in a row, published at each release outcome (0 after a success; maximum: the longest run).
+   */
+  public metricConsecutiveFailedReleases(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(METRIC.consecutiveFailedReleases, { statistic: cloudwatch.Stats.MAXIMUM, ...props });
   }
 
   /**
@@ -481,7 +519,8 @@ export class DeliveryMetrics extends Construct {
   }
 
   /**
-   * An alarm when `count` releases failed within `period` (for example two failed releases in a day).
+   * An alarm when `count` releases failed within `period` (for example two failed releases in a day, whatever
+   * succeeded between them; for failures in a row, `addConsecutiveFailedReleasesAlarm`).
    *
    * @param id the construct id
    * @param count how many failed releases alarm; default 2
@@ -502,11 +541,34 @@ export class DeliveryMetrics extends Construct {
     });
   }
 
-  private alarm(id: string, topic: sns.ITopic | undefined, props: Omit<cloudwatch.AlarmProps, 'evaluationPeriods'>): cloudwatch.Alarm {
+  /**
+   * An alarm when `count` releases failed in a row (default 2), from `ConsecutiveFailedReleases`. Between releases
+   * the metric has no data and the alarm keeps its state (missing data is ignored): it stays in ALARM until a release
+   * succeeds. An alarm costs 0.10 USD a month.
+   *
+   * @param id the construct id
+   * @param count how many failed releases in a row alarm; default 2
+   * @param topic the topic the alarm notifies on ALARM and OK
+   */
+  public addConsecutiveFailedReleasesAlarm(id: string, count?: number, topic?: sns.ITopic): cloudwatch.Alarm {
+    const threshold = count ?? 2;
+    if (!Token.isUnresolved(threshold) && (!Number.isInteger(threshold) || threshold < 1 || threshold > 10)) {
+      throw invalidInput(this, 'count', threshold, 'must be a whole number from 1 to 10 (the handler reads at most 10 failed executions back)');
+    }
+    return this.alarm(id, topic, {
+      metric: this.metricConsecutiveFailedReleases({ period: Duration.minutes(5) }),
+      threshold,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      alarmDescription: `${threshold} or more releases of ${this.pipelineName} failed in a row`,
+    }, cloudwatch.TreatMissingData.IGNORE);
+  }
+
+  private alarm(id: string, topic: sns.ITopic | undefined, props: Omit<cloudwatch.AlarmProps, 'evaluationPeriods'>,
+    treatMissingData: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING): cloudwatch.Alarm {
     const alarm = new cloudwatch.Alarm(this, id, {
       ...props,
       evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      treatMissingData,
     });
     if (topic) {
       const action = new cw_actions.SnsAction(topic);

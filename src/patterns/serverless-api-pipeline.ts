@@ -11,6 +11,7 @@ import { addServerlessApiAlarms } from '../monitoring/serverless-api-alarms';
 import { ServiceMonitoring } from '../monitoring/service-monitoring';
 import { Approval } from '../pipeline/approval';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
+import { uniquePhysicalName } from '../private/names';
 import { checkDuration, checkInteger, checkNotEmpty, normalizeRepositoryDirectory } from '../private/validate';
 import { checkBundledRuntime, checkLambdaDeploymentConfig, LambdaAliasRelease, lambdaBundleBuildSpec } from '../release/lambda-alias-release';
 import { ApiRoute } from '../runtime/api-route';
@@ -196,10 +197,18 @@ export class ServerlessApiPipeline extends Construct {
       this.aliases[rf.route.route] = rf.alias;
     }
 
+    // Known before the pipeline exists, so that the release controller can name it in its traffic step events.
+    const releasePipelineName = uniquePhysicalName(this, 39);
     const release = new LambdaAliasRelease({
-      service, routes, expectedPhrase: props.expectedPhrase, logRetention: props.logRetention, deploymentConfig,
+      service,
+      routes,
+      expectedPhrase: props.expectedPhrase,
+      logRetention: props.logRetention,
+      deploymentConfig,
+      pipelineName: releasePipelineName,
     });
     this.pipeline = new DeliveryPipeline(this, 'Pipeline', {
+      pipelineName: releasePipelineName,
       source: props.source,
       approval: props.approval,
       notifications: props.notifications,

@@ -2,7 +2,7 @@ import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { createCustomerManagedKey } from '../private/key';
+import { checkKeyUsable, createCustomerManagedKey } from '../private/key';
 import { checkDuration } from '../private/validate';
 
 /**
@@ -25,7 +25,9 @@ export interface ArtifactStoreProps {
   readonly expiration?: Duration;
 
   /**
-   * The key that encrypts the artifacts. Its removal policy is the caller's to set; `retain` does not change it.
+   * The key that encrypts the artifacts: a key of this stack or of a stack this stack depends on, in the same account
+   * and region (a `kms.Key`, not an imported `IKey`, because the library adds to its policy the statements the
+   * services it encrypts for need). Its removal policy is the caller's to set; `retain` does not change it.
    *
    * @default - a new key in this construct, rotating yearly, kept or deleted with the bucket (`retain`)
    */
@@ -48,6 +50,7 @@ export class ArtifactStore extends Construct {
 
   constructor(scope: Construct, id: string, props: ArtifactStoreProps = {}) {
     super(scope, id);
+    checkKeyUsable(this, 'encryptionKey', props.encryptionKey);
     checkDuration(this, 'expiration', props.expiration, Duration.days(1), Duration.days(3650), 'days');
     const retain = props.retain ?? false;
     const removalPolicy = retain ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;

@@ -10,7 +10,7 @@ import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { acknowledgeCodeBuildDefaults } from '../private/acknowledgements';
 import { createLogGroup } from '../private/log-group';
-import { checkDuration, checkNotEmpty, invalidInput, SECRET_LIKE_NAME } from '../private/validate';
+import { checkDuration, checkNoSecretLikeNames, checkNotEmpty, invalidInput, SECRET_LIKE_NAME } from '../private/validate';
 
 /**
  * The processor architecture a build runs on.
@@ -196,7 +196,10 @@ export interface BuildStepActionOptions {
 
   /**
    * Plain-text environment variables of this action's builds (for example `#{<namespace>.<NAME>}` of an earlier
-   * action), next to `PIPELINE_EXECUTION_ID`. Never secrets: CodePipeline shows them in the console.
+   * action), next to `PIPELINE_EXECUTION_ID`. Never secrets: CodePipeline shows them in the console. Names are letters,
+   * digits and `_` (not starting with a digit or `CODEBUILD_`, not `PIPELINE_EXECUTION_ID`, `JUNIT_REPORT_GROUP_ARN` or
+   * a name of the step's `secrets`, nothing that looks like a secret), and all of them together, as the action's
+   * JSON configuration, stay within CodePipeline's 1,000 characters.
    *
    * @default - only PIPELINE_EXECUTION_ID
    */
@@ -228,6 +231,8 @@ export interface BuildStepProps extends BuildStepOptions {
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** CodePipeline's limit on one value of an action's configuration, here the `EnvironmentVariables` JSON. */
+const ACTION_CONFIGURATION_VALUE_LIMIT = 1000;
 /** Variables the build step sets itself. */
 const RESERVED_NAMES = ['JUNIT_REPORT_GROUP_ARN', 'PIPELINE_EXECUTION_ID'];
 
@@ -248,9 +253,13 @@ export class BuildStep extends Construct {
   /** The report group that receives the JUnit test reports. */
   public readonly reportGroup: codebuild.ReportGroup;
 
+  /** The names of the step's secrets, which an action's plain variables must not override. */
+  private readonly secretNames: string[];
+
   constructor(scope: Construct, id: string, props: BuildStepProps) {
     super(scope, id);
     this.validate(props);
+    this.secretNames = Object.keys(props.secrets ?? {});
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.DESTROY;
     const arm = (props.architecture ?? BuildArchitecture.ARM_64) === BuildArchitecture.ARM_64;
     const privileged = props.privileged ?? false;
@@ -302,6 +311,14 @@ export class BuildStep extends Construct {
       logging: { cloudWatch: { logGroup: this.logGroup } },
     });
     this.reportGroup.grantWrite(role);
+    // aws-cdk-lib lets a project create report groups named `<project>-*`, which CodeBuild does at run time for a
+    // buildspec that names a group instead of giving an ARN; nothing would delete them. Reports go to `reportGroup`,
+    // which CloudFormation creates: the deny leaves it out, in case CodeBuild checks the permission on it too.
+    role.addToPrincipalPolicy(new iam.PolicyStatement({
+      effect: iam.Effect.DENY,
+      actions: ['codebuild:CreateReportGroup'],
+      notResources: [this.reportGroup.reportGroupArn],
+    }));
     acknowledgeCodeBuildDefaults(role, this.project);
   }
 
@@ -313,6 +330,7 @@ export class BuildStep extends Construct {
     if (namespace !== undefined && !Token.isUnresolved(namespace) && !/^[A-Za-z0-9@_-]{1,100}$/.test(namespace)) {
       throw invalidInput(this, 'variablesNamespace', namespace, 'must be 1 to 100 letters, digits or @ _ -');
     }
+    this.validateActionVariables(options.environmentVariables ?? {});
     return new actions.CodeBuildAction({
       actionName: options.actionName,
       project: this.project,
@@ -326,6 +344,39 @@ export class BuildStep extends Construct {
         PIPELINE_EXECUTION_ID: { value: '#{codepipeline.PipelineExecutionId}' },
       },
     });
+  }
+
+  /**
+   * What CodePipeline and CodeBuild would refuse, or silently get wrong, in an action's plain variables: CodePipeline
+   * overrides the project's variables with them when it starts the build.
+   */
+  private validateActionVariables(variables: { [name: string]: string }): void {
+    const property = 'environmentVariables';
+    for (const name of Object.keys(variables)) {
+      if (!ENV_NAME.test(name) || name.startsWith('CODEBUILD_')) {
+        throw invalidInput(this, property, name,
+          "must name variables with letters, digits and '_', not starting with a digit or 'CODEBUILD_' (CodeBuild's own)");
+      }
+      if (RESERVED_NAMES.includes(name)) {
+        throw invalidInput(this, property, name,
+          `must not set ${RESERVED_NAMES.join(' or ')}, which the build step sets itself`);
+      }
+      if (this.secretNames.includes(name)) {
+        throw invalidInput(this, property, name,
+          "must not override a variable of the step's 'secrets' with a plain-text value");
+      }
+    }
+    checkNoSecretLikeNames(this, property, variables,
+      "CodePipeline shows action variables in the console; give the build step a 'secrets' entry (BuildSecret.fromSsmParameter() or BuildSecret.fromSecretsManager()) instead");
+    // The configuration value as aws-cdk-lib writes it; unresolved values count as empty, so a value known only at
+    // deploy time is never refused.
+    const measured = [...Object.entries(variables), ['PIPELINE_EXECUTION_ID', '#{codepipeline.PipelineExecutionId}']]
+      .map(([name, value]) => ({ name, type: 'PLAINTEXT', value: Token.isUnresolved(value) ? '' : value }));
+    const length = JSON.stringify(measured).length;
+    if (length > ACTION_CONFIGURATION_VALUE_LIMIT) {
+      throw invalidInput(this, property, `${length} characters`,
+        `must fit, with PIPELINE_EXECUTION_ID, in CodePipeline's ${ACTION_CONFIGURATION_VALUE_LIMIT} characters for the action's EnvironmentVariables configuration (a JSON list of name, type and value)`);
+    }
   }
 
   private validate(props: BuildStepProps): void {

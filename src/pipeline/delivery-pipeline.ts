@@ -13,6 +13,7 @@ import { Release } from './release';
 import { DeliveryMetrics } from '../monitoring/delivery-metrics';
 import { PipelineGrantAcknowledger } from '../private/acknowledgements';
 import { consoleUrl } from '../private/console';
+import { checkKeyUsable } from '../private/key';
 import { encryptLogGroupsWith, logProviderFunctions } from '../private/log-group';
 import { pruneRedundantDependsOn } from '../private/redundant-depends-on';
 import { checkDuration, invalidInput } from '../private/validate';
@@ -91,8 +92,9 @@ export interface DeliveryPipelineProps {
    * The customer managed key of the pipeline: it encrypts the artifacts, the build, the notification topic and the
    * library's log groups in this stack, and gets the key policy statements they need. It must be in this stack or in
    * a stack this stack depends on (`addDependency`), in the same account and region: the patterns put it in their
-   * small state stack, so that the one key also encrypts the log group of that stack's provider function. Its removal
-   * policy is yours to set; `retainArtifacts` does not change it.
+   * small state stack, so that the one key also encrypts the log group of that stack's provider function. A
+   * `kms.Key`, not an imported `IKey`, because the library adds to its policy the statements the services it encrypts
+   * for need. Its removal policy is yours to set; `retainArtifacts` does not change it.
    *
    * @default - a new key in this construct, rotating yearly, kept with the artifacts when `retainArtifacts` is true
    */
@@ -208,7 +210,7 @@ export class DeliveryPipeline extends Construct {
     if (props.pipelineName !== undefined && !Token.isUnresolved(props.pipelineName) && !/^[A-Za-z0-9.@_-]{1,100}$/.test(props.pipelineName)) {
       throw invalidInput(this, 'pipelineName', props.pipelineName, 'must be 1 to 100 letters, digits or . @ _ -');
     }
-    checkKeyReachable(this, 'artifactKey', props.artifactKey);
+    checkKeyUsable(this, 'artifactKey', props.artifactKey);
     const store = new ArtifactStore(this, 'Artifacts', {
       retain: props.retainArtifacts,
       expiration: props.artifactExpiration,
@@ -329,6 +331,7 @@ export class DeliveryPipeline extends Construct {
         notificationKey: this.notifications.encryptionKey,
         deadLetterQueue: this.notifications.deadLetterQueue,
         releaseEngineRollsBack: release.rollbackOnFailure === false,
+        releaseEngineReportsTraffic: release.reportsTrafficSteps === true,
       });
     }
 
@@ -337,29 +340,3 @@ export class DeliveryPipeline extends Construct {
   }
 }
 
-/**
- * A key given to the pipeline must be usable from its stack without a cycle: in the same stack, or in a stack the
- * pipeline's stack depends on, in the same account and region (a key policy cannot name a role of a stack created
- * later, and KMS keys are regional).
- */
-function checkKeyReachable(scope: Construct, property: string, key: kms.Key | undefined): void {
-  if (!key) return;
-  const stack = Stack.of(scope);
-  const keyStack = Stack.of(key);
-  if (keyStack === stack) return;
-  const sameEnv = (a: string, b: string) => Token.isUnresolved(a) || Token.isUnresolved(b) || a === b;
-  if (!sameEnv(keyStack.account, stack.account) || !sameEnv(keyStack.region, stack.region)) {
-    throw invalidInput(scope, property, key.node.path,
-      `must be in the account and region of ${stack.stackName} (${stack.account}/${stack.region}); it is in ${keyStack.account}/${keyStack.region}`);
-  }
-  if (!dependsOn(stack, keyStack, new Set())) {
-    throw invalidInput(scope, property, key.node.path,
-      `must be in ${stack.stackName} or in a stack it depends on; add \`${stack.node.id}.addDependency(${keyStack.node.id})\` first`);
-  }
-}
-
-function dependsOn(stack: Stack, target: Stack, seen: Set<Stack>): boolean {
-  if (seen.has(stack)) return false;
-  seen.add(stack);
-  return stack.dependencies.some((dependency) => dependency === target || dependsOn(dependency, target, seen));
-}

@@ -265,7 +265,7 @@ class CdkAppInfrastructure extends InfrastructureUpdate {
       actions: ['sts:AssumeRole'], resources: [roles.deploy, roles.filePublishing, roles.imagePublishing],
     }));
     deployStep.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['ssm:GetParameter', 'ssm:PutParameter'], resources: [attempts.parameterArn],
+      actions: ['ssm:GetParameter', 'ssm:PutParameter', 'ssm:DeleteParameter'], resources: [attempts.parameterArn],
     }));
     stages.push(context.pipeline.addStage({
       stageName: INFRASTRUCTURE_DEPLOY_STAGE,
@@ -529,7 +529,9 @@ function deployBuildSpec(cli: string, stacks: StackSelection, checked: boolean, 
           Lazy.string({
             produce: () => `cdk deploy --app "$CODEBUILD_SRC_DIR" ${stacks.shellWords()} --require-approval never --ci --progress events` +
               ' || { if [ "$PREVIOUS" = "$ASSEMBLY_SHA256:1" ]; then N=2; else N=1; fi; ' +
-              'aws ssm put-parameter --name "$ATTEMPTS_PARAMETER" --value "$ASSEMBLY_SHA256:$N" --overwrite > /dev/null; exit 1; }',
+              // Version 1: the parameter was gone (the pipeline's stack being deleted) and the write created it; undo it.
+              'V="$(aws ssm put-parameter --name "$ATTEMPTS_PARAMETER" --value "$ASSEMBLY_SHA256:$N" --overwrite --query Version --output text)"; ' +
+              'if [ "$V" = 1 ]; then aws ssm delete-parameter --name "$ATTEMPTS_PARAMETER"; fi; exit 1; }',
           }),
         ],
       },

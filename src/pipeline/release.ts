@@ -61,6 +61,15 @@ export interface ReleaseConfig {
    * @default true
    */
   readonly rollbackOnFailure?: boolean;
+
+  /**
+   * Whether the release sends a traffic step event (source `cdk-delivery-pipelines.release`, detail-type
+   * `Release Traffic Shifted`, on the default bus) at each production traffic step, the last at 100 %: the delivery
+   * metrics then end the lead time at full traffic instead of the execution's success (ADR 0010).
+   *
+   * @default false
+   */
+  readonly reportsTrafficSteps?: boolean;
 }
 
 /**

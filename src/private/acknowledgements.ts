@@ -138,7 +138,8 @@ class StarResourceAcknowledger implements IAspect {
       return;
     }
     const statements: any[] = Stack.of(node).resolve(node.document.toJSON())?.Statement ?? [];
-    const onStar = statements.filter((st) => ([] as unknown[]).concat(st.Resource ?? []).includes('*'));
+    // A Deny on `*` grants nothing (cdk-nag's IAM5 reads Allow statements only).
+    const onStar = statements.filter((st) => st.Effect !== 'Deny' && ([] as unknown[]).concat(st.Resource ?? []).includes('*'));
     const onlyAllowed = onStar.every((st) => ([] as string[]).concat(st.Action ?? []).every((a) => this.allowedActions.includes(a)));
     if (onStar.length > 0 && onlyAllowed) {
       acknowledge(node, ['AwsSolutions-IAM5[Resource::*]'], this.reason);

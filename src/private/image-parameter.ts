@@ -99,9 +99,12 @@ export function createStateParameters(scope: Construct, options: StateParameters
   // per branch, say) must not share the parameters.
   const stackName = Token.isUnresolved(owner.stackName) ? undefined : owner.stackName;
   const prefix = stackName ? `/cdk-delivery-pipelines/${stackName}/${uniqueId}` : `/cdk-delivery-pipelines/${uniqueId}`;
-  const env = Token.isUnresolved(owner.account) || Token.isUnresolved(owner.region)
-    ? undefined
-    : { account: owner.account, region: owner.region };
+  // Each part of the environment that is known: the key of this stack is used from the owner's (an export), and a
+  // cross-stack reference needs the region of both known, or of neither.
+  const env = {
+    account: Token.isUnresolved(owner.account) ? undefined : owner.account,
+    region: Token.isUnresolved(owner.region) ? undefined : owner.region,
+  };
   const stack = new Stack(stage, `${uniqueId}${options.stackSuffix}`, {
     env,
     stackName: stackName

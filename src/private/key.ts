@@ -1,7 +1,8 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, NestedStack, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
-import { Construct } from 'constructs';
+import { Construct, IConstruct } from 'constructs';
+import { invalidInput } from './validate';
 
 /**
  * Adds to a key's policy the statement every key of the library carries (ADR 0012): no grant on the key unless it is
@@ -41,4 +42,50 @@ export function createCustomerManagedKey(scope: Construct, id: string, descripti
   });
   denyGrantsExceptForAwsResources(key);
   return key;
+}
+
+/** The stack and, for a nested stack, the stacks it is nested in, innermost first. */
+function stackChain(stack: Stack): Stack[] {
+  const chain: Stack[] = [];
+  for (let s: Stack | undefined = stack; s; s = NestedStack.isNestedStack(s) ? s.nestedStackParent : undefined) chain.push(s);
+  return chain;
+}
+
+function dependsOn(stack: Stack, target: Stack, seen: Set<Stack>): boolean {
+  if (seen.has(stack)) return false;
+  seen.add(stack);
+  return stack.dependencies.some((dependency) => dependency === target || dependsOn(dependency, target, seen));
+}
+
+/**
+ * Whether a resource of `stack` may refer to `key` without a cycle: the key is in that stack, in a stack it is
+ * nested in, or in a stack one of those depends on (directly or not), which CloudFormation creates first and deletes
+ * last.
+ * @internal
+ */
+export function keyUsableFrom(stack: Stack, key: IConstruct): boolean {
+  const keyStack = Stack.of(key);
+  return stackChain(stack).some((s) => s === keyStack || dependsOn(s, keyStack, new Set()));
+}
+
+/**
+ * Refuses a key the construct's stack could not use (see `keyUsableFrom`) or that is in another account or region
+ * (KMS keys are regional; an account or region known on one side only cannot be compared, so it is refused too).
+ * @internal
+ */
+export function checkKeyUsable(scope: IConstruct, property: string, key: kms.Key | undefined): void {
+  if (!key) return;
+  const stack = Stack.of(scope);
+  const keyStack = Stack.of(key);
+  const sameValue = (a: string, b: string) => (Token.isUnresolved(a) && Token.isUnresolved(b)) || (!Token.isUnresolved(a) && a === b);
+  const envOf = (s: Stack) => `${Token.isUnresolved(s.account) ? 'any account' : s.account}/${Token.isUnresolved(s.region) ? 'any region' : s.region}`;
+  if (!sameValue(keyStack.account, stack.account) || !sameValue(keyStack.region, stack.region)) {
+    throw invalidInput(scope, property, key.node.path,
+      `must be in the account and region of stack '${stack.node.path}' (${envOf(stack)}); its stack '${keyStack.node.path}' is in ${envOf(keyStack)}`);
+  }
+  if (keyUsableFrom(stack, key)) return;
+  const hint = stackChain(keyStack).some((s) => keyUsableFrom(s, scope))
+    ? `the key's stack '${keyStack.node.path}' depends on this one, so that would be a cycle: create the key here or in a stack both depend on`
+    : `call addDependency on stack '${stackChain(stack).pop()!.node.path}' with stack '${keyStack.node.path}' first`;
+  throw invalidInput(scope, property, key.node.path, `must be in stack '${stack.node.path}' or in a stack it depends on; ${hint}`);
 }

@@ -3,6 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct, IConstruct } from 'constructs';
+import { keyUsableFrom } from './key';
 
 // The key that encrypts the library's log groups under a construct (ADR 0012): registered by the construct that owns
 // a customer managed key (DeliveryPipeline, on its parent and, first come, on its stack; a pattern's state stack, on
@@ -44,7 +45,7 @@ export function logKeyFor(construct: IConstruct): kms.Key | undefined {
   const stack = Stack.of(construct);
   for (let node: IConstruct | undefined = construct; node; node = node.node.scope) {
     const key = logKeys.get(node);
-    if (key && (Stack.of(key) === stack || stack.dependencies.includes(Stack.of(key)))) return key;
+    if (key && keyUsableFrom(stack, key)) return key;
     if (node === stack) return undefined;
   }
   return undefined;

@@ -22,9 +22,11 @@ import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { ReleaseConfig, ReleaseContext } from '../pipeline/release';
 import { SmokeTest } from '../pipeline/smoke-test';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo, nagRef } from '../private/acknowledgements';
+import { BundleReencryption } from '../private/bundle-reencryption';
 import { createDeadLetterQueue } from '../private/encrypted-topic';
 import { createLogGroup } from '../private/log-group';
 import { uniquePhysicalName } from '../private/names';
+import { grantReleaseProgress } from '../private/release-progress';
 import { checkDuration, invalidInput } from '../private/validate';
 import { BlueGreenEc2Fleet, COLORS, Color, NOT_RELEASED_BODY, RELEASES_PREFIX } from '../runtime/ec2-fleet';
 
@@ -180,6 +182,16 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
         'access-log bucket would outlive cdk destroy.',
     });
     fleet.bindReleaseStore(bundles, context.artifactKey);
+    // An upgrade that moved the key (ADR 0012, "Upgrading"): the live bundles are re-encrypted under the new key
+    // before the old one is deleted, and before the groups can launch instances that read them with the new grants.
+    const reencryption = new BundleReencryption(resources, 'BundleReencryption', {
+      bucket: bundles,
+      key: context.artifactKey,
+      prefix: RELEASES_PREFIX,
+      releaseParameterNames: this.props.releaseParameterNames,
+      logRetention: this.props.logRetention,
+    });
+    [fleet.blueGroup, fleet.greenGroup, ...fleet.launchTemplates].forEach((target) => target.node.addDependency(reencryption.resource));
 
     const stackName = stack.stackName;
     const stateMachineName = uniquePhysicalName(resources, 19);
@@ -230,6 +242,8 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
         TEST_URL: fleet.testUrl,
         PRODUCTION_URL: fleet.productionUrl,
         NOTIFY_TOPIC_ARN: context.notifications.topic.topicArn,
+        // Names the traffic step events (src/handlers/shared/release-progress.ts).
+        PIPELINE_NAME: this.props.pipelineName,
         ...(gate ? {
           APPROVAL_PIPELINE_NAME: this.props.pipelineName,
           APPROVAL_STAGE_NAME: EC2_RELEASE_STAGE_NAME,
@@ -240,8 +254,9 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
       },
     });
+    // DeleteParameter only undoes a write that created a parameter after its stack deleted it (ADR 0012).
     releaseRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:PutParameter'],
+      actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:PutParameter', 'ssm:DeleteParameter'],
       resources: [
         this.props.liveColorParameterName, this.props.lockParameterName,
         this.props.releaseParameterNames.blue, this.props.releaseParameterNames.green,
@@ -276,6 +291,7 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
       }));
     }
     context.notifications.topic.grantPublish(releaseRole);
+    grantReleaseProgress(releaseRole);
     Validations.of(releaseFunction).acknowledge({
       id: 'Serverless-LambdaDLQ',
       reason: 'Step Functions invokes the function synchronously and reads its answer (retrying throttling and service ' +
@@ -292,6 +308,9 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
 
     // The workflow: a loop around the decision function (every wait is a Wait state, bounded by the function's clock).
     const machineLogs = createLogGroup(resources, 'StateMachineLogs', retention);
+    // Step Functions adds each log group it delivers to to the account's CloudWatch Logs resource policy (5,120
+    // characters, kept after the stack is deleted); one entry, `/aws/vendedlogs/*`, covers groups under that prefix.
+    (machineLogs.node.defaultChild as logs.CfnLogGroup).logGroupName = `/aws/vendedlogs/states/${stateMachineName}`;
     const stateMachine = new sfn.StateMachine(resources, 'StateMachine', {
       stateMachineName,
       stateMachineType: sfn.StateMachineType.STANDARD,
@@ -399,6 +418,8 @@ export class Ec2BlueGreenRelease extends PatternRelease<Ec2BlueGreenReleaseConfi
       actions: releaseActions,
       gatesProductionTraffic: true,
       rollbackOnFailure: false,
+      // The decision function's shift step sends one event per traffic step (src/handlers/ec2-release/follow.ts).
+      reportsTrafficSteps: true,
       stateMachine,
       bundleBucket: bundles,
       grantUpload: (grantee) => grantUpload(bundles, grantee),

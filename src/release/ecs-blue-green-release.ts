@@ -286,8 +286,9 @@ export class EcsBlueGreenRelease extends PatternRelease<EcsBlueGreenReleaseConfi
       actions: ['ecs:DescribeServiceRevisions'],
       resources: [serviceChildArn('service-revision')],
     }));
+    // DeleteParameter only undoes a write that created the parameter after its stack deleted it (ADR 0012).
     record.role.addToPrincipalPolicy(new iam.PolicyStatement({
-      actions: ['ssm:PutParameter'],
+      actions: ['ssm:PutParameter', 'ssm:DeleteParameter'],
       resources: [parameterArn],
     }));
     new lambda.EventInvokeConfig(resources, 'RecordInvokeConfig', {

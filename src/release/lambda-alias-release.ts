@@ -1,6 +1,7 @@
 import { ArnFormat, Duration, Names, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
+import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
@@ -21,6 +22,7 @@ import { createDeadLetterQueue } from '../private/encrypted-topic';
 import { ReleaseInvokeAction } from '../private/invoke-action';
 import { createLogGroup } from '../private/log-group';
 import { ReleaseAlarmCleanup } from '../private/release-cleanup';
+import { grantReleaseProgress } from '../private/release-progress';
 import { invalidInput } from '../private/validate';
 import { ParsedRoute, ServerlessApi } from '../runtime/serverless-api';
 
@@ -68,6 +70,11 @@ export interface LambdaAliasReleaseProps {
   readonly logRetention?: logs.RetentionDays;
   /** How CodeDeploy shifts each alias (checked with `checkLambdaDeploymentConfig`). */
   readonly deploymentConfig: codedeploy.ILambdaDeploymentConfig;
+  /**
+   * The pipeline's name, known before the pipeline exists (a literal: the release action cannot refer to its own
+   * pipeline): names the controller's traffic step events. Without it, the controller sends none.
+   */
+  readonly pipelineName?: string;
 }
 
 /**
@@ -186,6 +193,8 @@ export class LambdaAliasRelease extends PatternRelease<LambdaAliasReleaseConfig>
         // imported configuration, whose length is unknown here, gets the longest wait that still leaves the rollback
         // time before CodePipeline's 24 hours (checked at synth time, see checkDeploymentConfig).
         MAX_WAIT_MINUTES: String(maxWaitMinutes(this.props.deploymentConfig)),
+        // Numbers the traffic step events (src/handlers/serverless-release/progress.ts); unknown: only the 100 % step.
+        TRAFFIC_STEPS: trafficSteps(this.props.deploymentConfig)?.join(',') ?? '',
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1',
       },
     });
@@ -221,6 +230,7 @@ export class LambdaAliasRelease extends PatternRelease<LambdaAliasReleaseConfig>
       actions: ['codedeploy:GetApplicationRevision', 'codedeploy:RegisterApplicationRevision'],
       resources: [stack.formatArn({ service: 'codedeploy', resource: 'application', resourceName: application, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
     }));
+    if (this.props.pipelineName) grantReleaseProgress(controllerRole);
     controllerRole.addToPolicy(new iam.PolicyStatement({
       actions: ['codedeploy:GetDeploymentConfig'],
       resources: [this.props.deploymentConfig.deploymentConfigArn],
@@ -242,12 +252,17 @@ export class LambdaAliasRelease extends PatternRelease<LambdaAliasReleaseConfig>
       actions: [new ReleaseInvokeAction({
         actionName: 'Release',
         lambda: controller,
-        userParameters: { prefix: `#{${DeliveryPipeline.BUILD_VARIABLES_NAMESPACE}.RELEASE_PREFIX}` },
+        userParameters: {
+          prefix: `#{${DeliveryPipeline.BUILD_VARIABLES_NAMESPACE}.RELEASE_PREFIX}`,
+          // The traffic step events name the pipeline and its execution.
+          ...(this.props.pipelineName ? { pipeline: this.props.pipelineName, executionId: codepipeline.GlobalVariables.executionId } : {}),
+        },
         purpose: 'release controller',
       })],
       gatesProductionTraffic: false,
       // The controller has already returned every alias to its previous version when a release fails.
       rollbackOnFailure: false,
+      reportsTrafficSteps: this.props.pipelineName !== undefined,
       controller,
       hook,
       notifyAlarmsTo: (topic) => controller.addEnvironment('ALARM_TOPIC_ARN', topic.topicArn),
@@ -401,6 +416,33 @@ function shiftMinutes(config: codedeploy.ILambdaDeploymentConfig): number | unde
     // As CodeDeploy's predefined LambdaLinear10PercentEvery1Minute, counted as 10 minutes.
     return interval * Math.ceil(100 / percentage);
   }
+  return undefined;
+}
+
+/**
+ * The share of traffic on the new version after each step of `config` (`[10, 100]` for a 10 % canary, `[10, 20, ...,
+ * 100]` for 10 % linear steps, `[100]` all at once); undefined when the configuration is imported.
+ */
+export function trafficSteps(config: codedeploy.ILambdaDeploymentConfig): number[] | undefined {
+  const linear = (p: number) => Array.from({ length: Math.ceil(100 / p) }, (_, i) => Math.min(100, (i + 1) * p));
+  const name = config.deploymentConfigName;
+  if (!Token.isUnresolved(name)) {
+    if (/^CodeDeployDefault\.LambdaAllAtOnce$/.test(name)) return [100];
+    const canary = /^CodeDeployDefault\.LambdaCanary(\d+)Percent/.exec(name);
+    if (canary) return [Number(canary[1]), 100];
+    const lin = /^CodeDeployDefault\.LambdaLinear(\d+)Percent/.exec(name);
+    if (lin) return linear(Number(lin[1]));
+  }
+  const cfn = (config as unknown as Partial<IConstruct>).node?.defaultChild;
+  if (!(cfn instanceof codedeploy.CfnDeploymentConfig)) return undefined;
+  const routing = Stack.of(cfn).resolve(cfn.trafficRoutingConfig) as {
+    type?: string; timeBasedCanary?: { canaryPercentage?: unknown }; timeBasedLinear?: { linearPercentage?: unknown };
+  } | undefined;
+  if (routing?.type === 'AllAtOnce') return [100];
+  const canaryPercent = routing?.timeBasedCanary?.canaryPercentage;
+  if (routing?.type === 'TimeBasedCanary' && typeof canaryPercent === 'number' && canaryPercent > 0 && canaryPercent < 100) return [canaryPercent, 100];
+  const linearPercent = routing?.timeBasedLinear?.linearPercentage;
+  if (routing?.type === 'TimeBasedLinear' && typeof linearPercent === 'number' && linearPercent > 0) return linear(linearPercent);
   return undefined;
 }
 

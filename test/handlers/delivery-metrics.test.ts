@@ -47,6 +47,7 @@ const config: Config = {
   sourceStage: 'Source',
   releaseStage: 'Release',
   engineRollsBack: true,
+  engineReportsTraffic: false,
   factTtlDays: 90,
   region: 'us-east-1',
 };
@@ -230,7 +231,7 @@ describe('a release that reaches production', () => {
 
   test('the execution succeeding counts a deployment and the lead time from the commit, and says so', async () => {
     const outcome = await handleEvent(executionEvent('SUCCEEDED'), config, NOW);
-    expect(outcome.published).toEqual([`${EXEC}#deployed`, `revision#${COMMIT}#lead-time`, `${EXEC}#notify-released`]);
+    expect(outcome.published).toEqual([`${EXEC}#deployed`, `${EXEC}#consecutive-failures`, `revision#${COMMIT}#lead-time`, `${EXEC}#notify-released`]);
     expect(metric(METRICS.deployments)).toEqual([expect.objectContaining({ Value: 1, Unit: 'Count', Timestamp: new Date('2020-01-24T22:03:07Z') })]);
     // 20:03:07 (author date) -> 22:03:07 (SUCCEEDED)
     expect(metric(METRICS.leadTime)).toEqual([expect.objectContaining({ Value: 7200, Unit: 'Seconds' })]);
@@ -257,7 +258,7 @@ describe('at-least-once delivery and out-of-order arrival', () => {
     await handleEvent(executionEvent('SUCCEEDED'), config, NOW);
     const second = await handleEvent(executionEvent('SUCCEEDED'), config, NOW + 1000);
     expect(second.published).toEqual([]);
-    expect(second.duplicates).toEqual([`${EXEC}#deployed`, `revision#${COMMIT}#lead-time`, `${EXEC}#notify-released`]);
+    expect(second.duplicates).toEqual([`${EXEC}#deployed`, `${EXEC}#consecutive-failures`, `revision#${COMMIT}#lead-time`, `${EXEC}#notify-released`]);
     expect(metric(METRICS.deployments)).toHaveLength(1);
     expect(metric(METRICS.leadTime)).toHaveLength(1);
     expect(topic).toHaveReceivedCommandTimes(PublishCommand, 1);
@@ -609,6 +610,7 @@ describe('claims and configuration', () => {
       sourceStage: 'Source',
       releaseStage: 'Release',
       engineRollsBack: true,
+      engineReportsTraffic: false,
       factTtlDays: 90,
       region: 'eu-west-1',
     });

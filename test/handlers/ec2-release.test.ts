@@ -14,9 +14,10 @@ import {
   ModifyListenerCommand,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { Action as ListenerAction } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
-import { GetParametersCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { DeleteParameterCommand, GetParametersCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { expectFacts } from './shared/facts';
@@ -106,6 +107,8 @@ type Color = 'blue' | 'green';
 interface Group { min: number; max: number; desired: number; instances: string[] }
 interface World {
   params: Record<string, string>;
+  /** The version SSM gave each parameter's last write (the state stack wrote each once). */
+  versions: Record<string, number>;
   groups: Record<Color, Group>;
   listener: ListenerAction[];
   /** What the test listener forwards to, once a release moved it. */
@@ -157,6 +160,7 @@ function describeActions(actions: ListenerAction[] | undefined): string {
 function defaultWorld(): World {
   return {
     params: { [LIVE]: 'blue', [LOCK]: 'free', [REL_BLUE]: 'r41', [REL_GREEN]: 'none' },
+    versions: {},
     groups: {
       blue: { min: 3, max: 6, desired: 3, instances: ['i-b1', 'i-b2', 'i-b3'] },
       green: { min: 0, max: 6, desired: 0, instances: [] },
@@ -193,8 +197,17 @@ function installFake(): void {
   });
   ssmMock.on(PutParameterCommand).callsFake((input) => {
     calls.push(`PutParameter ${input.Name}=${input.Value}`);
+    // As SSM numbers versions: a parameter the write creates is at version 1, an overwrite adds one.
+    const version = world.params[input.Name] === undefined ? 1 : (world.versions[input.Name] ?? 1) + 1;
     world.params[input.Name] = input.Value;
-    return { Version: 2, Tier: 'Standard' };
+    world.versions[input.Name] = version;
+    return { Version: version, Tier: 'Standard' };
+  });
+  ssmMock.on(DeleteParameterCommand).callsFake((input) => {
+    calls.push(`DeleteParameter ${input.Name}`);
+    delete world.params[input.Name];
+    delete world.versions[input.Name];
+    return {};
   });
   asgMock.on(DescribeAutoScalingGroupsCommand).callsFake((input) => {
     calls.push(`DescribeAutoScalingGroups ${(input.AutoScalingGroupNames ?? []).join(',')}`);
@@ -1016,6 +1029,58 @@ describe('shift', () => {
   });
 });
 
+describe('shift: traffic step events (ADR 0010)', () => {
+  let eventsMock: AwsClientStub<EventBridgeClient>;
+  beforeEach(() => {
+    duringRelease();
+    eventsMock = mockClient(EventBridgeClient);
+    eventsMock.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: 'e-1' }] });
+  });
+  afterEach(() => eventsMock.restore());
+  const detailOf = (n = 0) => JSON.parse(eventsMock.commandCalls(PutEventsCommand)[n].args[0].input.Entries![0].Detail!);
+
+  test('all at once: one event, step 1 of 1 at 100 %, on the default bus with the documented source and detail-type', async () => {
+    env = { ...ENV, PIPELINE_NAME: 'web-pipeline' };
+    await step({ action: 'shift', state: midRelease() }, deps());
+    expect(eventsMock).toHaveReceivedCommandTimes(PutEventsCommand, 1);
+    const entry = eventsMock.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0];
+    expect(entry).toMatchObject({ Source: 'cdk-delivery-pipelines.release', DetailType: 'Release Traffic Shifted' });
+    expect(entry.EventBusName).toBeUndefined();
+    expect(detailOf()).toEqual({
+      pipeline: 'web-pipeline',
+      executionId: PIPELINE_EXECUTION,
+      engine: 'ec2-blue-green',
+      step: 1,
+      steps: 1,
+      percent: 100,
+      shiftedAt: new Date(T0).toISOString(),
+    });
+  });
+
+  test('canary: step 1 of 2 at the canary share, then step 2 of 2 at 100 %', async () => {
+    env = { ...ENV, ...CANARY, PIPELINE_NAME: 'web-pipeline' };
+    const canary = await step({ action: 'shift', state: midRelease() }, deps());
+    expect(detailOf(0)).toMatchObject({ step: 1, steps: 2, percent: 10 });
+    clock = T0 + 120_000;
+    await step({ action: 'shift', state: canary }, deps());
+    expect(detailOf(1)).toMatchObject({ step: 2, steps: 2, percent: 100, shiftedAt: new Date(T0 + 120_000).toISOString() });
+  });
+
+  test('PutEvents failing (access denied) or not taking the entry: the shift goes on unchanged', async () => {
+    env = { ...ENV, PIPELINE_NAME: 'web-pipeline' };
+    eventsMock.on(PutEventsCommand).rejects(Object.assign(new Error('not authorized'), { name: 'AccessDeniedException' }));
+    const state = await step({ action: 'shift', state: midRelease() }, deps());
+    expect(state).toMatchObject({ next: 'bake', trafficPercent: 100, shiftedAt: new Date(T0).toISOString() });
+    eventsMock.on(PutEventsCommand).resolves({ FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] });
+    expect(await step({ action: 'shift', state: midRelease() }, deps())).toMatchObject({ next: 'bake', trafficPercent: 100 });
+  });
+
+  test('without PIPELINE_NAME: no event', async () => {
+    await step({ action: 'shift', state: midRelease() }, deps());
+    expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);
+  });
+});
+
 describe('bake', () => {
   beforeEach(() => duringRelease());
   const baking = (overrides: Partial<ReleaseState> = {}) => midRelease({
@@ -1158,6 +1223,25 @@ describe('finish', () => {
   test('the live-color write throttled: RetryableError (finish runs again)', async () => {
     ssmMock.on(PutParameterCommand, { Name: LIVE }).rejects(throttled());
     await expect(step({ action: 'finish', state: finishing() }, deps())).rejects.toMatchObject({ name: 'RetryableError' });
+  });
+
+  test('the live-color parameter is gone (its stack deleted at teardown): the write that created it is deleted again, a real error, nothing recorded', async () => {
+    delete world.params[LIVE];
+    await expect(step({ action: 'finish', state: finishing() }, deps())).rejects.toMatchObject({
+      name: 'ReleaseStepError', message: expect.stringMatching(/^ssm:PutParameter \(\/web\/live-color\) failed: StateParameterGoneError: .*\/web\/live-color did not exist/),
+    });
+    expect(calls.filter((c) => c.startsWith('DeleteParameter'))).toEqual([`DeleteParameter ${LIVE}`]);
+    expect(world.params[LIVE]).toBeUndefined();
+    expect(asgMock).not.toHaveReceivedCommand(UpdateAutoScalingGroupCommand);
+  });
+
+  test('the parameter is gone and deleting it again fails: a real error (never retried, a retry would take it for the stack\'s), naming it to delete by hand', async () => {
+    delete world.params[LIVE];
+    ssmMock.on(DeleteParameterCommand).rejects(throttled());
+    const error = await step({ action: 'finish', state: finishing() }, deps()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ReleaseStepError);
+    expect(error).not.toBeInstanceOf(RetryableError);
+    expectFacts((error as Error).message, ['ssm:PutParameter', '/web/live-color', 'StateParameterGoneError', '/web/live-color', 'ThrottlingException', 'delete it by hand']);
   });
 
   test('first release: no old color to scale down', async () => {

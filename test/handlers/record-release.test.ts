@@ -29,7 +29,7 @@ import {
   StopServiceDeploymentCommand,
 } from '@aws-sdk/client-ecs';
 import type { ServiceDeploymentBrief, ServiceDeploymentStatus } from '@aws-sdk/client-ecs';
-import { ParameterLimitExceeded, PutParameterCommand, SSMClient, SSMServiceException, TooManyUpdates } from '@aws-sdk/client-ssm';
+import { DeleteParameterCommand, ParameterLimitExceeded, PutParameterCommand, SSMClient, SSMServiceException, TooManyUpdates } from '@aws-sdk/client-ssm';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { expectFacts } from './shared/facts';
@@ -656,6 +656,17 @@ describe('invariant 2: the record follows production before any best-effort step
     await run(jobEvent());
     const message = `ssm:PutParameter failed: ParameterLimitExceeded: You have exceeded the number of parameters; production runs ${IMAGE}, but the parameter ${PARAMETER} is unchanged`;
     expect(sent()).toEqual([...CHECK, PUT_PARAMETER, failureWith(message)]);
+  });
+
+  test('the image parameter is gone (its stack deleted at teardown): the write that created it is deleted again and the job fails, not tagged', async () => {
+    ssmMock.on(PutParameterCommand).resolves({ Version: 1 });
+    ssmMock.on(DeleteParameterCommand).resolves({});
+    const { outcome } = await run(jobEvent());
+    expect(outcome).toMatchObject({ result: 'failed' });
+    expectFacts((outcome as { message?: string } | undefined)?.message, ['ssm:PutParameter failed', 'StateParameterGoneError', PARAMETER, 'did not exist', 'deleted again', IMAGE, PARAMETER, 'unchanged']);
+    expect(sent().map(([name]) => name)).toEqual([...CHECK.map(([name]) => name), 'PutParameterCommand', 'DeleteParameterCommand', 'PutJobFailureResultCommand']);
+    expect(ssmMock).toHaveReceivedCommandWith(DeleteParameterCommand, { Name: PARAMETER });
+    expect(ecrMock).not.toHaveReceivedAnyCommand();
   });
 
   test('throttled PutParameter: checks and writes again at the next invocation, no tag before the write', async () => {

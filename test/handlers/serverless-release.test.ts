@@ -10,6 +10,7 @@ import {
 } from '@aws-sdk/client-codedeploy';
 import type { DeploymentInfo, DeploymentStatus } from '@aws-sdk/client-codedeploy';
 import { CodePipelineClient, PutJobFailureResultCommand, PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import {
   GetAliasCommand,
   GetFunctionConfigurationCommand,
@@ -2194,5 +2195,120 @@ describe('following and rolling back: edges', () => {
     expect(cpMock).not.toHaveReceivedAnyCommand();
     await jest.advanceTimersByTimeAsync(1);
     await expect(unbounded).resolves.toMatchObject({ result: 'continue' });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Traffic step events (ADR 0010)
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('traffic step events', () => {
+  const EXECUTION = '0f1e2d3c-4b5a-6978-8a9b-abcdefabcdef';
+  const progressParameters = JSON.stringify({ prefix: PREFIX, pipeline: 'orders-pipeline', executionId: EXECUTION });
+  let eventsMock: AwsClientStub<EventBridgeClient>;
+  beforeEach(() => {
+    process.env = { ...savedEnv, ...envFor([A, B], { TRAFFIC_STEPS: '10,100' }) };
+    eventsMock = mockClient(EventBridgeClient);
+    eventsMock.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: 'e-1' }] });
+  });
+  afterEach(() => eventsMock.restore());
+  const details = () => eventsMock.commandCalls(PutEventsCommand).map((c) => JSON.parse(c.args[0].input.Entries![0].Detail!));
+  const tokenOf = (): Record<string, unknown> => {
+    const call = cpMock.commandCalls(PutJobSuccessResultCommand).at(-1)!;
+    return JSON.parse(call.args[0].input.continuationToken!);
+  };
+
+  test('the canary step: the first function\'s alias sends 10 % to the new version: step 1 of 2, remembered in the token', async () => {
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }, { spec: SPEC_B, status: 'InProgress' }]);
+    aliasAnswers([{ spec: SPEC_A, version: '7', weights: { 8: 0.1 } }]);
+    const { outcome } = await run(jobEvent({ userParameters: progressParameters, continuationToken: waitToken([SPEC_A, SPEC_B], 2) }));
+    expect(outcome).toMatchObject({ result: 'continue', phase: 'wait', polls: 3 });
+    expect(details()).toEqual([{
+      pipeline: 'orders-pipeline',
+      executionId: EXECUTION,
+      engine: 'lambda-alias',
+      step: 1,
+      steps: 2,
+      percent: 10,
+      shiftedAt: new Date(T0).toISOString(),
+    }]);
+    expect(eventsMock.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0]).toMatchObject({
+      Source: 'cdk-delivery-pipelines.release', DetailType: 'Release Traffic Shifted',
+    });
+    expect(tokenOf().reported).toBe(1);
+  });
+
+  test('a step already reported is not sent again at the next poll; every deployment succeeded: the 100 % step, before the job succeeds', async () => {
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }, { spec: SPEC_B, status: 'InProgress' }]);
+    aliasAnswers([{ spec: SPEC_A, version: '7', weights: { 8: 0.1 } }]);
+    const reported = JSON.stringify({ ...JSON.parse(waitToken([SPEC_A, SPEC_B], 2)), reported: 1 });
+    await run(jobEvent({ userParameters: progressParameters, continuationToken: reported }));
+    expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);
+    expect(tokenOf().reported).toBe(1);
+
+    deploymentAnswers([{ spec: SPEC_A, status: 'Succeeded' }, { spec: SPEC_B, status: 'Succeeded' }]);
+    const { outcome } = await run(jobEvent({ userParameters: progressParameters, continuationToken: reported }));
+    expect(outcome).toMatchObject({ result: 'released' });
+    expect(details()).toEqual([expect.objectContaining({ step: 2, steps: 2, percent: 100 })]);
+  });
+
+  test('PutEvents failing: the release reports its success exactly as without events', async () => {
+    eventsMock.on(PutEventsCommand).rejects(Object.assign(new Error('User is not authorized'), { name: 'AccessDeniedException' }));
+    deploymentAnswers([{ spec: SPEC_A, status: 'Succeeded' }, { spec: SPEC_B, status: 'Succeeded' }]);
+    const { outcome } = await run(jobEvent({ userParameters: progressParameters, continuationToken: waitToken([SPEC_A, SPEC_B], 5) }));
+    expect(outcome).toEqual({ result: 'released', versions: 'GetSleepSecs=8,PostItems=13' });
+    expect(eventsMock).toHaveReceivedCommandTimes(PutEventsCommand, 1);
+    expect(cpMock).toHaveReceivedCommandWith(PutJobSuccessResultCommand, { jobId: JOB_ID, outputVariables: { versions: 'GetSleepSecs=8,PostItems=13' } });
+  });
+
+  test('nothing to shift (production already serves the code): all traffic at once, step 1 of 1, then the success', async () => {
+    lambdaAnswers([{ ...SPEC_A, target: SPEC_A.previous }, { ...SPEC_B, target: SPEC_B.previous }]);
+    const { outcome } = await run(jobEvent({ userParameters: progressParameters }));
+    expect(outcome).toEqual({ result: 'unchanged' });
+    expect(details()).toEqual([expect.objectContaining({ step: 1, steps: 1, percent: 100, executionId: EXECUTION })]);
+  });
+
+  test('the alias cannot be read: no event, the release goes on waiting', async () => {
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }, { spec: SPEC_B, status: 'InProgress' }]);
+    lambdaMock.on(GetAliasCommand).rejects(accessDenied('lambda:GetAlias'));
+    const { outcome } = await run(jobEvent({ userParameters: progressParameters, continuationToken: waitToken([SPEC_A, SPEC_B], 2) }));
+    expect(outcome).toMatchObject({ result: 'continue', phase: 'wait', polls: 3 });
+    expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);
+  });
+
+  test('no pipeline in UserParameters: no GetAlias, no event (the release as before)', async () => {
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }, { spec: SPEC_B, status: 'InProgress' }]);
+    await run(jobEvent({ continuationToken: waitToken([SPEC_A, SPEC_B], 2) }));
+    expect(lambdaMock).not.toHaveReceivedCommand(GetAliasCommand);
+    expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);
+  });
+
+  test('TRAFFIC_STEPS unset (an imported configuration): only 100 % is a step, 1 of 1', async () => {
+    process.env = { ...savedEnv, ...envFor([A, B]) };
+    deploymentAnswers([{ spec: SPEC_A, status: 'InProgress' }, { spec: SPEC_B, status: 'InProgress' }]);
+    aliasAnswers([{ spec: SPEC_A, version: '7', weights: { 8: 0.1 } }]);
+    await run(jobEvent({ userParameters: progressParameters, continuationToken: waitToken([SPEC_A, SPEC_B], 2) }));
+    expect(eventsMock).not.toHaveReceivedCommand(PutEventsCommand);
+    aliasAnswers([{ spec: SPEC_A, version: '8' }]);
+    await run(jobEvent({ userParameters: progressParameters, continuationToken: waitToken([SPEC_A, SPEC_B], 3) }));
+    expect(details()).toEqual([expect.objectContaining({ step: 1, steps: 1, percent: 100 })]);
+  });
+
+  test.each([
+    ['10,100', [10, 100]],
+    ['10,20,30,40,50,60,70,80,90,100', [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]],
+    ['100', [100]],
+    ['10,5,100', undefined],
+    ['10,90', undefined],
+    ['a,100', undefined],
+  ])('TRAFFIC_STEPS %s', (text, steps) => {
+    const config = readConfig(envFor([A], { TRAFFIC_STEPS: text }));
+    expect(config.ok).toBe(true);
+    expect(config.ok ? config.value.trafficSteps : 'not ok').toEqual(steps);
+  });
+
+  test('UserParameters: pipeline and execution id are optional and a malformed one is dropped, never a failure', () => {
+    expect(parseUserParameters(progressParameters)).toEqual({ ok: true, value: { prefix: PREFIX, pipeline: 'orders-pipeline', executionId: EXECUTION } });
+    expect(parseUserParameters(JSON.stringify({ prefix: PREFIX, pipeline: 'bad name', executionId: 'x' }))).toEqual({ ok: true, value: { prefix: PREFIX } });
   });
 });

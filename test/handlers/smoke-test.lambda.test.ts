@@ -423,7 +423,7 @@ beforeEach(() => {
   process.env.SMOKE_TEST_EXPECTED_PHRASE = 'Welcome';
   process.env.SMOKE_TEST_ATTEMPTS = '2';
   process.env.SMOKE_TEST_RETRY_DELAY_MS = '1';
-  process.env.SMOKE_TEST_REQUEST_TIMEOUT_MS = '1000';
+  process.env.SMOKE_TEST_REQUEST_TIMEOUT_MS = '5000';
   routes = {
     '/healthcheck': json(200, { status: 'ok', version: '2.0.0' }),
     '/': html(200, '<h1>Welcome to the sample service</h1>'),

@@ -26,6 +26,7 @@ monitoring.addAlarm('Errors', {
 metrics.addToMonitoring(monitoring);
 const leadTimeAlarm = metrics.addLeadTimeAlarm('LeadTimeAlarm', Duration.days(2), monitoring.alarmTopic);
 const failedAlarm = metrics.addFailedReleasesAlarm('FailedReleasesAlarm');
+const inARowAlarm = metrics.addConsecutiveFailedReleasesAlarm('InARowAlarm', undefined, monitoring.alarmTopic);
 
 const optOutStack = new Stack(app, 'OptOut', { env: { account: '123456789012', region: 'us-east-1' } });
 const optOut = new DeliveryPipeline(optOutStack, 'Delivery', {
@@ -150,6 +151,22 @@ describe('DeliveryMetrics in a DeliveryPipeline (on by default)', () => {
     expect(starActions).toEqual(['cloudwatch:PutMetricData', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
   });
 
+  test('the traffic step rule takes only this pipeline\'s steps (the engines\' custom events on the default bus)', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        'source': ['cdk-delivery-pipelines.release'],
+        'detail-type': ['Release Traffic Shifted'],
+        'detail': { pipeline: [{ Ref: pipelineId }] },
+      },
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [handlerId, 'Arn'] } })],
+    });
+    expect(resource(stack.getLogicalId(metrics.progressRule.node.defaultChild as any)).Properties.EventBusName).toBeUndefined();
+    // An S3 bucket release sends no steps: the lead time ends at the execution's success.
+    const env = new Capture();
+    template.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: env }, Description: Match.stringLikeRegexp('DORA') });
+    expect(env.asObject().ENGINE_REPORTS_TRAFFIC).toBe('false');
+  });
+
   test('the readable messages replace the short failed/succeeded rules of the notifications (no duplicates)', () => {
     const transformers = Object.values(template.findResources('AWS::Events::Rule')).filter((r: any) =>
       r.Properties.EventPattern?.['detail-type']?.[0] === 'CodePipeline Pipeline Execution State Change'
@@ -186,6 +203,21 @@ describe('DeliveryMetrics in a DeliveryPipeline (on by default)', () => {
       MetricName: 'ReleasesFailed', Statistic: 'Sum', Period: 86_400, Threshold: 2, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
     });
     expect(resource(stack.getLogicalId(failedAlarm.node.defaultChild as any)).Properties.AlarmActions).toBeUndefined();
+  });
+
+  test('optional alarm: two failed releases in a row, kept in ALARM between releases (missing data ignored) until a success', () => {
+    expect(resource(stack.getLogicalId(inARowAlarm.node.defaultChild as any)).Properties).toMatchObject({
+      MetricName: 'ConsecutiveFailedReleases',
+      Namespace: 'DeliveryPipelines',
+      Statistic: 'Maximum',
+      Period: 300,
+      EvaluationPeriods: 1,
+      Threshold: 2,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'ignore',
+      AlarmActions: [{ Ref: expect.any(String) }],
+      OKActions: [{ Ref: expect.any(String) }],
+    });
   });
 
   test('cdk-nag (AwsSolutions, Serverless) and the CloudFormation validator find nothing', () => {
@@ -257,5 +289,20 @@ describe('DeliveryMetrics on its own', () => {
   test('refuses a failed-release alarm count below 1', () => {
     const m = new DeliveryMetrics(new Stack(new App(), 'Alarm'), 'M', { pipeline });
     expect(() => m.addFailedReleasesAlarm('A', 0)).toThrow(/'count' must be a whole number of at least 1, got 0/);
+  });
+
+  test.each([0, 11, 1.5])('refuses a consecutive-failures alarm count of %s', (count) => {
+    const m = new DeliveryMetrics(new Stack(new App(), 'Alarm'), 'M', { pipeline });
+    expect(() => m.addConsecutiveFailedReleasesAlarm('A', count)).toThrow(new RegExp(`'count' must be a whole number from 1 to 10.*got ${count}`));
+  });
+
+  test('releaseEngineReportsTraffic: the handler ends the lead time at full traffic', () => {
+    const s = new Stack(new App(), 'Reports');
+    new DeliveryMetrics(s, 'M', { pipeline: codepipeline.Pipeline.fromPipelineArn(s, 'P', 'arn:aws:codepipeline:us-east-1:123456789012:web'), releaseEngineReportsTraffic: true });
+    const t = Template.fromStack(s);
+    const env = new Capture();
+    t.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: env } });
+    expect(env.asObject().ENGINE_REPORTS_TRAFFIC).toBe('true');
+    t.hasResourceProperties('AWS::Events::Rule', { EventPattern: Match.objectLike({ detail: { pipeline: ['web'] } }) });
   });
 });

@@ -642,12 +642,27 @@ describe('Ec2BlueGreenPipeline defaults: the release function', () => {
         .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))));
   });
 
-  test('SSM: read and write exactly the four state parameters', () => {
+  test('SSM: read and write exactly the four state parameters (and delete them, only to undo a write that created one)', () => {
     const put = grantsOf(releaseStatementsOf(template, web), 'ssm:PutParameter');
     expect(put).toHaveLength(1);
     expect(resourcesOf(put[0])).toEqual([env.LIVE_COLOR_PARAMETER, env.LOCK_PARAMETER, env.RELEASE_PARAMETER_BLUE, env.RELEASE_PARAMETER_GREEN]
       .map(parameterArn));
-    expect(actionsOf(put[0]).sort()).toEqual(['ssm:GetParameter', 'ssm:GetParameters', 'ssm:PutParameter']);
+    expect(actionsOf(put[0]).sort()).toEqual(['ssm:DeleteParameter', 'ssm:GetParameter', 'ssm:GetParameters', 'ssm:PutParameter']);
+    expect(grantsOf(releaseStatementsOf(template, web), 'ssm:DeleteParameter')).toEqual(put);
+  });
+
+  test('traffic step events: PutEvents on the default bus only, with its source and detail-type, and the pipeline named', () => {
+    const put = grantsOf(releaseStatementsOf(template, web), 'events:PutEvents');
+    expect(put).toEqual([{
+      Effect: 'Allow',
+      Action: 'events:PutEvents',
+      Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':events:us-east-1:123456789012:event-bus/default']] },
+      Condition: {
+        'ForAllValues:StringEquals': { 'events:source': ['cdk-delivery-pipelines.release'], 'events:detail-type': ['Release Traffic Shifted'] },
+        'Null': { 'events:source': 'false', 'events:detail-type': 'false' },
+      },
+    }]);
+    expect(env.PIPELINE_NAME).toBe(pipelineOf(template, web).Name);
   });
 
   test('without the approval gate it may not read the pipeline', () => {
@@ -1019,7 +1034,8 @@ describe('Ec2BlueGreenPipeline overrides: build', () => {
     const keyStack = Stack.of(custom.pipeline.artifactKey);
     expect(keyStack.stackName).toMatch(/-State$/);
     expect(resourceOf(Template.fromStack(keyStack), idOf(custom.pipeline.artifactKey)).DeletionPolicy).toBe('Retain');
-    overTemplate.resourceCountIs('AWS::KMS::Key', 0);
+    // The only key left in the service stack is the user's own.
+    expect(Object.keys(overTemplate.findResources('AWS::KMS::Key'))).toEqual([idOf(secretKey)]);
   });
 
   test('notifications.emails subscribe to the pipeline\'s topic', () => {

@@ -77,6 +77,19 @@ describe('FargateBlueGreenPipeline: the image parameter (ADR 0006)', () => {
     expect(names[0].pipeline).toMatch(/^shop-alice-/);
   });
 
+  test('a stack with only a region (or only an account) gives its image stack that part, so the key can be shared across them', () => {
+    for (const [id, env] of [['RegionOnly', { region: 'eu-west-1' }], ['AccountOnly', { account: '123456789012' }]] as const) {
+      const partialApp = new App();
+      const partialStack = new Stack(partialApp, id, { env });
+      const pattern = new FargateBlueGreenPipeline(partialStack, 'Web', { source: source() });
+      const [partialImageStack] = imageStacksOf(partialApp, partialStack);
+      expect([partialImageStack.account, partialImageStack.region].filter((v) => !Token.isUnresolved(v)))
+        .toEqual([partialStack.account, partialStack.region].filter((v) => !Token.isUnresolved(v)));
+      expect(Stack.of(pattern.pipeline.artifactKey)).toBe(partialImageStack);
+      expect(() => partialApp.synth()).not.toThrow();
+    }
+  });
+
   test('is created once by a custom resource with Overwrite false, so a stack update never puts the placeholder back over a released image', () => {
     const resource = onlyResource(imageTemplate, 'Custom::ImageParameter');
     const create = JSON.parse(resource.Properties.Create);
@@ -465,12 +478,13 @@ describe('FargateBlueGreenPipeline defaults: pipeline', () => {
 });
 
 describe('FargateBlueGreenPipeline defaults: release function permissions', () => {
-  test('the recorder may put exactly the image parameter, and nothing else may be put', () => {
+  test('the recorder may put exactly the image parameter (and delete it, to undo a write that created it), nothing else', () => {
     const recorder = recordFunctionOf(template, web);
     const statements = statementsOfRole(template, recorder.Properties.Role['Fn::GetAtt'][0]);
     const put = grantsOf(statements, 'ssm:PutParameter');
     expect(put).toHaveLength(1);
-    expect(actionsOf(put[0])).toEqual(['ssm:PutParameter']);
+    expect(actionsOf(put[0])).toEqual(['ssm:PutParameter', 'ssm:DeleteParameter']);
+    expect(grantsOf(statements, 'ssm:DeleteParameter')).toEqual(put);
     expect(put[0].Resource).toEqual(parameterArn(web.imageParameterName));
     expect(recorder.Properties.Environment.Variables.IMAGE_PARAMETER_NAME).toBe(web.imageParameterName);
   });

@@ -290,7 +290,10 @@ describe('ServerlessApiPipeline defaults: pipeline and build', () => {
     expect(action.ActionTypeId).toMatchObject({ Category: 'Invoke', Provider: 'Lambda' });
     expect(action.Configuration.FunctionName).toEqual({ Ref: idOf(api.releaseController) });
     expect(action.Configuration.UserParameters).toContain('#{BuildVariables.RELEASE_PREFIX}');
-    expect(JSON.parse(action.Configuration.UserParameters)).toEqual({ prefix: '#{BuildVariables.RELEASE_PREFIX}' });
+    // The pipeline's name (a literal, known before the pipeline) and execution name the controller's traffic step events.
+    expect(JSON.parse(action.Configuration.UserParameters)).toEqual({
+      prefix: '#{BuildVariables.RELEASE_PREFIX}', pipeline: pipelineOf(template, api).Name, executionId: '#{codepipeline.PipelineExecutionId}',
+    });
   });
 
   test('the Release stage has no OnFailure rollback: the controller has already put every alias back when a release fails', () => {
@@ -353,6 +356,21 @@ describe('ServerlessApiPipeline defaults: release controller', () => {
   const controllerRoleId = idOf(api.releaseController.role!);
   const statements = statementsOfRole(template, controllerRoleId);
   const groups = deploymentGroupsOf(api);
+
+  test('traffic step events: PutEvents on the default bus only, with its source and detail-type; the canary\'s steps', () => {
+    expect(grantsOf(statements, 'events:PutEvents')).toEqual([{
+      Effect: 'Allow',
+      Action: 'events:PutEvents',
+      Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':events:us-east-1:123456789012:event-bus/default']] },
+      Condition: {
+        'ForAllValues:StringEquals': { 'events:source': ['cdk-delivery-pipelines.release'], 'events:detail-type': ['Release Traffic Shifted'] },
+        'Null': { 'events:source': 'false', 'events:detail-type': 'false' },
+      },
+    }]);
+    const controller = resourceOf(template, idOf(api.releaseController)) as any;
+    // The default CodeDeploy configuration: a 10 % canary, then all.
+    expect(controller.Properties.Environment.Variables.TRAFFIC_STEPS).toBe('10,100');
+  });
 
   test('FUNCTIONS lists one entry per route: its function, alias "live" and deployment group', () => {
     expect(controllerFunctionsOf(stack, template, api)).toEqual([ROOT, SLEEP].map((route) => ({

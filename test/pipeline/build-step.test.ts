@@ -471,3 +471,62 @@ describe('BuildStep.pipelineAction variables namespace', () => {
       .toThrow(/'variablesNamespace' must be 1 to 100 letters, digits or @ _ -, got 'build vars'/);
   });
 });
+
+describe('BuildStep.pipelineAction environment variables', () => {
+  const stack = new Stack();
+  const key = new kms.Key(stack, 'Key');
+  const step = new BuildStep(stack, 'Build', {
+    encryptionKey: key,
+    secrets: { NPM_AUTH: BuildSecret.fromSsmParameter(ssm.StringParameter.fromStringParameterName(stack, 'Npm', '/npm/auth')) },
+  });
+  const input = new codepipeline.Artifact('Source');
+  const action = (environmentVariables: { [name: string]: string }) =>
+    () => step.pipelineAction({ actionName: 'Build', input, environmentVariables });
+
+  test('a variable read from an earlier action and a token pass', () => {
+    expect(action({ IMAGE_URI: '#{Build.IMAGE_URI}', BUCKET: key.keyArn })).not.toThrow();
+  });
+
+  test.each(['1ST', 'MY-VAR', 'my var', ''])('a name the build shell cannot use (%p) is refused with the name', (name) => {
+    expect(action({ [name]: 'x' })).toThrow(new RegExp(`^BuildStep 'Default/Build': 'environmentVariables' must name variables with letters, digits and '_'.*, got '${name}'$`));
+  });
+
+  test('a name starting with CODEBUILD_ is refused: CodeBuild reserves the prefix', () => {
+    expect(action({ CODEBUILD_SRC_DIR: '/tmp' })).toThrow(/'environmentVariables' .*'CODEBUILD_'.*, got 'CODEBUILD_SRC_DIR'/);
+  });
+
+  test.each(['PIPELINE_EXECUTION_ID', 'JUNIT_REPORT_GROUP_ARN'])('%s is refused: the step sets it itself and would lose it silently', (name) => {
+    expect(action({ [name]: 'x' })).toThrow(new RegExp(`'environmentVariables' must not set JUNIT_REPORT_GROUP_ARN or PIPELINE_EXECUTION_ID, which the build step sets itself, got '${name}'`));
+  });
+
+  test('a name of the step\'s secrets is refused: the plain value would replace the secret', () => {
+    expect(action({ NPM_AUTH: 'x' })).toThrow(/'environmentVariables' must not override a variable of the step's 'secrets' with a plain-text value, got 'NPM_AUTH'/);
+  });
+
+  test('a name that looks like a secret is refused and points to secrets; a name that only locates one passes', () => {
+    expect(action({ DB_PASSWORD: 'x' })).toThrow(/'environmentVariables' must not carry secrets in plain text: .*'secrets'.*, got 'DB_PASSWORD'/);
+    expect(action({ DB_PASSWORD_SECRET_ARN: '#{Build.ARN}' })).not.toThrow();
+  });
+
+  test('more than CodePipeline\'s 1,000 characters of configuration is refused with the length; exactly 1,000 passes', () => {
+    // `[{"name":"V","type":"PLAINTEXT","value":""},{"name":"PIPELINE_EXECUTION_ID",...}]` is 142 characters.
+    const fill = 1000 - 142;
+    expect(action({ V: 'x'.repeat(fill) })).not.toThrow();
+    expect(action({ V: 'x'.repeat(fill + 1) })).toThrow(/'environmentVariables' must fit, with PIPELINE_EXECUTION_ID, in CodePipeline's 1000 characters .*, got '1001 characters'/);
+  });
+});
+
+describe('BuildStep leaves nothing behind', () => {
+  const stack = new Stack();
+  const step = new BuildStep(stack, 'Build', { encryptionKey: new kms.Key(stack, 'Key') });
+  const template = Template.fromStack(stack);
+
+  test('the build may not create report groups other than its own (CodeBuild would, for a buildspec naming one, and nothing deletes them)', () => {
+    const denies = roleStatements(template, step).filter((st) => st.Effect === 'Deny');
+    expect(denies).toEqual([{
+      Effect: 'Deny',
+      Action: 'codebuild:CreateReportGroup',
+      NotResource: { 'Fn::GetAtt': [stack.getLogicalId(step.reportGroup.node.defaultChild as CfnElement), 'Arn'] },
+    }]);
+  });
+});

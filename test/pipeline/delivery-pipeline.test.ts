@@ -1,4 +1,4 @@
-import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { App, Duration, NestedStack, Stack, Validations } from 'aws-cdk-lib';
 import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as codepipeline from 'aws-cdk-lib/aws-codepipeline';
@@ -6,7 +6,7 @@ import * as actions from 'aws-cdk-lib/aws-codepipeline-actions';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { Approval, BuildArchitecture, DeliveryPipeline, PipelineSource, Release, ReleaseConfig, ReleaseContext, SmokeTest } from '../../src';
+import { Approval, ArtifactStore, BuildArchitecture, DeliveryPipeline, PipelineSource, Release, ReleaseConfig, ReleaseContext, SmokeTest } from '../../src';
 import { checkApp, describeFailures } from '../compliance/harness';
 import { CONNECTION_ARN, flatten, siteBucket } from '../util/fixtures';
 
@@ -450,18 +450,52 @@ describe('DeliveryPipeline with an artifactKey of a stack it depends on', () => 
     });
   });
 
-  test('refuses a key of a stack it does not depend on, or of another region', () => {
+  test('refuses a key of a stack it does not depend on, of a stack that depends on it, or of another region or an unknown one', () => {
     const other = new App();
     const lone = new Stack(other, 'Lone', { env });
     const elsewhere = new Stack(other, 'Elsewhere', { env: { ...env, region: 'us-east-1' } });
+    const agnostic = new Stack(other, 'Agnostic');
     const pipelineStack = new Stack(other, 'P', { env });
+    const after = new Stack(other, 'After', { env });
+    after.addDependency(pipelineStack);
     pipelineStack.addDependency(elsewhere);
+    pipelineStack.addDependency(agnostic);
     const make = (id: string, artifactKey: kms.Key) => () => new DeliveryPipeline(pipelineStack, id, {
       source: source(), release: Release.s3Bucket(siteBucket(pipelineStack, `Site${id}`)), artifactKey,
     });
     expect(make('A', new kms.Key(lone, 'Key'))).toThrow(
-      /DeliveryPipeline 'P\/A': 'artifactKey' must be in P or in a stack it depends on; add `P.addDependency\(Lone\)` first, got 'Lone\/Key'/);
-    expect(make('B', new kms.Key(elsewhere, 'Key'))).toThrow(
-      /DeliveryPipeline 'P\/B': 'artifactKey' must be in the account and region of P \(123456789012\/eu-west-1\); it is in 123456789012\/us-east-1, got 'Elsewhere\/Key'/);
+      "DeliveryPipeline 'P/A': 'artifactKey' must be in stack 'P' or in a stack it depends on; call addDependency on stack 'P' with stack 'Lone' first, got 'Lone/Key'");
+    expect(make('B', new kms.Key(after, 'Key'))).toThrow(
+      "DeliveryPipeline 'P/B': 'artifactKey' must be in stack 'P' or in a stack it depends on; the key's stack 'After' depends on this one, so that would be a cycle: create the key here or in a stack both depend on, got 'After/Key'");
+    expect(make('C', new kms.Key(elsewhere, 'Key'))).toThrow(
+      "DeliveryPipeline 'P/C': 'artifactKey' must be in the account and region of stack 'P' (123456789012/eu-west-1); its stack 'Elsewhere' is in 123456789012/us-east-1, got 'Elsewhere/Key'");
+    expect(make('D', new kms.Key(agnostic, 'Key'))).toThrow(
+      "DeliveryPipeline 'P/D': 'artifactKey' must be in the account and region of stack 'P' (123456789012/eu-west-1); its stack 'Agnostic' is in any account/any region, got 'Agnostic/Key'");
+  });
+
+  test('ArtifactStore refuses an encryptionKey its stack cannot use, in its own words', () => {
+    const other = new App();
+    const lone = new Stack(other, 'Lone', { env });
+    const storeStack = new Stack(other, 'S', { env });
+    expect(() => new ArtifactStore(storeStack, 'Store', { encryptionKey: new kms.Key(lone, 'Key') })).toThrow(
+      "ArtifactStore 'S/Store': 'encryptionKey' must be in stack 'S' or in a stack it depends on; call addDependency on stack 'S' with stack 'Lone' first, got 'Lone/Key'");
+  });
+
+  test('accepts a key of a stack the pipeline depends on through another, and encrypts a nested stack\'s log groups with it', () => {
+    const other = new App();
+    const base = new Stack(other, 'Base', { env });
+    const baseKey = new kms.Key(base, 'Key', { enableKeyRotation: true });
+    const middle = new Stack(other, 'Middle', { env });
+    middle.addDependency(base);
+    const top = new Stack(other, 'Top', { env });
+    top.addDependency(middle);
+    const nested = new NestedStack(top, 'Nested');
+    const nestedDelivery = new DeliveryPipeline(nested, 'Delivery', {
+      source: source(), release: Release.s3Bucket(siteBucket(nested)), artifactKey: baseKey,
+    });
+    expect(nestedDelivery.artifactKey).toBe(baseKey);
+    const groups = Object.values(Template.fromStack(nested).findResources('AWS::Logs::LogGroup')) as any[];
+    expect(groups.length).toBeGreaterThan(0);
+    for (const group of groups) expect(group.Properties.KmsKeyId).toEqual({ 'Fn::ImportValue': expect.stringMatching(/^Base:ExportsOutputFnGetAttKey[0-9A-F]{8}Arn/) });
   });
 });

@@ -231,16 +231,27 @@ describe('DeliveryPipeline with infrastructure: InfrastructureUpdate.cdkApp()', 
     expect(spec.env.variables.ATTEMPTS_PARAMETER).toMatch(/^\$\{[A-Za-z0-9]*InfrastructureAttempts[A-Za-z0-9]+\}$/);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'attempts-'));
     try {
-      // Stand-ins: `aws ssm` keeps the parameter in a file; `cdk` fails or succeeds as told and logs that it ran. Shell
-      // functions, not files on PATH: a function always wins over a CLI installed on the machine.
-      const standIns = `aws() { if [ "$2" = get-parameter ]; then cat "${dir}/param"; else echo -n "$6" > "${dir}/param"; fi; }
-cdk() { echo ran >> "${dir}/ran"; return $CDK_EXIT; }
+      // Stand-ins: `aws ssm` keeps the parameter in a file (a put answers version 1 when it creates it); `cdk` fails
+      // or succeeds as told and logs that it ran (and, when told, deletes the parameter first, as a stack deletion
+      // would). Shell functions, not files on PATH: a function always wins over a CLI installed on the machine.
+      const standIns = `aws() { case "$2" in
+  get-parameter) cat "${dir}/param" ;;
+  delete-parameter) rm "${dir}/param" ;;
+  *) if [ -e "${dir}/param" ]; then echo 2; else echo 1; fi; echo -n "$6" > "${dir}/param" ;;
+esac; }
+cdk() { echo ran >> "${dir}/ran"; if [ -n "$CDK_DELETES_PARAMETER" ]; then rm "${dir}/param"; fi; return $CDK_EXIT; }
 `;
       fs.writeFileSync(path.join(dir, 'param'), 'none');
-      const deploy = (cdkExit: number, digest = 'a'.repeat(64)) => {
+      const deploy = (cdkExit: number, digest = 'a'.repeat(64), cdkDeletesParameter = false) => {
         try {
           execFileSync('bash', ['-c', `set -e\n${standIns}${commands.join('\n')}`], {
-            env: { ...process.env, CDK_EXIT: String(cdkExit), ASSEMBLY_SHA256: digest, ATTEMPTS_PARAMETER: 'p' },
+            env: {
+              ...process.env,
+              CDK_EXIT: String(cdkExit),
+              ASSEMBLY_SHA256: digest,
+              ATTEMPTS_PARAMETER: 'p',
+              CDK_DELETES_PARAMETER: cdkDeletesParameter ? '1' : '',
+            },
             stdio: 'pipe',
           });
           return 'deployed';
@@ -263,6 +274,11 @@ cdk() { echo ran >> "${dir}/ran"; return $CDK_EXIT; }
       fs.writeFileSync(path.join(dir, 'param'), `${'c'.repeat(64)}:1`);
       expect(deploy(0, 'c'.repeat(64))).toBe('deployed');
       expect(runs()).toBe(4);
+      // The parameter gone after the check read it (the stack being deleted): the failure's write created it and
+      // deletes it again, so nothing is left behind.
+      fs.writeFileSync(path.join(dir, 'param'), 'none');
+      expect(deploy(1, 'd'.repeat(64), true)).toBe('failed');
+      expect(fs.existsSync(path.join(dir, 'param'))).toBe(false);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -272,7 +288,7 @@ cdk() { echo ran >> "${dir}/ran"; return $CDK_EXIT; }
     const statements = statementsOfRole(template, idOf(update.deployStep.role));
     const ssmStatements = statements.filter((st: any) => actionsOf(st).some((a: string) => a.startsWith('ssm:')));
     expect(ssmStatements).toHaveLength(1);
-    expect(actionsOf(ssmStatements[0]).sort()).toEqual(['ssm:GetParameter', 'ssm:PutParameter']);
+    expect(actionsOf(ssmStatements[0]).sort()).toEqual(['ssm:DeleteParameter', 'ssm:GetParameter', 'ssm:PutParameter']);
     expect(flatten(stack, ssmStatements[0].Resource)).toMatch(/^arn:\$\{AWS::Partition\}:ssm:eu-west-1:123456789012:parameter\/\$\{[A-Za-z0-9]*InfrastructureAttempts[A-Za-z0-9]+\}$/);
   });
 

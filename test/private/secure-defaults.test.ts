@@ -36,6 +36,39 @@ describe.each(apps)('example %s', (name) => {
     expect(problems).toEqual([]);
   });
 
+  test('every CodeBuild project logs to a log group of the stack, and its role may not create report groups (nothing made at run time outlives the stack)', () => {
+    const problems: string[] = [];
+    let projects = 0;
+    for (const { stack, template } of templates) {
+      const denies = ofType(template, 'AWS::IAM::Policy').flatMap(([, p]) => (p.Properties.PolicyDocument.Statement as any[])
+        .filter((st) => st.Effect === 'Deny' && st.Action === 'codebuild:CreateReportGroup')
+        .flatMap(() => (p.Properties.Roles as any[]).map((r) => r.Ref)));
+      for (const [id, project] of ofType(template, 'AWS::CodeBuild::Project')) {
+        projects++;
+        const logs = project.Properties.LogsConfig?.CloudWatchLogs;
+        const group = logs?.GroupName?.Ref && template.Resources[logs.GroupName.Ref];
+        if (logs?.Status !== 'ENABLED' || !group || group.Type !== 'AWS::Logs::LogGroup') problems.push(`${stack}/${id}: no log group of the stack`);
+        const role = project.Properties.ServiceRole?.['Fn::GetAtt']?.[0];
+        if (!denies.includes(role)) problems.push(`${stack}/${id}: its role ${role} may create report groups`);
+      }
+    }
+    expect(projects).toBeGreaterThan(0);
+    expect(problems).toEqual([]);
+  });
+
+  test('every state machine logs to a log group of the stack under /aws/vendedlogs/ (one entry of the account\'s log resource policy for all)', () => {
+    const problems: string[] = [];
+    for (const { stack, template } of templates) {
+      for (const [id, machine] of ofType(template, 'AWS::StepFunctions::StateMachine')) {
+        const arn = machine.Properties.LoggingConfiguration?.Destinations?.[0]?.CloudWatchLogsLogGroup?.LogGroupArn;
+        const group = arn?.['Fn::GetAtt'] && template.Resources[arn['Fn::GetAtt'][0]];
+        if (!group || group.Type !== 'AWS::Logs::LogGroup') problems.push(`${stack}/${id}: no log group of the stack`);
+        else if (!String(group.Properties.LogGroupName).startsWith('/aws/vendedlogs/')) problems.push(`${stack}/${id}: ${group.Properties.LogGroupName}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
   // The app's key that encrypts a log group: one of its own stack, or one a stack it depends on exports (the patterns'
   // pipeline key lives in their small state stack, ADR 0012).
   const keyOf = (group: any): string | undefined => {

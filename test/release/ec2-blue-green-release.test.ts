@@ -275,6 +275,14 @@ describe('Ec2BlueGreenRelease: the state machine resource', () => {
     expect(machine.Properties.TracingConfiguration).toEqual({ Enabled: true });
   });
 
+  test('its log group is under /aws/vendedlogs/states/, which one entry of the account\'s CloudWatch Logs resource policy covers (nothing added per group, nothing left at teardown)', () => {
+    const groupId = machine.Properties.LoggingConfiguration.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn['Fn::GetAtt'][0];
+    const group = template.toJSON().Resources[groupId];
+    expect(group.Type).toBe('AWS::Logs::LogGroup');
+    expect(group.Properties.LogGroupName).toBe(`/aws/vendedlogs/states/${machine.Properties.StateMachineName}`);
+    expect(group.DeletionPolicy).toBe('Delete');
+  });
+
   test('its role may invoke the decision function and the smoke test only', () => {
     const roleId = machine.Properties.RoleArn['Fn::GetAtt'][0];
     const statements = (Object.values(template.findResources('AWS::IAM::Policy')) as any[])

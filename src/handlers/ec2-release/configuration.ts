@@ -61,6 +61,8 @@ export interface Ec2ReleaseConfig {
   readonly productionUrl?: string;
   readonly notifyTopicArn?: string;
   readonly approval?: ApprovalConfig;
+  /** The pipeline whose releases this is (`PIPELINE_NAME`): names the traffic step events; none without it. */
+  readonly pipelineName?: string;
 }
 
 export type { Parsed } from '../shared/common';
@@ -148,6 +150,7 @@ export function readConfig(env: Record<string, string | undefined>): Parsed<Ec2R
       productionUrl: text('PRODUCTION_URL'),
       notifyTopicArn: text('NOTIFY_TOPIC_ARN'),
       approval: gate,
+      pipelineName: text('PIPELINE_NAME'),
     },
   };
 }

@@ -11,12 +11,14 @@ import { CodePipelineClient, ListActionExecutionsCommand } from '@aws-sdk/client
 import type { ActionExecutionDetail } from '@aws-sdk/client-codepipeline';
 import { DescribeListenersCommand, ElasticLoadBalancingV2Client, ModifyListenerCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { Action as ListenerAction } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParametersCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { ALARM_BATCH_SIZE, ApprovalConfig, Color, Ec2ReleaseConfig, LiveColor, MAX_PAGES, SNS_SUBJECT_LIMIT } from './configuration';
 import { clip, describeError } from '../shared/common';
 import type { Parsed } from '../shared/common';
+import { progressEvents } from '../shared/release-progress';
 import { isRetryable } from '../shared/retryable';
 
 export const CLIENT_CONFIG = { maxAttempts: 2, requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000 } };
@@ -31,6 +33,8 @@ export interface Ec2ReleaseDeps {
   readonly sns?: SNSClient;
   readonly sfn?: SFNClient;
   readonly cloudFormation?: CloudFormationClient;
+  /** The traffic step events' client (one short attempt, src/handlers/shared/release-progress.ts). */
+  readonly events?: EventBridgeClient;
   /** @default `Date.now` */
   readonly now?: () => number;
   /** @default `process.env` */
@@ -50,6 +54,7 @@ export function clients(): Required<Omit<Ec2ReleaseDeps, 'now' | 'env'>> {
     sns: new SNSClient(CLIENT_CONFIG),
     sfn: new SFNClient(CLIENT_CONFIG),
     cloudFormation: new CloudFormationClient(CLIENT_CONFIG),
+    events: progressEvents,
   };
   return defaultClients;
 }

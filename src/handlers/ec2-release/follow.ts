@@ -5,11 +5,12 @@
  * ADR 0008.
  */
 import { PublishCommand } from '@aws-sdk/client-sns';
-import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { APPROVAL_WAIT_SECONDS, BAKE_WAIT_SECONDS, Color, SNS_SUBJECT_LIMIT } from './configuration';
 import { alarmsInAlarm, aws, Context, describeLive, errorText, latestApprovalRun, modifyListener, notify, RetryableError, scaleToZero } from './context';
 import { deadlineOf, iso, LOCK_FREE, minutes, ReleaseState, Running, toRollback, waitOrRollback } from './state';
 import { clip, isObject } from '../shared/common';
+import { publishProgress } from '../shared/release-progress';
+import { overwriteStateParameter } from '../shared/state-parameter';
 
 export async function afterSmoke(ctx: Context, state: Running): Promise<ReleaseState> {
   const smoke = isObject(state.smoke) ? state.smoke : {};
@@ -108,6 +109,7 @@ export async function shift(ctx: Context, state: Running): Promise<ReleaseState>
       },
     }]);
     const canaryUntil = iso(now + cfg.canarySeconds * 1000);
+    await reportStep(ctx, state, 1, 2, p, now);
     return {
       ...state,
       next: 'bake',
@@ -119,6 +121,8 @@ export async function shift(ctx: Context, state: Running): Promise<ReleaseState>
     };
   }
   await modifyListener(ctx, [{ Type: 'forward', TargetGroupArn: targetArn }]);
+  const afterCanary = (state.trafficPercent ?? 0) > 0;
+  await reportStep(ctx, state, afterCanary ? 2 : 1, afterCanary ? 2 : 1, 100, now);
   const bakeUntil = iso(now + cfg.bakeSeconds * 1000);
   return {
     ...state,
@@ -129,6 +133,24 @@ export async function shift(ctx: Context, state: Running): Promise<ReleaseState>
     bakeUntil,
     message: `release ${state.release}: production sends all traffic to ${state.target} (${state.release}); baking until ${bakeUntil}`,
   };
+}
+
+/**
+ * The traffic step event of `shift` (src/handlers/shared/release-progress.ts): best effort, after the listener took
+ * the new weights; never fails or delays the step beyond its few seconds. None without `PIPELINE_NAME` or an
+ * execution id.
+ */
+async function reportStep(ctx: Context, state: Running, step: number, steps: number, percent: number, now: number): Promise<void> {
+  if (ctx.cfg.pipelineName === undefined || !state.pipelineExecutionId) return;
+  await publishProgress({
+    pipeline: ctx.cfg.pipelineName,
+    executionId: state.pipelineExecutionId,
+    engine: 'ec2-blue-green',
+    step,
+    steps,
+    percent,
+    shiftedAt: iso(now),
+  }, ctx.c.events);
 }
 
 export async function bake(ctx: Context, state: Running): Promise<ReleaseState> {
@@ -163,7 +185,7 @@ export async function finish(ctx: Context, state: Running): Promise<ReleaseState
   const { cfg, c } = ctx;
   // Invariant: the record first. A failure here throws, and the state machine rolls the release back.
   await aws(`ssm:PutParameter (${cfg.liveColorParameter})`, () =>
-    c.ssm.send(new PutParameterCommand({ Name: cfg.liveColorParameter, Value: state.target, Type: 'String', Overwrite: true })));
+    overwriteStateParameter(c.ssm, cfg.liveColorParameter, state.target));
   const live = `production runs ${state.release} on ${state.target}`;
   const notDone = await afterRecorded(ctx, state, live);
   return {
@@ -186,7 +208,7 @@ export async function afterRecorded(ctx: Context, state: Running, live: string):
     }
   };
   await attempt(`free the release lock ${cfg.lockParameter}`, () =>
-    c.ssm.send(new PutParameterCommand({ Name: cfg.lockParameter, Value: LOCK_FREE, Type: 'String', Overwrite: true })));
+    overwriteStateParameter(c.ssm, cfg.lockParameter, LOCK_FREE));
   if (state.live !== 'none') {
     // ELB's deregistration delay drains the old instances' connections.
     await attempt(`scale the old ${state.live} group ${cfg.colors[state.live].groupName} to 0`, () => scaleToZero(ctx, state.live as Color));

@@ -3,12 +3,12 @@
  * verified, the target scaled to 0, the lock freed, notified. Never writes the live color. ADR 0008 ("Release
  * invariants").
  */
-import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { Color, LiveColor, REASON_LIMIT } from './configuration';
 import { aws, Context, describeListener, forwardedTargetGroups, listenerActions, modifyListener, notify, readParameters, ReleaseStepError, RetryableError, scaleToZero, servesOnly } from './context';
 import { afterRecorded } from './follow';
 import { LOCK_FREE, lockValue, Next, other, ReleaseState, Running } from './state';
 import { clip, describeError, isObject } from '../shared/common';
+import { overwriteStateParameter } from '../shared/state-parameter';
 
 /** Why the release rolls back: `state.reason`, and the error the state machine caught. */
 export function rollbackReason(state: Record<string, unknown>): string {
@@ -82,7 +82,7 @@ export async function rollback(ctx: Context, event: Record<string, unknown>, sta
   // 2. The target down, 3. the lock free.
   await scaleToZero(ctx, target);
   await aws(`ssm:PutParameter (${cfg.lockParameter})`, () =>
-    c.ssm.send(new PutParameterCommand({ Name: cfg.lockParameter, Value: LOCK_FREE, Type: 'String', Overwrite: true })));
+    overwriteStateParameter(c.ssm, cfg.lockParameter, LOCK_FREE));
   const message = `rolled back (${reason}): ${production}`;
   let notified = '';
   try {

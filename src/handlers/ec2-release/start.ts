@@ -6,11 +6,11 @@
 import { UpdateAutoScalingGroupCommand } from '@aws-sdk/client-auto-scaling';
 import { DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { DescribeTargetHealthCommand, ModifyListenerCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { DRAIN_WAIT_SECONDS, HEALTH_WAIT_SECONDS, REASON_LIMIT, STACK_WAIT_SECONDS } from './configuration';
 import { aws, Context, describeGroups, describeListener, describeLive, listenerActions, modifyListener, readParameters, RetryableError, runningExecutions, scaleToZero, servesOnly } from './context';
 import { iso, LOCK_FREE, lockValue, minutes, other, RELEASE_ID_PATTERN, ReleaseState, Running, toRollback, waitOrRollback } from './state';
 import { clip, isObject } from '../shared/common';
+import { overwriteStateParameter } from '../shared/state-parameter';
 
 export async function start(ctx: Context, event: Record<string, unknown>, state: Record<string, unknown>): Promise<ReleaseState> {
   const input = isObject(event.input) ? event.input : {};
@@ -54,7 +54,7 @@ export async function start(ctx: Context, event: Record<string, unknown>, state:
   // it, so the release waits for it to end before it touches anything.
   if (lock !== lockValue(executionArn)) {
     await aws(`ssm:PutParameter (${cfg.lockParameter})`, () =>
-      c.ssm.send(new PutParameterCommand({ Name: cfg.lockParameter, Value: lockValue(executionArn), Type: 'String', Overwrite: true })));
+      overwriteStateParameter(c.ssm, cfg.lockParameter, lockValue(executionArn)));
   }
   const stack = await aws(`cloudformation:DescribeStacks (${cfg.stackName})`, () =>
     c.cloudFormation.send(new DescribeStacksCommand({ StackName: cfg.stackName })));
@@ -63,7 +63,7 @@ export async function start(ctx: Context, event: Record<string, unknown>, state:
     const deadline = Date.parse(startedAt) + cfg.releaseDeadlineSeconds * 1000;
     if (ctx.now() + STACK_WAIT_SECONDS * 1000 > deadline) {
       await aws(`ssm:PutParameter (${cfg.lockParameter})`, () =>
-        c.ssm.send(new PutParameterCommand({ Name: cfg.lockParameter, Value: LOCK_FREE, Type: 'String', Overwrite: true })));
+        overwriteStateParameter(c.ssm, cfg.lockParameter, LOCK_FREE));
       return refuse(`release ${release}: stack ${cfg.stackName} was still ${stackStatus} at the release deadline ${iso(deadline)}`);
     }
     return { ...base, next: 'start', waitSeconds: STACK_WAIT_SECONDS, message: `release ${release}: stack ${cfg.stackName} is ${stackStatus}; starting again in ${STACK_WAIT_SECONDS} s` };
@@ -127,7 +127,7 @@ export async function scaleUp(ctx: Context, state: Running): Promise<ReleaseStat
       DefaultActions: [{ Type: 'forward', TargetGroupArn: color.targetGroupArn }],
     })));
   await aws(`ssm:PutParameter (${color.releaseParameter})`, () =>
-    ctx.c.ssm.send(new PutParameterCommand({ Name: color.releaseParameter, Value: state.release, Type: 'String', Overwrite: true })));
+    overwriteStateParameter(ctx.c.ssm, color.releaseParameter, state.release));
   await aws(`autoscaling:UpdateAutoScalingGroup (${color.groupName})`, () =>
     ctx.c.autoScaling.send(new UpdateAutoScalingGroupCommand({
       AutoScalingGroupName: color.groupName,

@@ -77,6 +77,12 @@ export interface ServerlessReleaseConfig {
   readonly alarmTopicArn?: string;
   /** How long the release may wait for its deployments, wall-clock from its start (`MAX_WAIT_MINUTES`). */
   readonly maxWaitMs: number;
+  /**
+   * The share of production traffic on the new versions after each step of the deployment configuration, ending at
+   * 100 (`TRAFFIC_STEPS`, e.g. `10,100` for a canary): numbers the traffic step events. Unset or invalid: only the
+   * 100 % step is reported, as step 1 of 1.
+   */
+  readonly trafficSteps?: readonly number[];
 }
 
 /** A function of the release with the version its alias serves and the version it is to serve. */
@@ -178,15 +184,30 @@ export function readConfig(env: Record<string, string | undefined>): Parsed<Serv
       preTrafficHook: env.PRE_TRAFFIC_HOOK!.trim(),
       alarmPrefix,
       ...(alarmTopicArn === '' ? {} : { alarmTopicArn }),
+      ...(parseTrafficSteps(env.TRAFFIC_STEPS) ? { trafficSteps: parseTrafficSteps(env.TRAFFIC_STEPS) } : {}),
     },
   };
+}
+
+/**
+ * `TRAFFIC_STEPS`: increasing whole percentages from 1 to 100, comma-separated, the last 100. Anything else is
+ * undefined (the release does not depend on it: only its traffic step events do).
+ */
+export function parseTrafficSteps(text: string | undefined): number[] | undefined {
+  if (text === undefined || text.trim() === '') return undefined;
+  const steps = text.split(',').map((part) => Number(part.trim()));
+  const valid = steps.length <= 100 && steps.every((p, i) => Number.isInteger(p) && p >= 1 && p <= 100 && (i === 0 || p > steps[i - 1]))
+    && steps[steps.length - 1] === 100;
+  return valid ? steps : undefined;
 }
 
 /**
  * Parses CodePipeline's `UserParameters`: a JSON object whose `prefix` is the S3 key prefix of the zips
  * (`releases/<execution id>`): no whitespace, no leading or trailing `/`, no empty or `..` segment. Never throws.
  */
-export function parseUserParameters(userParameters: unknown): Parsed<{ readonly prefix: string }> {
+export function parseUserParameters(userParameters: unknown): Parsed<{
+  readonly prefix: string; readonly pipeline?: string; readonly executionId?: string;
+}> {
   const object = parseUserParametersObject(userParameters, '{"prefix":"<S3 key prefix>"}');
   if (!object.ok) return object;
   const parsed = object.value;
@@ -200,7 +221,10 @@ export function parseUserParameters(userParameters: unknown): Parsed<{ readonly 
       error: `UserParameters.prefix must be an S3 key prefix like releases/<id> (no whitespace, no leading, trailing or double /, no . or .. segment), got ${describeJson(prefix)}`,
     };
   }
-  return { ok: true, value: { prefix } };
+  // Optional, for the traffic step events only: ignored (no events) when missing or malformed, never a failure.
+  const pipeline = typeof parsed.pipeline === 'string' && /^[A-Za-z0-9.@_-]{1,100}$/.test(parsed.pipeline) ? parsed.pipeline : undefined;
+  const executionId = typeof parsed.executionId === 'string' && /^[0-9a-f-]{36}$/.test(parsed.executionId) ? parsed.executionId : undefined;
+  return { ok: true, value: { prefix, ...(pipeline ? { pipeline } : {}), ...(executionId ? { executionId } : {}) } };
 }
 
 /** The S3 key of function `id`'s zip. */

@@ -7,6 +7,7 @@ import { PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
 import type { FailureType } from '@aws-sdk/client-codepipeline';
 import { BROKEN, CONCURRENCY, OUTPUT_VARIABLE_LIMIT, RUNNING } from './configuration';
 import { alarmNamesOf, continueLater, deleteAlarms, deploymentLabel, explain, Job, JobError, JobOutcome, lookAt, Looked, mapLimit, minutes, report } from './job';
+import { reportTraffic, trafficPercent } from './progress';
 import { startRollback } from './rollback';
 import { ReleaseState } from './state';
 import { awsErrorOf as awsError, isAccessDenied } from '../shared/aws-call';
@@ -38,6 +39,8 @@ export async function followRelease(job: Job, state: ReleaseState): Promise<JobO
     return startRollback(job, state, new JobError(errors.map((l) => explain(l.error).message).join('; '), type), looked);
   }
   if (looked.every((l) => statusOf(l) === 'Succeeded')) {
+    // Every alias serves its new version: the 100 % step, before the job reports success.
+    await reportTraffic(job, state, 100);
     const problems = await deleteAlarms(job, alarmNames);
     const versions = clip(looked.map((l) => (l.release ? `${l.release.id}=${l.release.targetVersion}` : `${l.deploymentId}=?`)).join(','), OUTPUT_VARIABLE_LIMIT);
     log('INFO', 'release succeeded: every changed function serves its new version', { ...fields, versions, alarmProblems: problems });
@@ -52,5 +55,7 @@ export async function followRelease(job: Job, state: ReleaseState): Promise<JobO
     return startRollback(job, state, new JobError(`the release did not finish in time: still not finished after ${minutes(elapsed)} `
       + `(the limit is ${minutes(job.config.maxWaitMs)}): ${reason}`), looked);
   }
-  return continueLater(job, { ...state, polls: state.polls + 1 }, { ...fields, reason, elapsedMs: elapsed, maxWaitMs: job.config.maxWaitMs });
+  const reported = job.progress ? await reportTraffic(job, state, await trafficPercent(looked)) : state.reported;
+  return continueLater(job, { ...state, polls: state.polls + 1, ...(reported ? { reported } : {}) },
+    { ...fields, reason, elapsedMs: elapsed, maxWaitMs: job.config.maxWaitMs });
 }

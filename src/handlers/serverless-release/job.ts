@@ -71,6 +71,8 @@ export interface Job {
   readonly now: () => number;
   readonly deadline?: number;
   readonly fields: Record<string, unknown>;
+  /** Names the traffic step events (from `UserParameters`); none: no events. */
+  readonly progress?: { readonly pipeline: string; readonly executionId: string };
 }
 
 /** Milliseconds left before the Lambda deadline (unbounded without one). */

@@ -12,6 +12,7 @@ import { PutJobSuccessResultCommand } from '@aws-sdk/client-codepipeline';
 import { GetFunctionConfigurationCommand, PublishVersionCommand, UpdateFunctionCodeCommand } from '@aws-sdk/client-lambda';
 import { alarmNameFor, ALARMS_PER_CALL, artifactKey, buildAlarm, buildDeployment, chunk, CONCURRENCY, CREATE_MARGIN_MS, DescribedRelease, FunctionRelease, FUNCTIONS_PER_ALARM, LIST_PAGE_LIMIT, parseDeploymentDescription, RELEASE_MARGIN_MS, ReleasedFunction, RUNNING, RUNNING_STATUSES, SWEEP_PAGE_LIMIT, UPDATE_POLL_MS, UPDATE_TIMEOUT_MS } from './configuration';
 import { call, cloudWatch, codeDeploy, deleteAlarms, explain, fail, Job, JobError, JobOutcome, label, lambda, mapLimit, problemText, readAlias, report, timeLeft } from './job';
+import { reportAllAtOnce } from './progress';
 import { startRollback } from './rollback';
 import { encodeState } from './state';
 import { awsErrorOf as awsError } from '../shared/aws-call';
@@ -106,6 +107,8 @@ export async function startRelease(job: Job): Promise<JobOutcome> {
   const unchanged = releases.filter((_, i) => !changedIndexes.includes(i)).map((release) => release.id);
   if (changedIndexes.length === 0) {
     log('INFO', 'nothing to shift: every alias already serves the published code', { ...job.fields, unchanged });
+    // Production already runs this revision's code: all of its traffic, at once (ends the revision's lead time).
+    await reportAllAtOnce(job);
     await report(job.jobId, new PutJobSuccessResultCommand({ jobId: job.jobId, outputVariables: { versions: 'none' } }), { ...job.fields, decision: 'unchanged' });
     return { result: 'unchanged' };
   }

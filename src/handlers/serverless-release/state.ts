@@ -24,6 +24,8 @@ export interface ReleaseState {
   readonly alarms: number;
   /** The CodeDeploy deployment ids, one per changed function. */
   readonly deployments: readonly string[];
+  /** Phase `wait`: the last traffic step reported (src/handlers/serverless-release/progress.ts); none yet: 0. */
+  readonly reported?: number;
   /** Phase `rollback`: when it started (ms since the epoch). */
   readonly rollbackAt?: number;
   /** Phase `rollback`: why the release is rolled back. */
@@ -41,6 +43,7 @@ export function encodeState(state: ReleaseState): string {
     releaseId: state.releaseId,
     alarms: state.alarms,
     deployments: state.deployments,
+    ...(state.phase === 'wait' && state.reported ? { reported: state.reported } : {}),
     ...(state.phase === 'rollback' ? { rollbackAt: state.rollbackAt, cause, failureType: state.failureType } : {}),
   });
   let cause = state.cause ?? '';
@@ -86,7 +89,11 @@ export function parseContinuationToken(token: unknown, now: number = Date.now())
   else if (isTime(parsed.startedAt)) startedAt = parsed.startedAt;
   else return invalid;
   const base = { startedAt, polls: polls as number, releaseId, alarms: alarms as number, deployments: deployments as string[] };
-  if (parsed.phase === 'wait') return { kind: 'follow', state: { phase: 'wait', ...base } };
+  if (parsed.phase === 'wait') {
+    // Only the traffic step events read it: a malformed value is dropped, never an invalid token.
+    const reported = Number.isSafeInteger(parsed.reported) && (parsed.reported as number) > 0 ? { reported: parsed.reported as number } : {};
+    return { kind: 'follow', state: { phase: 'wait', ...base, ...reported } };
+  }
   const { rollbackAt, cause, failureType } = parsed;
   if (!isTime(rollbackAt) || typeof cause !== 'string' || (failureType !== 'JobFailed' && failureType !== 'PermissionError')) return invalid;
   return { kind: 'follow', state: { phase: 'rollback', ...base, rollbackAt, cause, failureType } };
