@@ -21,6 +21,8 @@ import { DeleteParameterCommand, GetParametersCommand, PutParameterCommand, SSMC
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { expectFacts } from './shared/facts';
+import { REASON_LIMIT } from '../../src/handlers/ec2-release/configuration';
+import { toRollback, waitOrRollback } from '../../src/handlers/ec2-release/state';
 import {
   ReleaseState,
   ReleaseStepError,
@@ -2182,5 +2184,114 @@ describe('listener helpers', () => {
     expect(rollbackReason({ reason: '', caught: 'x' })).toBe('no reason given');
     expect(rollbackReason({ reason: 7 })).toBe('no reason given');
     expect(rollbackReason({ reason: 'z'.repeat(700) })).toHaveLength(600);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Mutation survivors (stryker/ec2-release.config.json): rollback's reading of a partial state, the deadline's edge
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('rollback, exactly', () => {
+  beforeEach(() => duringRelease());
+
+  test('rollbackReason: an empty reason is no reason; the caught error alone, or nothing at all', () => {
+    expect(rollbackReason({ reason: '', caught: { Error: 'States.Timeout', Cause: 'late' } })).toBe('States.Timeout: late');
+    expect(rollbackReason({ reason: '' })).toBe('no reason given');
+  });
+
+  test('a state without a release: the message says release ?', async () => {
+    const { release: _release, ...state } = midRelease({ reason: 'x' });
+    const result = await step({ action: 'rollback', state }, deps());
+    expectFacts(result.message, ['rolled back (x)']);
+    expect(snsMock.commandCalls(PublishCommand)[0].args[0].input.Subject).toBe('Rolled back: ?');
+  });
+
+  test('a first release whose live-color write landed: not rolled back, production runs the release on blue', async () => {
+    world.params[LIVE] = 'blue';
+    world.params[REL_BLUE] = RELEASE;
+    world.listener = forward('blue');
+    world.groups.blue = { min: 3, max: 6, desired: 3, instances: ['i-b1', 'i-b2', 'i-b3'] };
+    const state = await step({
+      action: 'rollback',
+      state: midRelease({ live: 'none', previousRelease: 'none', target: 'blue', trafficPercent: 100, reason: 'lost answer' }),
+    }, deps());
+    expect(state.next).toBe('succeeded');
+    expectFacts(state.message, ['not rolled back (lost answer)', 'blue was already recorded as live', 'production runs r42 on blue']);
+    expect(calls.filter((c) => c.startsWith('ModifyListener') || c.startsWith('UpdateAutoScalingGroup'))).toEqual([]);
+  });
+
+  test('the live-color write landed and a best-effort step fails: still succeeded, the message names what was not done', async () => {
+    world.params[LIVE] = 'green';
+    world.listener = forward('green');
+    asgMock.on(UpdateAutoScalingGroupCommand).rejects(accessDenied('autoscaling:UpdateAutoScalingGroup'));
+    const state = await step({ action: 'rollback', state: midRelease({ trafficPercent: 100, reason: 'lost answer' }) }, deps());
+    expect(state.next).toBe('succeeded');
+    expect(state.message).toMatch(
+      /^not rolled back \(lost answer\): green was already recorded as live, production runs r42 on green; could not scale the old blue group web-blue to 0: .*AccessDeniedException/,
+    );
+  });
+
+  test('the live-color write landed: the notification says production runs the release; two steps not done are joined by "; "', async () => {
+    world.params[LIVE] = 'green';
+    world.listener = forward('green');
+    asgMock.on(UpdateAutoScalingGroupCommand).rejects(accessDenied('autoscaling:UpdateAutoScalingGroup'));
+    const first = await step({ action: 'rollback', state: midRelease({ trafficPercent: 100, reason: 'lost answer' }) }, deps());
+    expect(snsMock.commandCalls(PublishCommand)[0].args[0].input.Message?.split('\n')[0]).toBe('production runs r42 on green.');
+    expect(first.next).toBe('succeeded');
+    // The first rollback freed the lock; a second with the lock held (only then are the steps done) and SNS denied:
+    world.params[LOCK] = `running ${EXECUTION}`;
+    snsMock.on(PublishCommand).rejects(accessDenied('sns:Publish'));
+    const second = await step({ action: 'rollback', state: midRelease({ trafficPercent: 100, reason: 'lost answer' }) }, deps());
+    expect(second.message).toMatch(/; could not scale the old blue group web-blue to 0: .*AccessDeniedException.*; could not send the release notification: .*AccessDeniedException/);
+  });
+
+  test('the lock cannot be freed: a real error naming the call and the parameter', async () => {
+    ssmMock.on(PutParameterCommand).rejects(accessDenied('ssm:PutParameter'));
+    await expect(step({ action: 'rollback', state: midRelease({ reason: 'x' }) }, deps()))
+      .rejects.toMatchObject({ name: 'ReleaseStepError', message: expect.stringContaining(`ssm:PutParameter (${LOCK}) failed: AccessDeniedException`) });
+  });
+});
+
+describe('state rules, exactly', () => {
+  const context = () => {
+    const config = readConfig(env);
+    if (!config.ok) throw new Error(config.error);
+    return { cfg: config.value, c: {} as never, now: () => clock };
+  };
+
+  test('a startedAt that is not a string is refused, even one Date.parse reads', async () => {
+    duringRelease();
+    await expect(step({ action: 'bake', state: midRelease({ startedAt: 12345 as unknown as string }) }, deps()))
+      .rejects.toThrow('the bake step got a state without a valid startedAt');
+  });
+
+  test('toRollback clips the reason to REASON_LIMIT and the message to REASON_LIMIT + 100; no release is ?', () => {
+    const long = 'y'.repeat(2_000);
+    const state = toRollback({ next: 'bake', waitSeconds: 5, message: '' }, long);
+    expect(state).toMatchObject({ next: 'rollback', waitSeconds: 0 });
+    expect(state.reason).toHaveLength(REASON_LIMIT);
+    expect(state.message).toHaveLength(REASON_LIMIT + 100);
+    expect(state.message.startsWith('release ? rolls back: yyy')).toBe(true);
+  });
+
+  test('waitOrRollback: a wait ending exactly at the deadline is allowed, a millisecond later is not', () => {
+    const ctx = context();
+    const running = midRelease() as Parameters<typeof waitOrRollback>[1];
+    const deadline = T0 + ctx.cfg.releaseDeadlineSeconds * 1000;
+    clock = deadline - 30_000;
+    expect(waitOrRollback(ctx, running, 'bake', 30, 'baking', 'the bake')).toMatchObject({ next: 'bake', waitSeconds: 30, message: 'baking' });
+    clock += 1;
+    const late = waitOrRollback(ctx, running, 'bake', 30, 'baking', 'the bake');
+    expect(late.next).toBe('rollback');
+    expectFacts(late.reason, ['the bake', 'release deadline', new Date(deadline).toISOString(), `${ctx.cfg.releaseDeadlineSeconds} s after the start`]);
+  });
+});
+
+describe('logging of a step, exactly', () => {
+  test('an action that is not a string is not logged as the action', async () => {
+    await expect(step({ action: 7, state: {} }, deps())).rejects.toThrow('not an EC2 release step event');
+    const [line] = loggedLines('error');
+    expect(line).toMatchObject({ level: 'ERROR', message: 'ec2 release step threw', retryable: false });
+    expect(line).not.toHaveProperty('action');
   });
 });

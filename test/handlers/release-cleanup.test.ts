@@ -1,6 +1,7 @@
 import { CloudWatchClient, CloudWatchServiceException, DeleteAlarmsCommand, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
 import { AwsClientStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
+import { expectFacts } from './shared/facts';
 import type { CloudFormationResponse } from '../../src/handlers/shared/cloudformation-response';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
@@ -11,6 +12,7 @@ const {
   RETRY_DELAY_MS,
   cleanup,
   cloudWatch,
+  handler,
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 }: typeof import('../../src/handlers/release-cleanup.lambda') = require('../../src/handlers/release-cleanup.lambda');
 
@@ -239,5 +241,146 @@ describe('responding', () => {
     put.mockRejectedValue(new Error('HTTP 500'));
     await expect(run(deleteRequest())).rejects.toThrow(/could not respond to CloudFormation/);
     expect(put.mock.calls.length).toBeGreaterThan(1);
+    expect(logged()).toContainEqual({ level: 'WARN', message: 'release cleanup: response PUT failed', attempt: 1, error: 'HTTP 500' });
+  });
+});
+
+/** The JSON lines the handler logged with `console.log` (INFO, WARN) and `console.error` (ERROR). */
+function logged(stream: 'log' | 'error' = 'log'): Array<Record<string, unknown>> {
+  return (console[stream] as unknown as jest.Mock).mock.calls.map((args: unknown[]) => JSON.parse(String(args[0])) as Record<string, unknown>);
+}
+
+describe('reasons, logs and ids', () => {
+  test('Delete: the reason counts the alarms deleted, the INFO log names the prefix and the count', async () => {
+    cw.on(DescribeAlarmsCommand).resolves({ MetricAlarms: alarms([`${PREFIX}-r-1`, `${PREFIX}-r-2`]) });
+    cw.on(DeleteAlarmsCommand).resolves({});
+    const outcome = await run(deleteRequest());
+    expectFacts(outcome?.reason, ['deleted 2 alarm(s)', `${PREFIX}-*`]);
+    expect(sent().Reason).toBe(outcome?.reason);
+    expect(logged()).toContainEqual(expect.objectContaining({
+      level: 'INFO',
+      message: 'release cleanup',
+      status: 'SUCCESS',
+      alarmPrefix: PREFIX,
+      deleted: 2,
+      requestType: 'Delete',
+      logicalResourceId: 'ReleaseAlarmCleanup',
+      reason: outcome?.reason,
+    }));
+  });
+
+  test('Delete with nothing to delete: the reason says so', async () => {
+    cw.on(DescribeAlarmsCommand).resolves({});
+    const outcome = await run(deleteRequest());
+    expectFacts(outcome?.reason, ['no alarm named', `${PREFIX}-*`, 'nothing to delete']);
+  });
+
+  test('a failed Delete logs WARN with the verdict and ERROR with the AWS error; the reason names the call', async () => {
+    const denied = new CloudWatchServiceException({ name: 'AccessDenied', $fault: 'client', message: 'not authorized', $metadata: { httpStatusCode: 403 } });
+    cw.on(DescribeAlarmsCommand).resolves({ MetricAlarms: alarms([`${PREFIX}-r-1`]) });
+    cw.on(DeleteAlarmsCommand).rejects(denied);
+    const outcome = await run(deleteRequest());
+    expect(outcome?.reason).toBe(
+      `cloudwatch:DeleteAlarms failed: AccessDenied: not authorized; the alarms named ${PREFIX}-* are left: delete them, then delete the stack again`,
+    );
+    expect(logged()).toContainEqual(expect.objectContaining({ level: 'WARN', message: 'release cleanup', status: 'FAILED', deleted: 0 }));
+    expect(logged('error')).toContainEqual(expect.objectContaining({
+      level: 'ERROR', message: 'could not delete the release alarms', error: { name: 'AccessDenied', message: 'not authorized' }, alarmPrefix: PREFIX, deleted: 0,
+    }));
+  });
+
+  test('a failure after a batch: the reason counts what was deleted before', async () => {
+    const names = Array.from({ length: 150 }, (_, i) => `${PREFIX}-r-${i}`);
+    cw.on(DescribeAlarmsCommand).resolves({ MetricAlarms: alarms(names) });
+    cw.on(DeleteAlarmsCommand).resolvesOnce({}).rejects(new CloudWatchServiceException({ name: 'AccessDenied', $fault: 'client', message: 'no', $metadata: {} }));
+    const outcome = await run(deleteRequest());
+    expectFacts(outcome?.reason, ['cloudwatch:DeleteAlarms', 'AccessDenied', '(100 deleted before)', `${PREFIX}-*`]);
+  });
+
+  test('a retried call logs a WARN naming the call and the attempt', async () => {
+    const throttled = new CloudWatchServiceException({ name: 'Throttling', $fault: 'client', message: 'Rate exceeded', $metadata: { httpStatusCode: 400 } });
+    cw.on(DescribeAlarmsCommand).rejectsOnce(throttled).resolves({});
+    await run(deleteRequest());
+    expect(logged()).toContainEqual({
+      level: 'WARN', message: 'cloudwatch:DescribeAlarms failed with a transient error: trying again', attempt: 1, error: 'Throttling: Rate exceeded',
+    });
+  });
+
+  test('more pages than MAX_PAGES: a WARN says the rest is left', async () => {
+    cw.on(DescribeAlarmsCommand).resolves({ MetricAlarms: alarms([`${PREFIX}-p`]), NextToken: 'again' });
+    cw.on(DeleteAlarmsCommand).resolves({});
+    await run(deleteRequest());
+    expect(logged()).toContainEqual({ level: 'WARN', message: 'release cleanup: more alarm pages than read; the rest is left', alarmPrefix: PREFIX, pages: MAX_PAGES });
+  });
+
+  test('an empty NextToken ends the listing', async () => {
+    cw.on(DescribeAlarmsCommand).resolves({ MetricAlarms: alarms([`${PREFIX}-r-1`]), NextToken: '' });
+    cw.on(DeleteAlarmsCommand).resolves({});
+    const outcome = await run(deleteRequest());
+    expect(cw).toHaveReceivedCommandTimes(DescribeAlarmsCommand, 1);
+    expect(outcome).toMatchObject({ status: 'SUCCESS', deleted: [`${PREFIX}-r-1`] });
+  });
+
+  test('an alarm without a name is skipped', async () => {
+    cw.on(DescribeAlarmsCommand).resolves({ MetricAlarms: [{}, { AlarmName: `${PREFIX}-r-1` }], CompositeAlarms: [{}] });
+    cw.on(DeleteAlarmsCommand).resolves({});
+    const outcome = await run(deleteRequest());
+    expect(outcome).toMatchObject({ status: 'SUCCESS', deleted: [`${PREFIX}-r-1`] });
+  });
+
+  test('Create and Update: the reason says the alarms go with the stack', async () => {
+    const outcome = await run(request('Update', { PhysicalResourceId: `release-cleanup-${PREFIX}` }));
+    expectFacts(outcome?.reason, ['Update', `${PREFIX}-*`, 'deleted with the stack']);
+    expect(outcome?.deleted).toEqual([]);
+  });
+
+  test('an Update keeps the event\'s own physical id; an empty one is replaced by the prefix\'s', async () => {
+    const kept = await run(request('Update', { PhysicalResourceId: 'an-older-id' }));
+    expect(kept?.physicalResourceId).toBe('an-older-id');
+    expect(JSON.parse(put.mock.calls[0][1])).toMatchObject({ PhysicalResourceId: 'an-older-id' });
+    const replaced = await run(request('Update', { PhysicalResourceId: '' }));
+    expect(replaced?.physicalResourceId).toBe(`release-cleanup-${PREFIX}`);
+  });
+
+  test('a Create without a valid prefix: the physical id says invalid, the reason shows what was given', async () => {
+    const outcome = await run(request('Create', { ResourceProperties: { AlarmNamePrefix: 'a?b' } }));
+    expect(outcome?.physicalResourceId).toBe('release-cleanup-invalid');
+    expectFacts(outcome?.reason, ['AlarmNamePrefix', '1 to 200 characters', '"a?b"']);
+    expect(outcome?.deleted).toEqual([]);
+    const missing = await run(request('Create', { ResourceProperties: {} }));
+    expectFacts(missing?.reason, ['AlarmNamePrefix', 'missing']);
+  });
+
+  test('a Delete without a valid prefix: the reason shows what was given', async () => {
+    const outcome = await run(request('Delete', { PhysicalResourceId: 'release-cleanup-invalid', ResourceProperties: { AlarmNamePrefix: '' } }));
+    expectFacts(outcome?.reason, ['no valid AlarmNamePrefix', '""', 'nothing to clean up']);
+    expect(outcome?.deleted).toEqual([]);
+  });
+
+  test('an unknown or missing RequestType: the reason names it', async () => {
+    const unknown = await run(request('Replace'));
+    expectFacts(unknown?.reason, ['unknown RequestType', '"Replace"', 'Create, Update or Delete']);
+    expect(unknown?.deleted).toEqual([]);
+    expectFacts((await run(request('', { RequestType: undefined })))?.reason, ['unknown RequestType', 'missing']);
+    expect(logged()).toContainEqual(expect.objectContaining({ level: 'WARN', status: 'FAILED' }));
+  });
+
+  test('an unexpected error while deciding still answers FAILED', async () => {
+    // JSON cannot hold a BigInt: describing the property throws inside the decision.
+    const outcome = await run(request('Create', { ResourceProperties: { AlarmNamePrefix: BigInt(7) } }));
+    expect(outcome).toMatchObject({ status: 'FAILED', deleted: [], physicalResourceId: 'release-cleanup-invalid' });
+    expectFacts(outcome?.reason, ['release cleanup error', 'BigInt']);
+    expect(sent().Status).toBe('FAILED');
+  });
+
+  test('no ResponseURL: the Lambda entry point logs an ERROR naming the request', async () => {
+    await expect(handler({ RequestType: 'Delete', LogicalResourceId: 'X' })).resolves.toBeUndefined();
+    expect(logged('error')).toContainEqual(expect.objectContaining({
+      level: 'ERROR', message: expect.stringContaining('no ResponseURL'), requestType: 'Delete', logicalResourceId: 'X',
+    }));
+  });
+
+  test('the client tries each call 5 times itself', async () => {
+    await expect(cloudWatch.config.maxAttempts()).resolves.toBe(5);
   });
 });
