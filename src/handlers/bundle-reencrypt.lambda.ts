@@ -27,9 +27,9 @@
 import { CopyObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { AwsCallError, awsCall, awsErrorOf } from './shared/aws-call';
-import { propertiesOf, respond, responseTo, responseUrlOf } from './shared/cloudformation-response';
+import { answerCustomResource, propertiesOf } from './shared/cloudformation-response';
 import type { ResponseDeps } from './shared/cloudformation-response';
-import { clip, defaultSleep, describeError, errorName, isObject, log, logError } from './shared/common';
+import { clip, defaultSleep, describeError, errorName, log, logError } from './shared/common';
 import { isRetryable } from './shared/retryable';
 
 /** Exported for tests. */
@@ -84,29 +84,16 @@ export async function handler(event: unknown): Promise<ReencryptOutcome | undefi
 
 /** Decides (see the file comment), responds to CloudFormation, and returns what it did. */
 export async function reencrypt(event: unknown, deps: ReencryptDeps = {}): Promise<ReencryptOutcome | undefined> {
-  const request = isObject(event) ? event : {};
-  const responseUrl = responseUrlOf(request);
-  const fields = { requestType: request.RequestType, logicalResourceId: request.LogicalResourceId, stackId: request.StackId };
-  if (responseUrl === undefined) {
-    logError('not a CloudFormation custom resource request (no ResponseURL): nothing to respond to', undefined, fields);
-    return undefined;
-  }
-  const physicalResourceId = physicalId(request);
-  let outcome: ReencryptOutcome;
-  try {
-    outcome = { physicalResourceId, ...(await decide(request, deps)) };
-  } catch (err) {
+  return answerCustomResource<Omit<ReencryptOutcome, 'physicalResourceId'>>(event, {
+    who: 'bundle re-encryption',
+    physicalId,
+    decide: (request) => decide(request, deps),
     // Defensive: decide() answers its own errors. A Delete must not keep the stack.
-    outcome = request.RequestType === 'Delete'
-      ? { physicalResourceId, status: 'SUCCESS', reason: `error ignored on Delete: ${describeError(err)}`, bundles: [] }
-      : { physicalResourceId, status: 'FAILED', reason: `bundle re-encryption error: ${describeError(err)}`, bundles: [] };
-  }
-  const response = responseTo(request, outcome, physicalResourceId);
-  log(outcome.status === 'SUCCESS' ? 'INFO' : 'WARN', 'bundle re-encryption', {
-    ...fields, status: outcome.status, reason: response.Reason, bundles: outcome.bundles,
-  });
-  await respond(responseUrl, JSON.stringify(response), 'bundle re-encryption', deps);
-  return outcome;
+    onError: (request, err) => request.RequestType === 'Delete'
+      ? { status: 'SUCCESS', reason: `error ignored on Delete: ${describeError(err)}`, bundles: [] }
+      : { status: 'FAILED', reason: `bundle re-encryption error: ${describeError(err)}`, bundles: [] },
+    logFields: (outcome) => ({ bundles: outcome.bundles }),
+  }, deps);
 }
 
 /** The event's own physical id (Update, Delete), else `bundle-reencrypt-<BucketName>`: stable, never a replacement. */

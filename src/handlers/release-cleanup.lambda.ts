@@ -15,9 +15,9 @@
  */
 import { CloudWatchClient, DeleteAlarmsCommand, DescribeAlarmsCommand } from '@aws-sdk/client-cloudwatch';
 import { AwsCallError, awsCall, awsErrorOf } from './shared/aws-call';
-import { propertiesOf, respond, responseTo, responseUrlOf } from './shared/cloudformation-response';
+import { answerCustomResource, propertiesOf } from './shared/cloudformation-response';
 import type { ResponseDeps } from './shared/cloudformation-response';
-import { clip, defaultSleep, describeError, isObject, log, logError } from './shared/common';
+import { clip, defaultSleep, describeError, log, logError } from './shared/common';
 import { isRetryable } from './shared/retryable';
 
 /** Exported for tests. */
@@ -55,28 +55,14 @@ export async function handler(event: unknown): Promise<CleanupOutcome | undefine
 
 /** Decides (see the file comment), responds to CloudFormation, and returns what it did. */
 export async function cleanup(event: unknown, deps: CleanupDeps = {}): Promise<CleanupOutcome | undefined> {
-  const request = isObject(event) ? event : {};
-  const responseUrl = responseUrlOf(request);
-  const fields = { requestType: request.RequestType, logicalResourceId: request.LogicalResourceId, stackId: request.StackId };
-  if (responseUrl === undefined) {
-    logError('not a CloudFormation custom resource request (no ResponseURL): nothing to respond to', undefined, fields);
-    return undefined;
-  }
-  const prefix = alarmPrefixOf(request);
-  const physicalResourceId = physicalId(request, prefix);
-  let outcome: CleanupOutcome;
-  try {
-    outcome = { physicalResourceId, ...(await decide(request, prefix, deps)) };
-  } catch (err) {
+  return answerCustomResource<Omit<CleanupOutcome, 'physicalResourceId'>>(event, {
+    who: 'release cleanup',
+    physicalId: (request) => physicalId(request, alarmPrefixOf(request)),
+    decide: (request) => decide(request, alarmPrefixOf(request), deps),
     // Defensive: decide() answers its own errors.
-    outcome = { physicalResourceId, status: 'FAILED', reason: `release cleanup error: ${describeError(err)}`, deleted: [] };
-  }
-  const response = responseTo(request, outcome, physicalResourceId);
-  log(outcome.status === 'SUCCESS' ? 'INFO' : 'WARN', 'release cleanup', {
-    ...fields, status: outcome.status, reason: response.Reason, alarmPrefix: prefix, deleted: outcome.deleted.length,
-  });
-  await respond(responseUrl, JSON.stringify(response), 'release cleanup', deps);
-  return outcome;
+    onError: (_request, err) => ({ status: 'FAILED', reason: `release cleanup error: ${describeError(err)}`, deleted: [] }),
+    logFields: (outcome, request) => ({ alarmPrefix: alarmPrefixOf(request), deleted: outcome.deleted.length }),
+  }, deps);
 }
 
 /** The `AlarmNamePrefix` property when it is a usable prefix, else `undefined`. */

@@ -53,6 +53,58 @@ export function responseTo(
   };
 }
 
+/** What a custom resource handler decided: the status and reason CloudFormation gets, and anything it reports. */
+export interface CustomResourceVerdict {
+  readonly status: 'SUCCESS' | 'FAILED';
+  readonly reason: string;
+}
+
+/** One custom resource handler, for `answerCustomResource`. */
+export interface CustomResourceHandler<V extends CustomResourceVerdict> {
+  /** Names the handler in the logs (`release cleanup`). */
+  readonly who: string;
+  /** The physical id to answer with (the event's own on Update and Delete, so nothing is ever replaced). */
+  readonly physicalId: (request: Record<string, unknown>) => string;
+  /** The decision; it answers its own errors. */
+  readonly decide: (request: Record<string, unknown>) => Promise<V>;
+  /** The verdict when `decide` throws anyway (defensive): a Delete should succeed, or the stack cannot be deleted. */
+  readonly onError: (request: Record<string, unknown>, error: unknown) => V;
+  /** What the outcome adds to the log line. */
+  readonly logFields?: (verdict: V, request: Record<string, unknown>) => Record<string, unknown>;
+}
+
+/**
+ * The envelope every custom resource handler shares: no `ResponseURL`, nothing to answer (logged, `undefined`;
+ * throwing would only make Lambda run it again); else decide, log the verdict, answer CloudFormation, and return the
+ * verdict with its physical id.
+ */
+export async function answerCustomResource<V extends CustomResourceVerdict>(
+  event: unknown,
+  handler: CustomResourceHandler<V>,
+  deps: ResponseDeps = {},
+): Promise<(V & { readonly physicalResourceId: string }) | undefined> {
+  const request = isObject(event) ? event : {};
+  const responseUrl = responseUrlOf(request);
+  const fields = { requestType: request.RequestType, logicalResourceId: request.LogicalResourceId, stackId: request.StackId };
+  if (responseUrl === undefined) {
+    logError('not a CloudFormation custom resource request (no ResponseURL): nothing to respond to', undefined, fields);
+    return undefined;
+  }
+  const physicalResourceId = handler.physicalId(request);
+  let verdict: V;
+  try {
+    verdict = await handler.decide(request);
+  } catch (err) {
+    verdict = handler.onError(request, err);
+  }
+  const response = responseTo(request, verdict, physicalResourceId);
+  log(verdict.status === 'SUCCESS' ? 'INFO' : 'WARN', handler.who, {
+    ...fields, status: verdict.status, reason: response.Reason, ...handler.logFields?.(verdict, request),
+  });
+  await respond(responseUrl, JSON.stringify(response), handler.who, deps);
+  return { ...verdict, physicalResourceId };
+}
+
 /** The resource properties of a request, or `{}`. */
 export function propertiesOf(request: Record<string, unknown>): Record<string, unknown> {
   return isObject(request.ResourceProperties) ? request.ResourceProperties : {};

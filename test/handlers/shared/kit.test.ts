@@ -3,6 +3,7 @@ import { LambdaServiceException, TooManyRequestsException } from '@aws-sdk/clien
 import { mockClient } from 'aws-sdk-client-mock';
 import { expectFacts } from './facts';
 import { AwsCallError, LambdaDeadlineError, awsCall, awsErrorOf, isAccessDenied, withDeadline } from '../../../src/handlers/shared/aws-call';
+import { answerCustomResource } from '../../../src/handlers/shared/cloudformation-response';
 import { isCodePipelineEvent, parseUserParametersObject, sendJobResult } from '../../../src/handlers/shared/codepipeline-job';
 import { isRetryable, isThrottling, RETRYABLE_ERROR_NAMES } from '../../../src/handlers/shared/retryable';
 
@@ -269,5 +270,53 @@ describe('awsCall and withDeadline: options and messages', () => {
     jest.useFakeTimers();
     await expect(withDeadline(async () => 'fast', () => 0, 60_000, 0)).resolves.toBe('fast');
     expect(jest.getTimerCount()).toBe(0);
+  });
+});
+
+describe('answerCustomResource: the envelope of the custom resource handlers', () => {
+  const request = {
+    RequestType: 'Create',
+    ResponseURL: 'https://cloudformation-custom-resource-response.example/abc',
+    StackId: 'arn:aws:cloudformation:eu-west-1:123456789012:stack/s/1',
+    RequestId: 'r-1',
+    LogicalResourceId: 'Thing',
+    ResourceProperties: {},
+  };
+  const quiet = () => jest.spyOn(console, 'log').mockImplementation(() => undefined);
+
+  test('answers what decide decided, with the physical id, and returns it', async () => {
+    const spy = quiet();
+    const puts: Array<[string, any]> = [];
+    const result = await answerCustomResource(request, {
+      who: 'thing',
+      physicalId: () => 'thing-1',
+      decide: async () => ({ status: 'SUCCESS' as const, reason: 'done', extra: 3 }),
+      onError: () => ({ status: 'FAILED' as const, reason: 'never', extra: 0 }),
+      logFields: (v) => ({ extra: v.extra }),
+    }, { put: async (url, body) => { puts.push([url, JSON.parse(body)]); } });
+    expect(result).toEqual({ status: 'SUCCESS', reason: 'done', extra: 3, physicalResourceId: 'thing-1' });
+    expect(puts).toEqual([[request.ResponseURL, { Status: 'SUCCESS', Reason: 'done', PhysicalResourceId: 'thing-1', StackId: request.StackId, RequestId: 'r-1', LogicalResourceId: 'Thing' }]]);
+    const line = spy.mock.calls.map(([l]) => JSON.parse(String(l))).find((l) => l.message === 'thing');
+    expect(line).toMatchObject({ level: 'INFO', status: 'SUCCESS', reason: 'done', extra: 3, requestType: 'Create', logicalResourceId: 'Thing' });
+    spy.mockRestore();
+  });
+
+  test('answers the onError verdict when decide throws, and nothing at all without a ResponseURL', async () => {
+    const spy = quiet();
+    const errSpy = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    const puts: string[] = [];
+    const handler = {
+      who: 'thing',
+      physicalId: () => 'thing-1',
+      decide: async (): Promise<{ status: 'SUCCESS' | 'FAILED'; reason: string }> => { throw new Error('boom'); },
+      onError: (_r: Record<string, unknown>, err: unknown) => ({ status: 'FAILED' as const, reason: `thing error: ${(err as Error).message}` }),
+    };
+    const deps = { put: async (_url: string, body: string) => { puts.push(JSON.parse(body).Reason); } };
+    expect(await answerCustomResource(request, handler, deps)).toEqual({ status: 'FAILED', reason: 'thing error: boom', physicalResourceId: 'thing-1' });
+    expect(puts).toEqual(['thing error: boom']);
+    expect(await answerCustomResource({ ...request, ResponseURL: undefined }, handler, deps)).toBeUndefined();
+    expect(puts).toHaveLength(1);
+    spy.mockRestore();
+    errSpy.mockRestore();
   });
 });
