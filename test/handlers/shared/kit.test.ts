@@ -287,7 +287,7 @@ describe('answerCustomResource: the envelope of the custom resource handlers', (
   test('answers what decide decided, with the physical id, and returns it', async () => {
     const spy = quiet();
     const puts: Array<[string, any]> = [];
-    const result = await answerCustomResource(request, {
+    const result = await answerCustomResource<{ status: 'SUCCESS' | 'FAILED'; reason: string; extra: number }>(request, {
       who: 'thing',
       physicalId: () => 'thing-1',
       decide: async () => ({ status: 'SUCCESS' as const, reason: 'done', extra: 3 }),
