@@ -1,4 +1,4 @@
-import { CustomResource, Duration, Stack, Token } from 'aws-cdk-lib';
+import { CustomResource, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -6,6 +6,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagRef } from './acknowledgements';
+import { customResourceHandlerOptions } from './custom-resource-function';
 import { createLogGroup } from './log-group';
 import { pruneRedundantDependsOn } from './redundant-depends-on';
 import { BundleReencryptFunction } from '../handlers/bundle-reencrypt-function';
@@ -84,16 +85,7 @@ export class BundleReencryption extends Construct {
       })],
     });
 
-    this.function = new BundleReencryptFunction(this, 'Function', {
-      role,
-      logGroup,
-      description: 'Re-encrypts the live release bundles under the bundle bucket\'s current key',
-      timeout: Duration.minutes(5),
-      memorySize: 128,
-      architecture: lambda.Architecture.ARM_64,
-      tracing: lambda.Tracing.ACTIVE,
-      environment: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1' },
-    });
+    this.function = new BundleReencryptFunction(this, 'Function', customResourceHandlerOptions(role, logGroup, 'Re-encrypts the live release bundles under the bundle bucket\'s current key'));
     this.resource = new CustomResource(this, 'Resource', {
       serviceToken: this.function.functionArn,
       resourceType: 'Custom::ReleaseBundleReencryption',

@@ -1,9 +1,10 @@
-import { ArnFormat, CustomResource, Duration, Stack, Token } from 'aws-cdk-lib';
+import { ArnFormat, CustomResource, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { acknowledge, acknowledgeStarResourceOnlyFor, nagPseudo } from './acknowledgements';
+import { customResourceHandlerOptions } from './custom-resource-function';
 import { createLogGroup } from './log-group';
 import { pruneRedundantDependsOn } from './redundant-depends-on';
 import { ReleaseCleanupFunction } from '../handlers/release-cleanup-function';
@@ -47,16 +48,7 @@ export class ReleaseAlarmCleanup extends Construct {
     const alarms = stack.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: `${prefix}-*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
     role.addToPolicy(new iam.PolicyStatement({ actions: ['cloudwatch:DescribeAlarms', 'cloudwatch:DeleteAlarms'], resources: [alarms] }));
 
-    this.function = new ReleaseCleanupFunction(this, 'Function', {
-      role,
-      logGroup,
-      description: `Deletes the release alarms ${prefix}-* when the stack is deleted`,
-      timeout: Duration.minutes(5),
-      memorySize: 128,
-      architecture: lambda.Architecture.ARM_64,
-      tracing: lambda.Tracing.ACTIVE,
-      environment: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: '1' },
-    });
+    this.function = new ReleaseCleanupFunction(this, 'Function', customResourceHandlerOptions(role, logGroup, `Deletes the release alarms ${prefix}-* when the stack is deleted`));
     this.resource = new CustomResource(this, 'Resource', {
       serviceToken: this.function.functionArn,
       resourceType: 'Custom::ReleaseAlarmCleanup',
